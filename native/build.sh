@@ -41,7 +41,7 @@ for cls in "${classes_list[@]}"; do
     continue
   fi
   java -cp "$javacpp_jar:$classes" org.bytedeco.javacpp.tools.Builder \
-    -cp "$classes" -d "$platform_dir" -nodelete=false \
+    -cp "$classes" -d "$platform_dir" \
     -Dplatform.includepath="$here/include" -Dplatform.linkpath="$platform_dir" \
     "$cls" > "$target/javacpp-$simple.log" 2>&1 || { cat "$target/javacpp-$simple.log"; exit 1; }
   rm -f "$platform_dir"/jni*.cpp "$platform_dir"/*.o

@@ -1,0 +1,193 @@
+package org.bertj.backend;
+
+/**
+ * Memory, GEMM and the fused ops of BERT on one device. Implementations: {@link CpuBackend}
+ * (OpenMP kernels + OpenBLAS) and {@code CudaBackend} (CUDA kernels + cuBLAS).
+ *
+ * <p>Every op checks its tensors (non-null, open, this backend, dtype, element counts) and throws
+ * {@link IllegalArgumentException} / {@link IllegalStateException} before native code runs; a
+ * native error status becomes a {@link NativeException} naming the op. Shapes follow
+ * {@code native/include/bertj.h}: row-major, N rows (tokens) of C channels; activation gradients
+ * are written ("="), parameter gradients accumulated ("+=").
+ */
+public interface Backend extends AutoCloseable {
+
+  /**
+   * The backend for a device: {@code CPU}, {@code CUDA} (an error when no GPU answers), or
+   * {@code AUTO} (CUDA when a device answers, else the CPU, said once on stderr). The system
+   * property {@code bertj.device} overrides AUTO.
+   */
+  static Backend create(Device device) {
+    return Backends.create(device);
+  }
+
+  /** {@code create(AUTO)}. */
+  static Backend auto() {
+    return Backends.create(Device.AUTO);
+  }
+
+  /** "cpu" or "cuda:0"... */
+  String name();
+
+  Device device();
+
+  // ---- memory ----
+
+  /** A new zero-filled tensor. */
+  Tensor alloc(DType dtype, long... shape);
+
+  /** Frees an owned tensor's memory; called by {@link Tensor#close()}. */
+  void free(Tensor t);
+
+  void upload(Tensor dst, float[] src);
+
+  void upload(Tensor dst, int[] src);
+
+  float[] download(Tensor src);
+
+  int[] downloadInts(Tensor src);
+
+  /** dst = src, both on this backend, same dtype and element count. */
+  void copy(Tensor dst, Tensor src);
+
+  /** x[:] = value (F32). */
+  void fill(Tensor x, float value);
+
+  /** x[:] = 0 (any dtype). */
+  void zero(Tensor x);
+
+  /** y += alpha * x. */
+  void axpy(Tensor y, Tensor x, float alpha);
+
+  /** x *= scale[0] (scale: one F32 element on this backend). */
+  void scaleBy(Tensor x, Tensor scale);
+
+  /** Waits for all queued work (no-op on the CPU). */
+  void synchronize();
+
+  // ---- GEMM ----
+
+  /**
+   * Row-major C (m, n) = alpha * op(A) (m, k) * op(B) (k, n) + beta * C, with leading dimensions
+   * (row strides in elements) lda, ldb, ldc; op(X) = X^T when trans.
+   */
+  void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a, int lda,
+      Tensor b, int ldb, float beta, Tensor c, int ldc);
+
+  /**
+   * A linear layer on rows: y (n, out) = x (n, in) * w^T (w: (out, in)) + bias (bias may be null);
+   * beta = 1 accumulates into y instead.
+   */
+  default void linear(Tensor y, Tensor x, Tensor w, Tensor bias, int n, int in, int out) {
+    gemm(false, true, n, out, in, 1f, x, in, w, in, 0f, y, out);
+    if (bias != null) {
+      biasAdd(y, bias, n, out);
+    }
+  }
+
+  /**
+   * Backward of {@link #linear}: dx (n, in) = dy * w (written when accumulate is false, else
+   * added; dx may be null), dw (out, in) += dy^T x, dbias (out) += column sums of dy (may be null).
+   */
+  default void linearBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dy, Tensor x, Tensor w,
+      int n, int in, int out, boolean accumulate) {
+    if (dx != null) {
+      gemm(false, false, n, in, out, 1f, dy, out, w, in, accumulate ? 1f : 0f, dx, in);
+    }
+    gemm(true, false, out, in, n, 1f, dy, out, x, in, 1f, dw, in);
+    if (dbias != null) {
+      biasBackward(dbias, dy, n, out);
+    }
+  }
+
+  // ---- embeddings ----
+
+  /** out (B*T, C) = wte[ids] + wpe[pos] + wtt[tt]; ids, tt (B*T) I32, tt may be null. */
+  void embeddingsForward(Tensor out, Tensor ids, Tensor tt, Tensor wte, Tensor wpe, Tensor wtt,
+      int b, int t);
+
+  /** Scatter-adds dout into dwte, dwpe, dwtt (dwtt may be null); deterministic. */
+  void embeddingsBackward(Tensor dwte, Tensor dwpe, Tensor dwtt, Tensor dout, Tensor ids,
+      Tensor tt, int b, int t);
+
+  // ---- layer norm ----
+
+  /**
+   * h = x + residual (residual may be null); out = LN(h) * gamma + beta; saves mean, rstd (n)
+   * and h (n, c) into hsave when not null.
+   */
+  void layerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor hsave, Tensor x,
+      Tensor residual, Tensor gamma, Tensor beta, int n, int c, float eps);
+
+  /** dh = dLoss/dh (written); dgamma, dbeta accumulated. */
+  void layerNormBackward(Tensor dh, Tensor dgamma, Tensor dbeta, Tensor dout, Tensor h,
+      Tensor mean, Tensor rstd, Tensor gamma, int n, int c);
+
+  // ---- bias, GELU, tanh ----
+
+  void biasAdd(Tensor x, Tensor bias, int n, int c);
+
+  void biasBackward(Tensor dbias, Tensor dout, int n, int c);
+
+  /** pre = x + bias (bias may be null; pre may be x); out = gelu(pre) (exact erf). */
+  void biasGeluForward(Tensor out, Tensor pre, Tensor x, Tensor bias, int n, int c);
+
+  /** dpre = dout * gelu'(pre); dbias += column sums (dbias may be null). */
+  void biasGeluBackward(Tensor dpre, Tensor dbias, Tensor dout, Tensor pre, int n, int c);
+
+  void tanhForward(Tensor out, Tensor x);
+
+  void tanhBackward(Tensor dx, Tensor dout, Tensor out);
+
+  // ---- dropout ----
+
+  void dropoutForward(Tensor out, Tensor x, float p, long seed, long offset);
+
+  void dropoutBackward(Tensor dx, Tensor dout, float p, long seed, long offset);
+
+  /** The uniforms dropout draws for (seed, offset), one per element of u. */
+  void philoxUniform(Tensor u, long seed, long offset);
+
+  // ---- attention ----
+
+  /**
+   * Self-attention core from packed qkv (B, T, 3C) with C = nh * d; mask (B*T) I32 1 = real key
+   * (may be null); out (B, T, C); lse (B, nh, T) saved for the backward.
+   */
+  void attentionForward(Tensor out, Tensor lse, Tensor qkv, Tensor mask, int b, int t, int nh,
+      int d, float p, long seed, long offset);
+
+  /** dqkv (B, T, 3C) from dout (B, T, C), recomputing the probabilities. */
+  void attentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+      Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset);
+
+  // ---- losses ----
+
+  /** Per-row cross-entropy losses (b) and dlogits (b, l) * gradScale (dlogits may be null). */
+  void crossEntropy(Tensor losses, Tensor dlogits, Tensor logits, Tensor labels, int b, int l,
+      float gradScale);
+
+  void bceWithLogits(Tensor losses, Tensor dlogits, Tensor logits, Tensor targets,
+      float gradScale);
+
+  void mse(Tensor losses, Tensor dpred, Tensor pred, Tensor targets, float gradScale);
+
+  // ---- optimizer ----
+
+  /** out[0] = sum of squares of x. */
+  void sumSquares(Tensor out, Tensor x);
+
+  /** scale[0] = min(1, maxNorm / (sqrt(normSq[0]) + 1e-6)). */
+  void clipScale(Tensor scale, Tensor normSq, float maxNorm);
+
+  /**
+   * torch.optim.AdamW step over flat p, g, m, v; weight decay only on [decayBegin, decayEnd);
+   * gradScale (one element, may be null) multiplies g.
+   */
+  void adamw(Tensor p, Tensor g, Tensor m, Tensor v, long decayBegin, long decayEnd, float lr,
+      float beta1, float beta2, float eps, float weightDecay, int step, Tensor gradScale);
+
+  /** Releases backend-wide resources (handles, streams, cached memory). */
+  @Override
+  void close();
+}
