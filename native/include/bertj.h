@@ -130,10 +130,10 @@ extern "C" {
   int P##cross_entropy(float* losses, float* dlogits, const float* logits,                     \
                        const int32_t* labels, int B, int L, float grad_scale, void* stream);    \
   /* BCE with logits, elementwise over n = B * L: losses[i] = max(x,0) - x*y + log(1+e^-|x|);   \
-     dlogits[i] = (sigmoid(x) - y) * grad_scale. */                                             \
+     dlogits[i] = (sigmoid(x) - y) * grad_scale (dlogits may be NULL). */                                             \
   int P##bce_with_logits(float* losses, float* dlogits, const float* logits,                   \
                          const float* targets, int64_t n, float grad_scale, void* stream);      \
-  /* MSE, elementwise: losses[i] = (x - y)^2; dpred[i] = 2 (x - y) * grad_scale. */             \
+  /* MSE, elementwise: losses[i] = (x - y)^2; dpred[i] = 2 (x - y) * grad_scale (dpred may be NULL). */             \
   int P##mse(float* losses, float* dpred, const float* pred, const float* targets, int64_t n,  \
              float grad_scale, void* stream);                                                   \
                                                                                                 \

@@ -1,0 +1,135 @@
+// Layer norm with a fused residual add (BERT's post-LN: LayerNorm(x + residual)).
+//
+// Forward, per row n of N:
+//   h = x + residual                      (residual may be NULL: h = x)
+//   mean = sum(h) / C;  var = sum((h - mean)^2) / C   (biased; both accumulated in double)
+//   rstd = 1 / sqrt(var + eps);  xhat = (h - mean) * rstd
+//   out = xhat * gamma + beta
+// saving mean (N), rstd (N) and, when hsave != NULL, h (N, C) for the backward.
+//
+// Backward (g = dout * gamma):
+//   dh = rstd * (g - mean(g) - xhat * mean(g * xhat))   activation gradient, written ("=")
+//   dgamma += sum_n dout * xhat;  dbeta += sum_n dout    parameter gradients, accumulated ("+=")
+// dh is the gradient of both x and residual.
+//
+// Determinism: rows are independent; dgamma/dbeta are reduced per column block of kColBlock
+// channels, one thread per block walking rows in order with double partial sums, so the bits do
+// not depend on the thread count.
+#include <cmath>
+
+#include "common.h"
+
+extern "C" int bj_cpu_layernorm_forward(float* out,             // (N, C), may alias x
+                                        float* mean,            // (N)
+                                        float* rstd,            // (N)
+                                        float* hsave,           // (N, C) or NULL
+                                        const float* x,         // (N, C)
+                                        const float* residual,  // (N, C) or NULL
+                                        const float* gamma,     // (C)
+                                        const float* beta,      // (C)
+                                        int N, int C, float eps, void* stream) {
+  BJ_CHECK(out != nullptr && x != nullptr, "bj_cpu_layernorm_forward", "out or x is NULL");
+  BJ_CHECK(mean != nullptr && rstd != nullptr, "bj_cpu_layernorm_forward",
+           "mean or rstd is NULL");
+  BJ_CHECK(gamma != nullptr && beta != nullptr, "bj_cpu_layernorm_forward",
+           "gamma or beta is NULL");
+  BJ_CHECK(N > 0, "bj_cpu_layernorm_forward", "N must be > 0 (got %d)", N);
+  BJ_CHECK(C > 0, "bj_cpu_layernorm_forward", "C must be > 0 (got %d)", C);
+  BJ_CHECK(eps >= 0.0f && std::isfinite(eps), "bj_cpu_layernorm_forward",
+           "eps must be finite and >= 0 (got %g)", (double)eps);
+
+#pragma omp parallel for if ((int64_t)N * C >= bj::kParallelMin)
+  for (int n = 0; n < N; ++n) {
+    const float* xr = x + (int64_t)n * C;                                 // (C)
+    const float* rr = residual ? residual + (int64_t)n * C : nullptr;     // (C)
+    float* hr = hsave ? hsave + (int64_t)n * C : nullptr;                 // (C)
+    float* o = out + (int64_t)n * C;                                      // (C)
+    double sum = 0.0;
+    for (int c = 0; c < C; ++c) {
+      const float h = rr ? xr[c] + rr[c] : xr[c];
+      if (hr) hr[c] = h;
+      sum += h;
+    }
+    const float m = (float)(sum / C);
+    double ss = 0.0;
+    for (int c = 0; c < C; ++c) {
+      const float h = rr ? xr[c] + rr[c] : xr[c];
+      const double d = (double)h - m;
+      ss += d * d;
+    }
+    const float s = (float)(1.0 / std::sqrt(ss / C + (double)eps));
+    // Reads x (and residual) at c before writing out at c: safe when out aliases x.
+    for (int c = 0; c < C; ++c) {
+      const float h = rr ? xr[c] + rr[c] : xr[c];
+      o[c] = (h - m) * s * gamma[c] + beta[c];
+    }
+    mean[n] = m;
+    rstd[n] = s;
+  }
+  return BJ_OK;
+}
+
+extern "C" int bj_cpu_layernorm_backward(float* dh,           // (N, C), "="
+                                         float* dgamma,       // (C), +=
+                                         float* dbeta,        // (C), +=
+                                         const float* dout,   // (N, C)
+                                         const float* h,      // (N, C), the saved input
+                                         const float* mean,   // (N)
+                                         const float* rstd,   // (N)
+                                         const float* gamma,  // (C)
+                                         int N, int C, void* stream) {
+  BJ_CHECK(dh != nullptr && dout != nullptr && h != nullptr, "bj_cpu_layernorm_backward",
+           "dh, dout or h is NULL");
+  BJ_CHECK(dgamma != nullptr && dbeta != nullptr, "bj_cpu_layernorm_backward",
+           "dgamma or dbeta is NULL");
+  BJ_CHECK(mean != nullptr && rstd != nullptr && gamma != nullptr, "bj_cpu_layernorm_backward",
+           "mean, rstd or gamma is NULL");
+  BJ_CHECK(N > 0, "bj_cpu_layernorm_backward", "N must be > 0 (got %d)", N);
+  BJ_CHECK(C > 0, "bj_cpu_layernorm_backward", "C must be > 0 (got %d)", C);
+  const bool par = (int64_t)N * C >= bj::kParallelMin;
+
+  // Parameter gradients first (dh may alias dout): column blocks, rows in order.
+  const int nblocks = (C + bj::kColBlock - 1) / bj::kColBlock;
+#pragma omp parallel for schedule(static, 1) if (par)
+  for (int blk = 0; blk < nblocks; ++blk) {
+    const int c0 = blk * bj::kColBlock;
+    const int c1 = c0 + bj::kColBlock < C ? c0 + bj::kColBlock : C;
+    double dg[bj::kColBlock] = {0.0};  // partial sums of this block (stack scratch)
+    double db[bj::kColBlock] = {0.0};
+    for (int n = 0; n < N; ++n) {
+      const float* g = dout + (int64_t)n * C;
+      const float* hr = h + (int64_t)n * C;
+      const float m = mean[n], s = rstd[n];
+      for (int c = c0; c < c1; ++c) {
+        const float xhat = (hr[c] - m) * s;
+        dg[c - c0] += (double)g[c] * xhat;
+        db[c - c0] += g[c];
+      }
+    }
+    for (int c = c0; c < c1; ++c) {
+      dgamma[c] += (float)dg[c - c0];
+      dbeta[c] += (float)db[c - c0];
+    }
+  }
+
+  // Activation gradient, row by row.
+#pragma omp parallel for if (par)
+  for (int n = 0; n < N; ++n) {
+    const float* g = dout + (int64_t)n * C;  // (C)
+    const float* hr = h + (int64_t)n * C;    // (C)
+    float* d = dh + (int64_t)n * C;          // (C)
+    const float m = mean[n], s = rstd[n];
+    double sum_g = 0.0, sum_gx = 0.0;
+    for (int c = 0; c < C; ++c) {
+      const float gg = g[c] * gamma[c];
+      sum_g += gg;
+      sum_gx += (double)gg * ((hr[c] - m) * s);
+    }
+    const float mg = (float)(sum_g / C), mgx = (float)(sum_gx / C);
+    for (int c = 0; c < C; ++c) {
+      const float xhat = (hr[c] - m) * s;
+      d[c] = s * (g[c] * gamma[c] - mg - xhat * mgx);
+    }
+  }
+  return BJ_OK;
+}

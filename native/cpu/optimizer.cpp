@@ -1,0 +1,98 @@
+// Optimizer ops: global gradient norm, torch-style clip factor, and AdamW.
+//
+//   sum_squares: out[0] = sum_i x[i]^2, accumulated in double. The range [0, n) is cut into
+//                kChunks fixed chunks (their bounds depend on n only); each chunk is summed in
+//                order and the partials are added in chunk order, so the bits do not depend on the
+//                thread count.
+//   clip_scale:  scale[0] = min(1, max_norm / (sqrt(norm_sq[0]) + 1e-6)) (torch
+//                clip_grad_norm_); a NaN norm gives a NaN scale (so the caller can see it).
+//   adamw:       torch.optim.AdamW on one flat buffer, gradient g * (*grad_scale) (g untouched):
+//                  p -= lr * wd * p                        for i in [decay_begin, decay_end)
+//                  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+//                  p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps)
+//                the bias corrections 1 - b^step in double, the rest in fp32. Updates p, m, v in
+//                place (the optimizer state; no gradient is produced here).
+#include <cmath>
+
+#include "common.h"
+
+namespace {
+constexpr int kChunks = 256;  // fixed partition of sum_squares: 2 KiB of stack partials
+}
+
+extern "C" int bj_cpu_sum_squares(float* out,      // (1)
+                                  const float* x,  // (n)
+                                  int64_t n, void* stream) {
+  BJ_CHECK(out != nullptr && x != nullptr, "bj_cpu_sum_squares", "out or x is NULL");
+  BJ_CHECK(n > 0, "bj_cpu_sum_squares", "n must be > 0 (got %lld)", (long long)n);
+  double partial[kChunks];  // (kChunks) stack scratch
+  const int64_t chunk = (n + kChunks - 1) / kChunks;
+#pragma omp parallel for if (n >= bj::kParallelMin)
+  for (int c = 0; c < kChunks; ++c) {
+    const int64_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    double acc = 0.0;
+    for (int64_t i = lo; i < hi; ++i) acc += (double)x[i] * x[i];
+    partial[c] = acc;
+  }
+  double total = 0.0;
+  for (int c = 0; c < kChunks; ++c) total += partial[c];
+  out[0] = (float)total;
+  return BJ_OK;
+}
+
+extern "C" int bj_cpu_clip_scale(float* scale,          // (1)
+                                 const float* norm_sq,  // (1)
+                                 float max_norm, void* stream) {
+  BJ_CHECK(scale != nullptr && norm_sq != nullptr, "bj_cpu_clip_scale",
+           "scale or norm_sq is NULL");
+  BJ_CHECK(max_norm > 0.0f, "bj_cpu_clip_scale", "max_norm must be > 0 (got %g)",
+           (double)max_norm);
+  const float c = max_norm / (std::sqrt(norm_sq[0]) + 1e-6f);
+  scale[0] = c > 1.0f ? 1.0f : c;  // NaN stays NaN
+  return BJ_OK;
+}
+
+extern "C" int bj_cpu_adamw(float* p,        // (n), updated in place
+                            const float* g,  // (n)
+                            float* m,        // (n), first moment, updated
+                            float* v,        // (n), second moment, updated
+                            int64_t n, int64_t decay_begin, int64_t decay_end, float lr,
+                            float beta1, float beta2, float eps, float wd, int step,
+                            const float* grad_scale,  // (1) or NULL = 1
+                            void* stream) {
+  BJ_CHECK(p != nullptr && g != nullptr && m != nullptr && v != nullptr, "bj_cpu_adamw",
+           "p, g, m or v is NULL");
+  BJ_CHECK(n > 0, "bj_cpu_adamw", "n must be > 0 (got %lld)", (long long)n);
+  BJ_CHECK(0 <= decay_begin && decay_begin <= decay_end && decay_end <= n, "bj_cpu_adamw",
+           "need 0 <= decay_begin <= decay_end <= n (got %lld, %lld, n = %lld)",
+           (long long)decay_begin, (long long)decay_end, (long long)n);
+  BJ_CHECK(lr >= 0.0f, "bj_cpu_adamw", "lr must be >= 0 (got %g)", (double)lr);
+  BJ_CHECK(beta1 >= 0.0f && beta1 < 1.0f, "bj_cpu_adamw", "beta1 must be in [0, 1) (got %g)",
+           (double)beta1);
+  BJ_CHECK(beta2 >= 0.0f && beta2 < 1.0f, "bj_cpu_adamw", "beta2 must be in [0, 1) (got %g)",
+           (double)beta2);
+  BJ_CHECK(eps >= 0.0f, "bj_cpu_adamw", "eps must be >= 0 (got %g)", (double)eps);
+  BJ_CHECK(wd >= 0.0f, "bj_cpu_adamw", "wd must be >= 0 (got %g)", (double)wd);
+  BJ_CHECK(step >= 1, "bj_cpu_adamw", "step must be >= 1 (got %d)", step);
+
+  const float gs = grad_scale ? grad_scale[0] : 1.0f;
+  const double bc1 = 1.0 - std::pow((double)beta1, step);
+  const double bc2 = 1.0 - std::pow((double)beta2, step);
+  // The same roundings as torch's single-tensor AdamW: scalars in double, then fp32.
+  const float step_size = (float)((double)lr / bc1);      // lr / (1 - b1^step)
+  const float bc2_sqrt = (float)std::sqrt(bc2);           // sqrt(1 - b2^step)
+  const float decay = (float)(1.0 - (double)lr * wd);     // 1 - lr * wd
+#pragma omp parallel for if (n >= bj::kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i] * gs;
+    float pi = p[i];
+    if (i >= decay_begin && i < decay_end) pi *= decay;
+    const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = std::sqrt(vi) / bc2_sqrt + eps;
+    p[i] = pi - step_size * (mi / denom);
+  }
+  return BJ_OK;
+}
