@@ -76,6 +76,11 @@ public final class Tensor implements AutoCloseable {
     return address;
   }
 
+  /** The address without the open check (for the backend freeing it). */
+  long addressUnchecked() {
+    return address;
+  }
+
   Object handle() {
     return handle;
   }

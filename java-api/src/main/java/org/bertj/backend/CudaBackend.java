@@ -1,0 +1,266 @@
+package org.bertj.backend;
+
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.Map;
+import org.bertj.nativ.BertjCuda;
+import org.bytedeco.cuda.cublas.cublasContext;
+import org.bytedeco.cuda.cudart.CUstream_st;
+import org.bytedeco.cuda.global.cublas;
+import org.bytedeco.cuda.global.cudart;
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.IntPointer;
+import org.bytedeco.javacpp.Loader;
+import org.bytedeco.javacpp.Pointer;
+
+/**
+ * The CUDA backend: bertj's CUDA kernels ({@code libbertj_cuda.so}) and cuBLAS, both from the
+ * bytedeco {@code cuda} preset's cudart (the machine's CUDA 13 libraries, found through the
+ * library path). All work is queued on one stream. Device memory comes from a caching allocator:
+ * freed blocks are kept per size and reused, so a training loop that frees and allocates the
+ * same shapes calls {@code cudaMalloc} only during its first step.
+ */
+public final class CudaBackend extends NativeBackend {
+  private static final long ROUND = 512;
+
+  private final CUstream_st stream;
+  private final cublasContext blas;
+  private final FloatPointer alphaBuf = new FloatPointer(1);
+  private final FloatPointer betaBuf = new FloatPointer(1);
+  private final Map<Long, ArrayDeque<Long>> cache = new HashMap<>();
+  private final Map<Long, Long> blocks = new HashMap<>();
+  private long mallocCalls;
+  private long cachedBytes;
+  private long liveBytes;
+  private long liveTensors;
+  private boolean closed;
+
+  /** The number of CUDA devices; loads cudart (throws if the driver is missing). */
+  public static int deviceCount() {
+    Loader.load(cudart.class);
+    int[] n = new int[1];
+    int st = cudart.cudaGetDeviceCount(n);
+    return st == 0 ? n[0] : -st;
+  }
+
+  public CudaBackend() {
+    super(new CudaKernels());
+    int n = deviceCount();
+    if (n <= 0) {
+      throw new IllegalStateException("no CUDA device (cudaGetDeviceCount: " + n + ")");
+    }
+    check(cudart.cudaSetDevice(0), "cudaSetDevice");
+    Loader.load(BertjCuda.class);
+    stream = new CUstream_st();
+    check(cudart.cudaStreamCreate(stream), "cudaStreamCreate");
+    blas = new cublasContext();
+    blasCheck(cublas.cublasCreate_v2(blas), "cublasCreate");
+    blasCheck(cublas.cublasSetStream_v2(blas, stream), "cublasSetStream");
+    // fp32 reference path: no TF32 (CUBLAS_DEFAULT_MATH).
+    blasCheck(cublas.cublasSetMathMode(blas, cublas.CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+  }
+
+  private static void check(int status, String op) {
+    if (status != 0) {
+      throw new NativeException(op, status, cudart.cudaGetErrorString(status).getString());
+    }
+  }
+
+  private static void blasCheck(int status, String op) {
+    if (status != 0) {
+      throw new NativeException(op, status, cublas.cublasGetStatusString(status).getString());
+    }
+  }
+
+  @Override
+  public String name() {
+    return "cuda:0";
+  }
+
+  @Override
+  public Device device() {
+    return Device.CUDA;
+  }
+
+  @Override
+  long stream() {
+    return stream.address();
+  }
+
+  /** cudaMalloc calls so far (the caching allocator makes this flat after the first step). */
+  public long mallocCalls() {
+    return mallocCalls;
+  }
+
+  public long liveBytes() {
+    return liveBytes;
+  }
+
+  public long liveTensors() {
+    return liveTensors;
+  }
+
+  // ---- memory ----
+
+  @Override
+  public Tensor alloc(DType dtype, long... shape) {
+    ensureOpen();
+    long n = Tensor.numel(shape);
+    long bytes = Math.max(1L, Math.multiplyExact(n, (long) dtype.bytes()));
+    long size = (bytes + ROUND - 1) / ROUND * ROUND;
+    ArrayDeque<Long> free = cache.get(size);
+    long address;
+    if (free != null && !free.isEmpty()) {
+      address = free.pop();
+      cachedBytes -= size;
+    } else {
+      Pointer p = new Pointer();
+      int st = cudart.cudaMalloc(p, size);
+      if (st != 0 && cachedBytes > 0) {
+        releaseCache();
+        st = cudart.cudaMalloc(p, size);
+      }
+      check(st, "cudaMalloc(" + size + " bytes for " + dtype + java.util.Arrays.toString(shape) + ")");
+      mallocCalls++;
+      address = p.address();
+      blocks.put(address, size);
+    }
+    check(cudart.cudaMemsetAsync(new Raw.B(address), 0, size, stream), "cudaMemsetAsync");
+    liveBytes += size;
+    liveTensors++;
+    return new Tensor(this, dtype, shape, address, null, size);
+  }
+
+  @Override
+  public void free(Tensor t) {
+    if (t.backend() != this || !t.isOwner()) {
+      throw new IllegalArgumentException("free: " + t + " is not an owned tensor of " + name());
+    }
+    long size = (Long) t.handle();
+    liveBytes -= size;
+    liveTensors--;
+    if (closed) {
+      return;
+    }
+    // Reuse is safe: every kernel runs on this one stream, in order.
+    cache.computeIfAbsent(size, s -> new ArrayDeque<>()).push(t.addressUnchecked());
+    cachedBytes += size;
+  }
+
+  private void releaseCache() {
+    check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    for (ArrayDeque<Long> q : cache.values()) {
+      for (long a : q) {
+        cudart.cudaFree(new Raw.B(a));
+        blocks.remove(a);
+      }
+    }
+    cache.clear();
+    cachedBytes = 0;
+  }
+
+  private void ensureOpen() {
+    if (closed) {
+      throw new IllegalStateException("the CUDA backend is closed");
+    }
+  }
+
+  @Override
+  public void upload(Tensor dst, float[] src) {
+    f32(dst, "dst", src.length);
+    try (FloatPointer host = new FloatPointer(src)) {
+      check(cudart.cudaMemcpyAsync(new Raw.B(dst.address()), host, 4L * src.length,
+          cudart.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync(upload)");
+      check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    }
+  }
+
+  @Override
+  public void upload(Tensor dst, int[] src) {
+    i32(dst, "dst", src.length);
+    try (IntPointer host = new IntPointer(src)) {
+      check(cudart.cudaMemcpyAsync(new Raw.B(dst.address()), host, 4L * src.length,
+          cudart.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync(upload)");
+      check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    }
+  }
+
+  @Override
+  public float[] download(Tensor src) {
+    float[] out = new float[Math.toIntExact(f32(src, "src").numel())];
+    try (FloatPointer host = new FloatPointer(out.length)) {
+      check(cudart.cudaMemcpyAsync(host, new Raw.B(src.address()), 4L * out.length,
+          cudart.cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync(download)");
+      check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+      host.get(out);
+    }
+    return out;
+  }
+
+  @Override
+  public int[] downloadInts(Tensor src) {
+    int[] out = new int[Math.toIntExact(i32(src, "src").numel())];
+    try (IntPointer host = new IntPointer(out.length)) {
+      check(cudart.cudaMemcpyAsync(host, new Raw.B(src.address()), 4L * out.length,
+          cudart.cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync(download)");
+      check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+      host.get(out);
+    }
+    return out;
+  }
+
+  @Override
+  public void copy(Tensor dst, Tensor src) {
+    Tensor.require(src, "src", this, src.dtype());
+    Tensor.require(dst, "dst", this, src.dtype());
+    if (dst.numel() != src.numel()) {
+      throw new IllegalArgumentException("copy: dst " + dst + " and src " + src + " differ in size");
+    }
+    check(cudart.cudaMemcpyAsync(new Raw.B(dst.address()), new Raw.B(src.address()), src.bytes(),
+        cudart.cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync(copy)");
+  }
+
+  @Override
+  public void zero(Tensor x) {
+    Tensor.require(x, "x", this, x.dtype());
+    check(cudart.cudaMemsetAsync(new Raw.B(x.address()), 0, x.bytes(), stream), "cudaMemsetAsync");
+  }
+
+  @Override
+  public void synchronize() {
+    check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  }
+
+  // ---- GEMM ----
+
+  @Override
+  public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a,
+      int lda, Tensor b, int ldb, float beta, Tensor c, int ldc) {
+    Gemm.check(this, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
+    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
+    alphaBuf.put(0, alpha);
+    betaBuf.put(0, beta);
+    blasCheck(cublas.cublasSgemm_v2(blas, transB ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N,
+        transA ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N, n, m, k, alphaBuf,
+        new Raw.F(b.address(), 0), ldb, new Raw.F(a.address(), 0), lda, betaBuf,
+        new Raw.F(c.address(), 0), ldc), "cublasSgemm");
+  }
+
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    releaseCache();
+    closed = true;
+    // Tensors still open lose their memory here; using them afterwards is an error.
+    for (long a : blocks.keySet()) {
+      cudart.cudaFree(new Raw.B(a));
+    }
+    blocks.clear();
+    cublas.cublasDestroy_v2(blas);
+    cudart.cudaStreamDestroy(stream);
+    alphaBuf.close();
+    betaBuf.close();
+  }
+}

@@ -1,0 +1,317 @@
+package org.bertj.backend;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * Tier 2: every op on CUDA against the CPU backend on the same fresh random inputs (fp32: forward
+ * within 1e-5, backward within 1e-4 relative; dropout masks identical). Skipped, visibly, where
+ * no CUDA device answers.
+ */
+class CudaVsCpuTest {
+  private static CpuBackend cpu;
+  private static CudaBackend gpu;
+  private final List<Tensor> open = new ArrayList<>();
+  private final Random rnd = new Random(1234);
+
+  private static String why;
+
+  @BeforeAll
+  static void start() {
+    why = CudaProbe.unavailableReason();
+    if (why == null) {
+      cpu = new CpuBackend();
+      gpu = new CudaBackend();
+    }
+  }
+
+  @BeforeEach
+  void needGpu() {
+    assumeTrue(gpu != null, "skipped: no CUDA device (" + why + ")");
+  }
+
+  @AfterAll
+  static void stop() {
+    if (gpu != null) {
+      gpu.close();
+    }
+  }
+
+  @AfterEach
+  void closeAll() {
+    open.forEach(Tensor::close);
+    open.clear();
+    if (cpu != null) {
+      assertEquals(0, cpu.liveTensors());
+      assertEquals(0, gpu.liveTensors());
+    }
+  }
+
+  /** The same tensor on both backends. */
+  private final class P {
+    final Tensor c;
+    final Tensor g;
+
+    P(DType dt, long... shape) {
+      c = cpu.alloc(dt, shape);
+      g = gpu.alloc(dt, shape);
+      open.add(c);
+      open.add(g);
+    }
+  }
+
+  private P rand(long... shape) {
+    P p = new P(DType.F32, shape);
+    float[] v = new float[(int) p.c.numel()];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = (float) rnd.nextGaussian();
+    }
+    p.c.copyFrom(v);
+    p.g.copyFrom(v);
+    return p;
+  }
+
+  private P zeros(long... shape) {
+    return new P(DType.F32, shape);
+  }
+
+  private P ints(int[] v) {
+    P p = new P(DType.I32, v.length);
+    p.c.copyFrom(v);
+    p.g.copyFrom(v);
+    return p;
+  }
+
+  private static void close(String what, P p, double tol) {
+    double[] e = relErr(p.c.toFloatArray(), p.g.toFloatArray());
+    assertTrue(e[0] <= tol, what + ": relative error " + e[0] + " > " + tol);
+  }
+
+  static double[] relErr(float[] ref, float[] got) {
+    double num = 0;
+    double den = 0;
+    for (int i = 0; i < ref.length; i++) {
+      if (Float.isNaN(got[i]) || Float.isNaN(ref[i])) {
+        return new double[] {Double.POSITIVE_INFINITY};
+      }
+      double d = (double) got[i] - ref[i];
+      num += d * d;
+      den += (double) ref[i] * ref[i];
+    }
+    return new double[] {den == 0 ? Math.sqrt(num) : Math.sqrt(num / den)};
+  }
+
+  @Test
+  void gemmAllTransposes() {
+    int m = 67, n = 45, k = 129;
+    for (boolean ta : new boolean[] {false, true}) {
+      for (boolean tb : new boolean[] {false, true}) {
+        P a = rand(m * k);
+        P b = rand(k * n);
+        P c = rand(m * n);
+        cpu.gemm(ta, tb, m, n, k, 1.5f, a.c, ta ? m : k, b.c, tb ? k : n, 0.5f, c.c, n);
+        gpu.gemm(ta, tb, m, n, k, 1.5f, a.g, ta ? m : k, b.g, tb ? k : n, 0.5f, c.g, n);
+        close("gemm ta=" + ta + " tb=" + tb, c, 1e-5);
+      }
+    }
+  }
+
+  @ParameterizedTest
+  @CsvSource({"2,16,64,100,64", "1,1,37,11,8", "3,9,768,512,128"})
+  void embeddings(int b, int t, int c, int v, int p) {
+    int[] ids = new int[b * t];
+    int[] tt = new int[b * t];
+    for (int i = 0; i < ids.length; i++) {
+      ids[i] = rnd.nextInt(Math.min(v, 5)); // repeated ids exercise the scatter-add
+      tt[i] = rnd.nextInt(2);
+    }
+    P id = ints(ids);
+    P ty = ints(tt);
+    P wte = rand(v, c);
+    P wpe = rand(p, c);
+    P wtt = rand(2, c);
+    P out = zeros(b * t, c);
+    cpu.embeddingsForward(out.c, id.c, ty.c, wte.c, wpe.c, wtt.c, b, t);
+    gpu.embeddingsForward(out.g, id.g, ty.g, wte.g, wpe.g, wtt.g, b, t);
+    close("embeddings forward", out, 1e-6);
+    P dout = rand(b * t, c);
+    P dwte = rand(v, c);
+    P dwpe = rand(p, c);
+    P dwtt = rand(2, c);
+    cpu.embeddingsBackward(dwte.c, dwpe.c, dwtt.c, dout.c, id.c, ty.c, b, t);
+    gpu.embeddingsBackward(dwte.g, dwpe.g, dwtt.g, dout.g, id.g, ty.g, b, t);
+    close("embeddings dwte", dwte, 1e-5);
+    close("embeddings dwpe", dwpe, 1e-5);
+    close("embeddings dwtt", dwtt, 1e-5);
+  }
+
+  @ParameterizedTest
+  @CsvSource({"1,7", "37,768", "300,1021", "4096,384"})
+  void layerNormAndBiasGelu(int n, int c) {
+    P x = rand(n, c);
+    P res = rand(n, c);
+    P gamma = rand(c);
+    P beta = rand(c);
+    P out = zeros(n, c);
+    P mean = zeros(n);
+    P rstd = zeros(n);
+    P h = zeros(n, c);
+    cpu.layerNormForward(out.c, mean.c, rstd.c, h.c, x.c, res.c, gamma.c, beta.c, n, c, 1e-12f);
+    gpu.layerNormForward(out.g, mean.g, rstd.g, h.g, x.g, res.g, gamma.g, beta.g, n, c, 1e-12f);
+    close("layernorm out", out, 1e-5);
+    close("layernorm rstd", rstd, 1e-5);
+    P dout = rand(n, c);
+    P dh = zeros(n, c);
+    P dg = rand(c);
+    P db = rand(c);
+    cpu.layerNormBackward(dh.c, dg.c, db.c, dout.c, h.c, mean.c, rstd.c, gamma.c, n, c);
+    gpu.layerNormBackward(dh.g, dg.g, db.g, dout.g, h.g, mean.g, rstd.g, gamma.g, n, c);
+    close("layernorm dh", dh, 1e-4);
+    close("layernorm dgamma", dg, 1e-4);
+    close("layernorm dbeta", db, 1e-4);
+
+    P pre = zeros(n, c);
+    P g = zeros(n, c);
+    cpu.biasGeluForward(g.c, pre.c, x.c, gamma.c, n, c);
+    gpu.biasGeluForward(g.g, pre.g, x.g, gamma.g, n, c);
+    close("bias+gelu forward", g, 1e-5);
+    P dpre = zeros(n, c);
+    P dbias = rand(c);
+    cpu.biasGeluBackward(dpre.c, dbias.c, dout.c, pre.c, n, c);
+    gpu.biasGeluBackward(dpre.g, dbias.g, dout.g, pre.g, n, c);
+    close("bias+gelu dpre", dpre, 1e-4);
+    close("bias+gelu dbias", dbias, 1e-4);
+    cpu.biasAdd(x.c, beta.c, n, c);
+    gpu.biasAdd(x.g, beta.g, n, c);
+    close("bias add", x, 1e-6);
+    cpu.biasBackward(db.c, dout.c, n, c);
+    gpu.biasBackward(db.g, dout.g, n, c);
+    close("bias backward", db, 1e-4);
+    cpu.tanhForward(g.c, x.c);
+    gpu.tanhForward(g.g, x.g);
+    close("tanh", g, 1e-5);
+    cpu.tanhBackward(dpre.c, dout.c, g.c);
+    gpu.tanhBackward(dpre.g, dout.g, g.g);
+    close("tanh backward", dpre, 1e-5);
+  }
+
+  @Test
+  void dropoutMasksIdentical() {
+    int n = 100_003;
+    P u = zeros(n);
+    cpu.philoxUniform(u.c, 42, 12345);
+    gpu.philoxUniform(u.g, 42, 12345);
+    assertArrayEquals(u.c.toFloatArray(), u.g.toFloatArray(), "philox uniforms differ");
+    P x = rand(n);
+    P out = zeros(n);
+    cpu.dropoutForward(out.c, x.c, 0.1f, 7, 99);
+    gpu.dropoutForward(out.g, x.g, 0.1f, 7, 99);
+    assertArrayEquals(out.c.toFloatArray(), out.g.toFloatArray(), "dropout outputs differ");
+    cpu.dropoutBackward(out.c, x.c, 0.1f, 7, 99);
+    gpu.dropoutBackward(out.g, x.g, 0.1f, 7, 99);
+    assertArrayEquals(out.c.toFloatArray(), out.g.toFloatArray(), "dropout backward differs");
+  }
+
+  @ParameterizedTest
+  @CsvSource({"2,16,4,64,0.0", "1,1,2,32,0.0", "3,33,3,128,0.0", "4,128,12,64,0.0",
+      "2,70,4,64,0.1", "2,512,2,64,0.0"})
+  void attention(int b, int t, int nh, int d, float p) {
+    int c = nh * d;
+    int[] mask = new int[b * t];
+    for (int i = 0; i < b; i++) {
+      int len = i == 1 && b > 2 ? 0 : Math.max(1, t - i * (t / 3 + 1)); // row 1 of 3+: fully padded
+      for (int j = 0; j < t; j++) {
+        mask[i * t + j] = j < len ? 1 : 0;
+      }
+    }
+    P m = ints(mask);
+    P qkv = rand(b * t, 3 * c);
+    P out = zeros(b * t, c);
+    P lse = zeros(b * nh * t);
+    cpu.attentionForward(out.c, lse.c, qkv.c, m.c, b, t, nh, d, p, 5, 77);
+    gpu.attentionForward(out.g, lse.g, qkv.g, m.g, b, t, nh, d, p, 5, 77);
+    close("attention out", out, 1e-5);
+    close("attention lse", lse, 1e-5);
+    P dout = rand(b * t, c);
+    P dqkv = zeros(b * t, 3 * c);
+    cpu.attentionBackward(dqkv.c, dout.c, qkv.c, out.c, lse.c, m.c, b, t, nh, d, p, 5, 77);
+    gpu.attentionBackward(dqkv.g, dout.g, qkv.g, out.g, lse.g, m.g, b, t, nh, d, p, 5, 77);
+    close("attention dqkv", dqkv, 1e-4);
+  }
+
+  @Test
+  void lossesAndOptimizer() {
+    int b = 37, l = 5;
+    int[] labels = new int[b];
+    for (int i = 0; i < b; i++) {
+      labels[i] = i == 3 ? -100 : rnd.nextInt(l);
+    }
+    P lab = ints(labels);
+    P logits = rand(b, l);
+    P losses = zeros(b);
+    P dl = zeros(b, l);
+    cpu.crossEntropy(losses.c, dl.c, logits.c, lab.c, b, l, 1f / b);
+    gpu.crossEntropy(losses.g, dl.g, logits.g, lab.g, b, l, 1f / b);
+    close("cross-entropy losses", losses, 1e-5);
+    close("cross-entropy dlogits", dl, 1e-5);
+    P targets = rand(b, l);
+    P el = zeros(b, l);
+    cpu.bceWithLogits(el.c, dl.c, logits.c, targets.c, 0.5f);
+    gpu.bceWithLogits(el.g, dl.g, logits.g, targets.g, 0.5f);
+    close("bce losses", el, 1e-5);
+    close("bce dlogits", dl, 1e-5);
+    cpu.mse(el.c, dl.c, logits.c, targets.c, 0.5f);
+    gpu.mse(el.g, dl.g, logits.g, targets.g, 0.5f);
+    close("mse losses", el, 1e-5);
+    close("mse dpred", dl, 1e-5);
+
+    int n = 1_000_003;
+    P pr = rand(n);
+    P gr = rand(n);
+    P mm = zeros(n);
+    P vv = zeros(n);
+    P ss = zeros(1);
+    P sc = zeros(1);
+    cpu.sumSquares(ss.c, gr.c);
+    gpu.sumSquares(ss.g, gr.g);
+    close("sum of squares", ss, 1e-5);
+    cpu.clipScale(sc.c, ss.c, 1f);
+    gpu.clipScale(sc.g, ss.g, 1f);
+    close("clip scale", sc, 1e-5);
+    for (int step = 1; step <= 3; step++) {
+      cpu.adamw(pr.c, gr.c, mm.c, vv.c, 1000, n - 1000, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step, sc.c);
+      gpu.adamw(pr.g, gr.g, mm.g, vv.g, 1000, n - 1000, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step, sc.g);
+    }
+    close("adamw params", pr, 1e-6);
+    close("adamw m", mm, 1e-5);
+    close("adamw v", vv, 1e-5);
+  }
+
+  @Test
+  void cachingAllocatorReusesBlocks() {
+    try (Tensor a = gpu.alloc(DType.F32, 1000)) {
+      a.checkOpen();
+    }
+    long before = gpu.mallocCalls();
+    for (int i = 0; i < 10; i++) {
+      try (Tensor a = gpu.alloc(DType.F32, 1000); Tensor b = gpu.alloc(DType.F32, 999)) {
+        gpu.fill(a, 1f);
+        gpu.fill(b, 2f);
+      }
+    }
+    assertTrue(gpu.mallocCalls() <= before + 1, "cudaMalloc called in a steady loop");
+  }
+}
