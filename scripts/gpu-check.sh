@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The one-call GPU check, run on the lent GPU machine by the device tool from the repo root:
+#   scripts/make-gpu-bundle.sh            (here, first)
+#   device run: bash scripts/gpu-check.sh   (carry: ["bundle"], timeout ~420 s)
+# Steps (each under its own timeout, so one hang does not eat the lease):
+#   1. native CUDA-vs-CPU test of every op      -> $OUT/native-tests.txt
+#   2. native op benchmarks (us, GB/s)          -> $OUT/native-bench.txt
+#   3. Java GPU tests (JUnit console)           -> $OUT/junit/
+#   4. bertj bench: BERT-base train step / inference on CUDA -> $OUT/bench.jsonl
+#   5. PyTorch side by side on the same card    -> $OUT/torch.json
+# and prints a short table last.
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+OUT=${OUT:-/tmp/bertj-out}
+mkdir -p "$OUT"
+B="$root/bundle"
+export LD_LIBRARY_PATH="/usr/local/cuda-13.0/targets/x86_64-linux/lib:$B/native:${LD_LIBRARY_PATH:-}"
+STEPS=${STEPS:-native,bench_native,junit,bench,torch}
+has() { [[ ",$STEPS," == *",$1,"* ]]; }
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/log.txt"; }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+tar xzf "$B/jre.tgz" -C /tmp
+JAVA=/tmp/bertj-jre/bin/java
+CP=$(ls "$B"/lib/*.jar | grep -v -E 'junit-console|benchmarks.jar' | tr '\n' ':')
+JOPTS="-Xmx16g -Dbertj.golden.dir=$B/shared/golden -Dorg.bytedeco.javacpp.logger.debug=false"
+
+if has native; then
+  stamp "native CUDA-vs-CPU tests"
+  timeout 120 "$B/native/test_cuda_vs_cpu" > "$OUT/native-tests.txt" 2>&1; echo "rc=$?" >> "$OUT/native-tests.txt"
+  tail -3 "$OUT/native-tests.txt"
+fi
+if has bench_native; then
+  stamp "native op benchmarks"
+  timeout 90 "$B/native/bench_cuda_ops" > "$OUT/native-bench.txt" 2>&1; echo "rc=$?" >> "$OUT/native-bench.txt"
+fi
+if has junit; then
+  stamp "Java GPU tests"
+  timeout 180 "$JAVA" $JOPTS -jar "$B/lib/junit-console.jar" execute --disable-banner --details=summary \
+    -cp "$CP$B/lib/bertj-tests.jar" ${JUNIT_SELECT:---include-classname='.*(Cuda|Gpu).*' --scan-classpath "$B/lib/bertj-tests.jar"} \
+    --reports-dir "$OUT/junit" > "$OUT/junit.txt" 2>&1; echo "rc=$?" >> "$OUT/junit.txt"
+  grep -E "tests (successful|failed|skipped|aborted)|rc=" "$OUT/junit.txt"
+fi
+if has bench; then
+  stamp "bertj bench (CUDA)"
+  while IFS= read -r args; do
+    [ -z "$args" ] && continue
+    timeout 120 "$JAVA" $JOPTS -cp "$CP" org.bertj.cli.Main bench --device cuda $args >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
+  done <<< "${BENCH_LINES:-"--model bert-base --batch 32 --seq 128 --mode train
+--model bert-base --batch 128 --seq 128 --mode infer"}"
+fi
+if has torch; then
+  stamp "PyTorch reference"
+  timeout 150 python3 scripts/torch_reference.py > "$OUT/torch.json" 2> "$OUT/torch.err"
+fi
+stamp "done"
+
+echo "================ summary ================"
+cat "$OUT/gpu.txt"
+[ -f "$OUT/native-tests.txt" ] && grep -E "passed|FAIL" "$OUT/native-tests.txt" | tail -8
+[ -f "$OUT/native-bench.txt" ] && cat "$OUT/native-bench.txt" | tail -25
+[ -f "$OUT/junit.txt" ] && grep -E "tests (successful|failed|skipped)|rc=" "$OUT/junit.txt"
+[ -f "$OUT/bench.jsonl" ] && cat "$OUT/bench.jsonl"
+[ -f "$OUT/torch.json" ] && cat "$OUT/torch.json"
+exit 0

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds bundle/ (git-ignored) for the GPU machine, which has no Java and no network:
+#   bundle/jre.tgz          a jlink JRE (unpacked there)
+#   bundle/lib/*.jar        bertj (with libbertj_cuda.so inside, built here by nvcc for sm_90),
+#                           its runtime jars minus the big ones the GPU check does not use
+#                           (DJL tokenizers, langchain4j MiniLM, ONNX Runtime), test classes, the
+#                           JUnit console launcher
+#   bundle/native/          the native CUDA test and benchmark programs and their libraries
+#   bundle/shared/golden/   the tiny-bert golden files
+# Then: the device tool runs scripts/gpu-check.sh with carry ["bundle"]. Must stay < 64 MiB.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+b="$root/bundle"
+rm -rf "$b"
+mkdir -p "$b/lib" "$b/native" "$b/shared"
+
+./mvnw -B -q -DskipTests -Dbertj.cuda=on package
+test -f java-api/target/classes/org/bertj/nativ/linux-x86_64/libbertj_cuda.so \
+  || { echo "no libbertj_cuda.so: is nvcc installed?" >&2; exit 1; }
+
+# Runtime jars, minus what the GPU check does not load.
+tr ':' '\n' < java-api/target/classpath.txt \
+  | grep -v -E 'tokenizers|langchain4j|onnxruntime|/ai/djl/' \
+  | while read -r j; do [ -n "$j" ] && cp "$j" "$b/lib/"; done
+cp java-api/target/bertj-*.jar "$b/lib/"
+(cd java-api/target/test-classes && jar cf "$b/lib/bertj-tests.jar" .)
+junit=$(find ~/.m2/repository/org/junit/platform/junit-platform-console-standalone -name '*.jar' | sort | tail -1)
+[ -n "$junit" ] || { ./mvnw -B -q dependency:get -Dartifact=org.junit.platform:junit-platform-console-standalone:1.14.1; \
+  junit=$(find ~/.m2/repository/org/junit/platform/junit-platform-console-standalone -name '*.jar' | sort | tail -1); }
+cp "$junit" "$b/lib/junit-console.jar"
+if [ -f benchmarks/target/benchmarks.jar ]; then cp benchmarks/target/benchmarks.jar "$b/lib/"; fi
+
+# Native programs (built by the Maven native step with ctest targets).
+nb=java-api/target/native-build
+for f in "$nb"/libbertj_cpu.so "$nb"/libbertj_cuda.so "$nb"/tests/test_cuda_vs_cpu "$nb"/tests/bench_cuda_ops "$nb"/tests/test_cpu_smoke; do
+  [ -f "$f" ] && cp "$f" "$b/native/"
+done
+gomp=$(ldconfig -p | awk '/libgomp.so.1 /{print $NF; exit}')
+[ -n "$gomp" ] && cp "$gomp" "$b/native/"
+
+mkdir -p "$b/shared/golden"
+cp -r ../shared/golden/tiny-bert "$b/shared/golden/"
+
+# The JRE: modules the jars need plus JMH's.
+jdk=${JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-amd64}
+mods=java.base,java.logging,jdk.unsupported,java.management,jdk.management,java.sql,java.xml
+rm -rf /tmp/bertj-jre
+"$jdk/bin/jlink" --add-modules "$mods" --strip-debug --no-header-files --no-man-pages \
+  --compress=2 --output /tmp/bertj-jre
+tar czf "$b/jre.tgz" -C /tmp bertj-jre
+du -sh "$b" "$b"/* | sort -h
+total=$(du -sm "$b" | cut -f1)
+[ "$total" -lt 62 ] || { echo "bundle is ${total} MiB: over the 64 MiB the device tool carries" >&2; exit 1; }
