@@ -36,12 +36,27 @@ public class CheckpointException extends RuntimeException {
      * @param cause the underlying error, or {@code null}
      */
     public CheckpointException(Path file, String field, String detail, Throwable cause) {
-        super(file + ": " + (field == null ? "" : field + ": ") + detail, cause);
+        this(String.valueOf(file), file, field, detail, cause);
+    }
+
+    /**
+     * Creates the exception for a source that is not a file (e.g. JSON text given as a string).
+     *
+     * @param source what was being read, as it should appear in the message
+     * @param field the field at fault, or {@code null}
+     * @param detail what is wrong
+     */
+    public CheckpointException(String source, String field, String detail) {
+        this(source, null, field, detail, null);
+    }
+
+    private CheckpointException(String source, Path file, String field, String detail, Throwable cause) {
+        super(source + ": " + (field == null ? "" : field + ": ") + detail, cause);
         this.file = file;
         this.field = field;
     }
 
-    /** @return the file at fault */
+    /** @return the file at fault, or {@code null} when the source was not a file */
     public Path getFile() {
         return file;
     }
