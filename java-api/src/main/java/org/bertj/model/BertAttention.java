@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import org.bertj.backend.Tensor;
 
 /**
@@ -27,14 +28,14 @@ public final class BertAttention {
   private final BertSelfOutput output;
 
   /** Binds to the parameters {@code <prefix>.*}. */
-  public BertAttention(Parameters ps, String prefix, ModelConfig c) {
+  public BertAttention(Parameters ps, String prefix, BertConfig c) {
     this.self = new BertSelfAttention(ps, prefix + ".self", c);
     this.output = new BertSelfOutput(ps, prefix + ".output", c);
   }
 
-  static void declare(Parameters.Layout l, String prefix, ModelConfig c) {
+  static void declare(Parameters.Layout l, String prefix, BertConfig c) {
     BertSelfAttention.declare(l, prefix + ".self", c);
-    ResidualOutput.declare(l, prefix + ".output", c.hiddenSize(), c.hiddenSize());
+    ResidualOutput.declare(l, prefix + ".output", c.getHiddenSize(), c.getHiddenSize());
   }
 
   Activations activations(Arena a, int b, int t) {

@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import org.bertj.backend.Backend;
 import org.bertj.backend.Tensor;
 
@@ -32,33 +33,33 @@ public final class BertEmbeddings {
   }
 
   private final Backend be;
-  private final ModelConfig config;
+  private final BertConfig config;
   private final Parameter word;
   private final Parameter position;
   private final Parameter tokenType;
   private final LayerNorm layerNorm;
 
   /** Binds to the parameters {@code <prefix>.*} of a store. */
-  public BertEmbeddings(Parameters ps, String prefix, ModelConfig c) {
+  public BertEmbeddings(Parameters ps, String prefix, BertConfig c) {
     this.be = ps.backend();
     this.config = c;
     this.word = ps.get(prefix + ".word_embeddings.weight");
     this.position = ps.get(prefix + ".position_embeddings.weight");
     this.tokenType = ps.get(prefix + ".token_type_embeddings.weight");
-    this.layerNorm = new LayerNorm(ps, prefix + ".LayerNorm", c.hiddenSize(), c.layerNormEps());
+    this.layerNorm = new LayerNorm(ps, prefix + ".LayerNorm", c.getHiddenSize(), c.getLayerNormEps());
   }
 
   /** Declares the parameters. */
-  public static void declare(Parameters.Layout l, String prefix, ModelConfig c) {
-    int h = c.hiddenSize();
-    l.decayed(prefix + ".word_embeddings.weight", c.vocabSize(), h);
-    l.decayed(prefix + ".position_embeddings.weight", c.maxPositionEmbeddings(), h);
-    l.decayed(prefix + ".token_type_embeddings.weight", c.typeVocabSize(), h);
+  public static void declare(Parameters.Layout l, String prefix, BertConfig c) {
+    int h = c.getHiddenSize();
+    l.decayed(prefix + ".word_embeddings.weight", c.getVocabSize(), h);
+    l.decayed(prefix + ".position_embeddings.weight", c.getMaxPositionEmbeddings(), h);
+    l.decayed(prefix + ".token_type_embeddings.weight", c.getTypeVocabSize(), h);
     LayerNorm.declare(l, prefix + ".LayerNorm", h);
   }
 
   Activations activations(Arena a, int n) {
-    return new Activations(a, n, config.hiddenSize());
+    return new Activations(a, n, config.getHiddenSize());
   }
 
   /** out (B*T, C) = dropout(LN(wte[ids] + wpe[t] + wtt[tt])); ids, tt (B*T) I32 (tt may be null). */
@@ -66,9 +67,9 @@ public final class BertEmbeddings {
     int n = b * t;
     be.embeddingsForward(a.sum, ids, tt, word.value(), position.value(), tokenType.value(), b, t);
     layerNorm.forward(a.out, a.mean, a.rstd, null, a.sum, null, n);
-    a.p = rng.p(config.hiddenDropoutProb());
+    a.p = rng.p(config.getHiddenDropoutProb());
     if (a.p > 0f) {
-      a.offset = rng.take((long) n * config.hiddenSize());
+      a.offset = rng.take((long) n * config.getHiddenSize());
       be.dropoutForward(a.out, a.out, a.p, rng.seed(), a.offset);
     }
   }

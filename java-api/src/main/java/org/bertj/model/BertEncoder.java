@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -10,14 +11,14 @@ public final class BertEncoder {
   private final List<BertLayer> layers = new ArrayList<>();
 
   /** Binds to the parameters {@code <prefix>.layer.<i>.*}. */
-  public BertEncoder(Parameters ps, String prefix, ModelConfig c) {
-    for (int i = 0; i < c.numHiddenLayers(); i++) {
+  public BertEncoder(Parameters ps, String prefix, BertConfig c) {
+    for (int i = 0; i < c.getNumHiddenLayers(); i++) {
       layers.add(new BertLayer(ps, prefix + ".layer." + i, c));
     }
   }
 
-  static void declare(Parameters.Layout l, String prefix, ModelConfig c) {
-    for (int i = 0; i < c.numHiddenLayers(); i++) {
+  static void declare(Parameters.Layout l, String prefix, BertConfig c) {
+    for (int i = 0; i < c.getNumHiddenLayers(); i++) {
       BertLayer.declare(l, prefix + ".layer." + i, c);
     }
   }

@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import java.nio.file.Path;
 import org.bertj.backend.Backend;
 import org.bertj.backend.DType;
@@ -18,7 +19,7 @@ import org.bertj.backend.Tensor;
  */
 public final class BertForSequenceClassification implements AutoCloseable {
   private final Backend be;
-  private final ModelConfig config;
+  private final BertConfig config;
   private final Parameters params;
   private final BertModel bert;
   private final Linear classifier;
@@ -37,32 +38,32 @@ public final class BertForSequenceClassification implements AutoCloseable {
   private int b;
   private float dropP;
   private long dropOffset;
-  private ProblemType lastProblem;
+  private BertConfig.ProblemType lastProblem;
   private int lossCount;
   private boolean haveLoss;
   private boolean forwardDone;
   private boolean closed;
 
-  private BertForSequenceClassification(Parameters ps, ModelConfig c) {
+  private BertForSequenceClassification(Parameters ps, BertConfig c) {
     this.be = ps.backend();
     this.config = c;
     this.params = ps;
     this.bert = new BertModel(ps, "bert", c, true, false);
-    this.classifier = new Linear(ps, "classifier", c.hiddenSize(), c.numLabels());
+    this.classifier = new Linear(ps, "classifier", c.getHiddenSize(), c.getNumLabels());
     this.head = new Arena(be, DType.F32);
     this.headInts = new Arena(be, DType.I32);
   }
 
   /** The parameter layout: {@code bert.*} then {@code classifier.*}, decayed tensors first. */
-  public static Parameters.Layout layout(ModelConfig c) {
+  public static Parameters.Layout layout(BertConfig c) {
     Parameters.Layout l = new Parameters.Layout();
     BertModel.declare(l, "bert", c, true);
-    Linear.declare(l, "classifier", c.hiddenSize(), c.numLabels());
+    Linear.declare(l, "classifier", c.getHiddenSize(), c.getNumLabels());
     return l;
   }
 
   /** A fresh model with transformers' initialisation, seeded. */
-  public static BertForSequenceClassification create(Backend be, ModelConfig c, long seed) {
+  public static BertForSequenceClassification create(Backend be, BertConfig c, long seed) {
     Parameters ps = Parameters.allocate(be, layout(c));
     try {
       Checkpoints.initialize(ps, c, seed, n -> true);
@@ -73,9 +74,9 @@ public final class BertForSequenceClassification implements AutoCloseable {
     }
   }
 
-  /** {@link #fromPretrained(Backend, Path, ModelConfig, long)} with the folder's config.json. */
+  /** {@link #fromPretrained(Backend, Path, BertConfig, long)} with the folder's config.json. */
   public static BertForSequenceClassification fromPretrained(Backend be, Path dir, long seed) {
-    return fromPretrained(be, dir, ModelConfig.read(dir.resolve("config.json")), seed);
+    return fromPretrained(be, dir, BertConfig.read(dir.resolve("config.json")), seed);
   }
 
   /**
@@ -89,7 +90,7 @@ public final class BertForSequenceClassification implements AutoCloseable {
    * @param config the configuration to build (e.g. the folder's with another num_labels)
    */
   public static BertForSequenceClassification fromPretrained(Backend be, Path dir,
-      ModelConfig config, long seed) {
+      BertConfig config, long seed) {
     Parameters ps = Parameters.allocate(be, layout(config));
     try {
       Checkpoints.load(ps, dir.resolve("model.safetensors"), config, seed,
@@ -107,7 +108,7 @@ public final class BertForSequenceClassification implements AutoCloseable {
     Checkpoints.save(params, dir, config);
   }
 
-  public ModelConfig config() {
+  public BertConfig config() {
     return config;
   }
 
@@ -133,8 +134,8 @@ public final class BertForSequenceClassification implements AutoCloseable {
     if (nb == headB) {
       return;
     }
-    int c = config.hiddenSize();
-    int l = config.numLabels();
+    int c = config.getHiddenSize();
+    int l = config.getNumLabels();
     Tensor[] h = head.layout(() -> new Tensor[] {head.take(nb, c), head.take(nb, l),
         head.take(nb, l), head.take((long) nb * l), head.take((long) nb * l), head.take(nb, c)});
     pooledDrop = h[0];
@@ -147,18 +148,26 @@ public final class BertForSequenceClassification implements AutoCloseable {
     headB = nb;
   }
 
-  /** The loss a batch gets: config.json's problem_type, else transformers' rule. */
-  public ProblemType problemType(Batch batch) {
-    if (config.problemType() != null) {
-      return config.problemType();
+  /**
+   * The loss a batch gets: config.json's problem_type, else transformers' rule: num_labels 1 is
+   * regression; more labels are single-label classification for integer labels and multi-label
+   * classification for float labels.
+   */
+  public BertConfig.ProblemType problemType(Batch batch) {
+    if (config.getProblemType() != null) {
+      return config.getProblemType();
     }
-    return ProblemType.infer(config.numLabels(), batch.labels() != null);
+    if (config.getNumLabels() == 1) {
+      return BertConfig.ProblemType.REGRESSION;
+    }
+    return batch.labels() != null ? BertConfig.ProblemType.SINGLE_LABEL_CLASSIFICATION
+        : BertConfig.ProblemType.MULTI_LABEL_CLASSIFICATION;
   }
 
   /** Checks the labels against the problem type; returns the float targets when it uses them. */
-  private float[] checkLabels(Batch batch, ProblemType pt) {
+  private float[] checkLabels(Batch batch, BertConfig.ProblemType pt) {
     int nb = batch.batchSize();
-    int l = config.numLabels();
+    int l = config.getNumLabels();
     switch (pt) {
       case SINGLE_LABEL_CLASSIFICATION -> {
         int[] y = batch.labels();
@@ -209,23 +218,23 @@ public final class BertForSequenceClassification implements AutoCloseable {
     checkOpen();
     forwardDone = false;
     haveLoss = false;
-    ProblemType pt = batch.hasLabels() ? problemType(batch) : null;
+    BertConfig.ProblemType pt = batch.hasLabels() ? problemType(batch) : null;
     float[] floatTargets = pt == null ? null : checkLabels(batch, pt);
     bert.forward(batch, training, seed);
     b = batch.batchSize();
     ensureHead(b);
     DropoutRng rng = bert.rng();
     Tensor pooled = bert.pooledOutput();
-    dropP = rng.p(config.effectiveClassifierDropout());
+    dropP = rng.p(config.getEffectiveClassifierDropout());
     Tensor x = pooled;
     if (dropP > 0f) {
-      dropOffset = rng.take((long) b * config.hiddenSize());
+      dropOffset = rng.take((long) b * config.getHiddenSize());
       be.dropoutForward(pooledDrop, pooled, dropP, rng.seed(), dropOffset);
       x = pooledDrop;
     }
     classifier.forward(logits, x, b);
     if (pt != null) {
-      int l = config.numLabels();
+      int l = config.getNumLabels();
       Tensor lossView;
       Tensor dlView;
       switch (pt) {
@@ -278,7 +287,7 @@ public final class BertForSequenceClassification implements AutoCloseable {
   }
 
   /** The problem type of the last forward's loss, or null when it had no labels. */
-  public ProblemType lastProblemType() {
+  public BertConfig.ProblemType lastProblemType() {
     return haveLoss ? lastProblem : null;
   }
 
@@ -294,7 +303,7 @@ public final class BertForSequenceClassification implements AutoCloseable {
     if (lossCount == 0) {
       return Double.NaN;
     }
-    float[] v = be.download(lastProblem == ProblemType.SINGLE_LABEL_CLASSIFICATION
+    float[] v = be.download(lastProblem == BertConfig.ProblemType.SINGLE_LABEL_CLASSIFICATION
         ? losses.view(0, b) : losses);
     double s = 0;
     for (float x : v) {

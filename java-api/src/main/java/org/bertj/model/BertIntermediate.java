@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import org.bertj.backend.Backend;
 import org.bertj.backend.Tensor;
 
@@ -22,28 +23,28 @@ public final class BertIntermediate {
   }
 
   private final Backend be;
-  private final ModelConfig config;
+  private final BertConfig config;
   private final Linear dense;
 
   /** Binds to the parameters {@code <prefix>.*}. */
-  public BertIntermediate(Parameters ps, String prefix, ModelConfig c) {
+  public BertIntermediate(Parameters ps, String prefix, BertConfig c) {
     this.be = ps.backend();
     this.config = c;
-    this.dense = new Linear(ps, prefix + ".dense", c.hiddenSize(), c.intermediateSize());
+    this.dense = new Linear(ps, prefix + ".dense", c.getHiddenSize(), c.getIntermediateSize());
   }
 
-  static void declare(Parameters.Layout l, String prefix, ModelConfig c) {
-    Linear.declare(l, prefix + ".dense", c.hiddenSize(), c.intermediateSize());
+  static void declare(Parameters.Layout l, String prefix, BertConfig c) {
+    Linear.declare(l, prefix + ".dense", c.getHiddenSize(), c.getIntermediateSize());
   }
 
   Activations activations(Arena a, int n) {
-    return new Activations(a, n, config.intermediateSize());
+    return new Activations(a, n, config.getIntermediateSize());
   }
 
   /** act = gelu(x W^T + b); x (N, C). */
   public void forward(Activations a, Tensor x, int n) {
     dense.forwardNoBias(a.pre, x, n);
-    be.biasGeluForward(a.act, a.pre, a.pre, dense.bias.value(), n, config.intermediateSize());
+    be.biasGeluForward(a.act, a.pre, a.pre, dense.bias.value(), n, config.getIntermediateSize());
   }
 
   /**
@@ -51,7 +52,7 @@ public final class BertIntermediate {
    * (accumulated onto the residual gradient already there); parameter gradients accumulated.
    */
   public void backward(Activations a, Tensor x, Tensor dact, Tensor dx, int n) {
-    be.biasGeluBackward(dact, dense.bias.grad(), dact, a.pre, n, config.intermediateSize());
+    be.biasGeluBackward(dact, dense.bias.grad(), dact, a.pre, n, config.getIntermediateSize());
     dense.backwardNoBias(dx, dact, x, n, true);
   }
 }

@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import org.bertj.backend.Tensor;
 
 /**
@@ -57,16 +58,16 @@ public final class BertLayer {
   private final BertOutput output;
 
   /** Binds to the parameters {@code <prefix>.*}. */
-  public BertLayer(Parameters ps, String prefix, ModelConfig c) {
+  public BertLayer(Parameters ps, String prefix, BertConfig c) {
     this.attention = new BertAttention(ps, prefix + ".attention", c);
     this.intermediate = new BertIntermediate(ps, prefix + ".intermediate", c);
     this.output = new BertOutput(ps, prefix + ".output", c);
   }
 
-  static void declare(Parameters.Layout l, String prefix, ModelConfig c) {
+  static void declare(Parameters.Layout l, String prefix, BertConfig c) {
     BertAttention.declare(l, prefix + ".attention", c);
     BertIntermediate.declare(l, prefix + ".intermediate", c);
-    ResidualOutput.declare(l, prefix + ".output", c.intermediateSize(), c.hiddenSize());
+    ResidualOutput.declare(l, prefix + ".output", c.getIntermediateSize(), c.getHiddenSize());
   }
 
   Activations activations(Arena a, int b, int t) {

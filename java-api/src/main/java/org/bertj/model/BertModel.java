@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import java.nio.file.Path;
 import java.util.List;
 import org.bertj.backend.Backend;
@@ -17,7 +18,7 @@ import org.bertj.backend.Tensor;
  */
 public final class BertModel implements AutoCloseable {
   private final Backend be;
-  private final ModelConfig config;
+  private final BertConfig config;
   private final Parameters params;
   private final boolean ownsParams;
   private final BertEmbeddings embeddings;
@@ -58,7 +59,7 @@ public final class BertModel implements AutoCloseable {
    * @param addPoolingLayer whether the pooler exists
    * @param ownsParams whether {@link #close} closes the store
    */
-  public BertModel(Parameters ps, String prefix, ModelConfig config, boolean addPoolingLayer,
+  public BertModel(Parameters ps, String prefix, BertConfig config, boolean addPoolingLayer,
       boolean ownsParams) {
     this.be = ps.backend();
     this.config = config;
@@ -78,7 +79,7 @@ public final class BertModel implements AutoCloseable {
   }
 
   /** Declares the parameters of a BertModel under a prefix ("" or "bert"). */
-  public static void declare(Parameters.Layout l, String prefix, ModelConfig c,
+  public static void declare(Parameters.Layout l, String prefix, BertConfig c,
       boolean addPoolingLayer) {
     String p = dot(prefix);
     BertEmbeddings.declare(l, p + "embeddings", c);
@@ -89,7 +90,7 @@ public final class BertModel implements AutoCloseable {
   }
 
   /** A fresh model with transformers' initialisation (seeded), owning its parameters. */
-  public static BertModel create(Backend be, ModelConfig c, boolean addPoolingLayer, long seed) {
+  public static BertModel create(Backend be, BertConfig c, boolean addPoolingLayer, long seed) {
     Parameters.Layout l = new Parameters.Layout();
     declare(l, "", c, addPoolingLayer);
     Parameters ps = Parameters.allocate(be, l);
@@ -108,7 +109,7 @@ public final class BertModel implements AutoCloseable {
    * stderr; any other missing or mis-shaped tensor is a {@link org.bertj.io.CheckpointException}.
    */
   public static BertModel fromPretrained(Backend be, Path dir, long seed) {
-    ModelConfig c = ModelConfig.read(dir.resolve("config.json"));
+    BertConfig c = BertConfig.read(dir.resolve("config.json"));
     Parameters.Layout l = new Parameters.Layout();
     declare(l, "", c, true);
     Parameters ps = Parameters.allocate(be, l);
@@ -127,7 +128,7 @@ public final class BertModel implements AutoCloseable {
     Checkpoints.save(params, dir, config);
   }
 
-  public ModelConfig config() {
+  public BertConfig config() {
     return config;
   }
 
@@ -158,24 +159,24 @@ public final class BertModel implements AutoCloseable {
    */
   public void validate(Batch batch) {
     int tt = batch.seqLen();
-    if (tt > config.maxPositionEmbeddings()) {
+    if (tt > config.getMaxPositionEmbeddings()) {
       throw new IllegalArgumentException("sequence length " + tt
-          + " exceeds max_position_embeddings " + config.maxPositionEmbeddings());
+          + " exceeds max_position_embeddings " + config.getMaxPositionEmbeddings());
     }
     int[] id = batch.inputIds();
     for (int i = 0; i < id.length; i++) {
-      if (id[i] < 0 || id[i] >= config.vocabSize()) {
+      if (id[i] < 0 || id[i] >= config.getVocabSize()) {
         throw new IllegalArgumentException("token id " + id[i] + " at batch row " + i / tt
-            + ", position " + i % tt + " is outside the vocabulary [0, " + config.vocabSize()
+            + ", position " + i % tt + " is outside the vocabulary [0, " + config.getVocabSize()
             + ")");
       }
     }
     int[] ty = batch.tokenTypeIds();
     if (ty != null) {
       for (int i = 0; i < ty.length; i++) {
-        if (ty[i] < 0 || ty[i] >= config.typeVocabSize()) {
+        if (ty[i] < 0 || ty[i] >= config.getTypeVocabSize()) {
           throw new IllegalArgumentException("token type " + ty[i] + " at batch row " + i / tt
-              + ", position " + i % tt + " is outside [0, " + config.typeVocabSize() + ")");
+              + ", position " + i % tt + " is outside [0, " + config.getTypeVocabSize() + ")");
         }
       }
     }
@@ -192,7 +193,7 @@ public final class BertModel implements AutoCloseable {
       return;
     }
     int n = nb * nt;
-    int c = config.hiddenSize();
+    int c = config.getHiddenSize();
     Tensor[] io = ints.layout(() -> new Tensor[] {ints.take(n), ints.take(n), ints.take(n)});
     ids = io[0];
     tokenTypes = io[1];
@@ -213,7 +214,7 @@ public final class BertModel implements AutoCloseable {
     }
     int n = b * t;
     scratch = grads.layout(
-        () -> new BertLayer.Scratch(grads, n, config.hiddenSize(), config.intermediateSize()));
+        () -> new BertLayer.Scratch(grads, n, config.getHiddenSize(), config.getIntermediateSize()));
     gradsB = b;
     gradsT = t;
   }
@@ -297,7 +298,7 @@ public final class BertModel implements AutoCloseable {
   /** (B, T, C) embedding output (after LayerNorm and dropout) of the last forward. */
   public Tensor embeddingOutput() {
     checkForward();
-    return embActs.out.reshape(b, t, config.hiddenSize());
+    return embActs.out.reshape(b, t, config.getHiddenSize());
   }
 
   /**

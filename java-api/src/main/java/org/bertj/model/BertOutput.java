@@ -1,5 +1,7 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
+
 /**
  * Hugging Face {@code BertOutput}: LayerNorm(dropout(dense(intermediate)) + attention output).
  * Parameters {@code <prefix>.dense.weight} (C, I), {@code dense.bias}, {@code LayerNorm.weight},
@@ -7,7 +9,7 @@ package org.bertj.model;
  */
 public final class BertOutput extends ResidualOutput {
   /** Binds to the parameters {@code <prefix>.*} (prefix ends in {@code .output}). */
-  public BertOutput(Parameters ps, String prefix, ModelConfig c) {
-    super(ps, prefix, c, c.intermediateSize());
+  public BertOutput(Parameters ps, String prefix, BertConfig c) {
+    super(ps, prefix, c, c.getIntermediateSize());
   }
 }

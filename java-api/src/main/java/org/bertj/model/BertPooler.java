@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import org.bertj.backend.Backend;
 import org.bertj.backend.Tensor;
 
@@ -20,27 +21,27 @@ public final class BertPooler {
   }
 
   private final Backend be;
-  private final ModelConfig config;
+  private final BertConfig config;
   private final Linear dense;
 
   /** Binds to the parameters {@code <prefix>.*}. */
-  public BertPooler(Parameters ps, String prefix, ModelConfig c) {
+  public BertPooler(Parameters ps, String prefix, BertConfig c) {
     this.be = ps.backend();
     this.config = c;
-    this.dense = new Linear(ps, prefix + ".dense", c.hiddenSize(), c.hiddenSize());
+    this.dense = new Linear(ps, prefix + ".dense", c.getHiddenSize(), c.getHiddenSize());
   }
 
-  static void declare(Parameters.Layout l, String prefix, ModelConfig c) {
-    Linear.declare(l, prefix + ".dense", c.hiddenSize(), c.hiddenSize());
+  static void declare(Parameters.Layout l, String prefix, BertConfig c) {
+    Linear.declare(l, prefix + ".dense", c.getHiddenSize(), c.getHiddenSize());
   }
 
   Activations activations(Arena a, int b) {
-    return new Activations(a, b, config.hiddenSize());
+    return new Activations(a, b, config.getHiddenSize());
   }
 
   /** pooled (B, C) = tanh(hidden[:, 0] W^T + b); hidden (B*T, C). */
   public void forward(Activations a, Tensor hidden, int b, int t) {
-    int c = config.hiddenSize();
+    int c = config.getHiddenSize();
     be.gemm(false, true, b, c, c, 1f, hidden, t * c, dense.weight.value(), c, 0f, a.pooled, c);
     be.biasAdd(a.pooled, dense.bias.value(), b, c);
     be.tanhForward(a.pooled, a.pooled);
@@ -52,7 +53,7 @@ public final class BertPooler {
    */
   public void backward(Activations a, Tensor hidden, Tensor dpooled, Tensor dhidden, int b,
       int t) {
-    int c = config.hiddenSize();
+    int c = config.getHiddenSize();
     be.tanhBackward(dpooled, dpooled, a.pooled);
     be.gemm(true, false, c, c, b, 1f, dpooled, c, hidden, t * c, 1f, dense.weight.grad(), c);
     be.biasBackward(dense.bias.grad(), dpooled, b, c);

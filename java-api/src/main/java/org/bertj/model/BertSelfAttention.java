@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import java.util.Arrays;
 import org.bertj.backend.Backend;
 import org.bertj.backend.Tensor;
@@ -34,17 +35,17 @@ public final class BertSelfAttention {
   }
 
   private final Backend be;
-  private final ModelConfig config;
+  private final BertConfig config;
   private final Tensor wqkv;
   private final Tensor bqkv;
   private final Tensor dwqkv;
   private final Tensor dbqkv;
 
   /** Binds to {@code <prefix>.{query,key,value}.{weight,bias}}, which must be adjacent. */
-  public BertSelfAttention(Parameters ps, String prefix, ModelConfig c) {
+  public BertSelfAttention(Parameters ps, String prefix, BertConfig c) {
     this.be = ps.backend();
     this.config = c;
-    long h = c.hiddenSize();
+    long h = c.getHiddenSize();
     String[] names = {"query", "key", "value"};
     Parameter[] w = new Parameter[3];
     Parameter[] bias = new Parameter[3];
@@ -65,26 +66,26 @@ public final class BertSelfAttention {
   }
 
   /** Declares query, key, value weights (adjacent) and biases (adjacent). */
-  public static void declare(Parameters.Layout l, String prefix, ModelConfig c) {
-    int h = c.hiddenSize();
+  public static void declare(Parameters.Layout l, String prefix, BertConfig c) {
+    int h = c.getHiddenSize();
     for (String n : new String[] {"query", "key", "value"}) {
       Linear.declare(l, prefix + "." + n, h, h);
     }
   }
 
   Activations activations(Arena a, int b, int t) {
-    return new Activations(a, b, t, config.hiddenSize(), config.numAttentionHeads());
+    return new Activations(a, b, t, config.getHiddenSize(), config.getNumAttentionHeads());
   }
 
   /** ctx (N, C) = attention(x Wqkv^T + bqkv); mask (B*T) I32 1 = real key, may be null. */
   public void forward(Activations a, Tensor x, Tensor mask, int b, int t, DropoutRng rng) {
     int n = b * t;
-    int c = config.hiddenSize();
-    int nh = config.numAttentionHeads();
+    int c = config.getHiddenSize();
+    int nh = config.getNumAttentionHeads();
     be.linear(a.qkv, x, wqkv, bqkv, n, c, 3 * c);
-    a.p = rng.p(config.attentionProbsDropoutProb());
+    a.p = rng.p(config.getAttentionProbsDropoutProb());
     a.offset = a.p > 0f ? rng.take((long) b * nh * t * t) : 0L;
-    be.attentionForward(a.ctx, a.lse, a.qkv, mask, b, t, nh, config.headSize(), a.p, rng.seed(),
+    be.attentionForward(a.ctx, a.lse, a.qkv, mask, b, t, nh, config.getHeadSize(), a.p, rng.seed(),
         a.offset);
   }
 
@@ -95,9 +96,9 @@ public final class BertSelfAttention {
   public void backward(Activations a, Tensor x, Tensor mask, Tensor dctx, Tensor dqkv, Tensor dx,
       int b, int t, DropoutRng rng) {
     int n = b * t;
-    int c = config.hiddenSize();
+    int c = config.getHiddenSize();
     be.attentionBackward(dqkv, dctx, a.qkv, a.ctx, a.lse, mask, b, t,
-        config.numAttentionHeads(), config.headSize(), a.p, rng.seed(), a.offset);
+        config.getNumAttentionHeads(), config.getHeadSize(), a.p, rng.seed(), a.offset);
     be.linearBackward(dx, dwqkv, dbqkv, dqkv, x, wqkv, n, c, 3 * c, true);
   }
 }

@@ -1,11 +1,10 @@
 package org.bertj.model;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
+import org.bertj.io.BertConfig;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
@@ -26,7 +25,7 @@ final class Checkpoints {
    * weights and embedding tables normal(0, initializer_range) (the pad_token_id row of the word
    * embeddings zero), biases 0, LayerNorm weights 1.
    */
-  static void initialize(Parameters ps, ModelConfig c, long seed, Predicate<String> which) {
+  static void initialize(Parameters ps, BertConfig c, long seed, Predicate<String> which) {
     Random r = new Random(seed);
     for (Parameter p : ps.list()) {
       if (which.test(p.name())) {
@@ -35,7 +34,7 @@ final class Checkpoints {
     }
   }
 
-  private static float[] initialValues(Parameter p, ModelConfig c, Random r) {
+  private static float[] initialValues(Parameter p, BertConfig c, Random r) {
     float[] v = new float[Math.toIntExact(p.numel())];
     String n = p.name();
     if (n.endsWith("LayerNorm.weight")) {
@@ -44,11 +43,11 @@ final class Checkpoints {
       // zero
     } else {
       for (int i = 0; i < v.length; i++) {
-        v[i] = (float) (r.nextGaussian() * c.initializerRange());
+        v[i] = (float) (r.nextGaussian() * c.getInitializerRange());
       }
-      if (n.endsWith("word_embeddings.weight") && c.padTokenId() >= 0
-          && c.padTokenId() < c.vocabSize()) {
-        Arrays.fill(v, c.padTokenId() * c.hiddenSize(), (c.padTokenId() + 1) * c.hiddenSize(), 0f);
+      if (n.endsWith("word_embeddings.weight") && c.getPadTokenId() >= 0
+          && c.getPadTokenId() < c.getVocabSize()) {
+        Arrays.fill(v, c.getPadTokenId() * c.getHiddenSize(), (c.getPadTokenId() + 1) * c.getHiddenSize(), 0f);
       }
     }
     return v;
@@ -78,7 +77,7 @@ final class Checkpoints {
    *
    * @return the names that were initialised instead of loaded
    */
-  static List<String> load(Parameters ps, Path file, ModelConfig c, long seed,
+  static List<String> load(Parameters ps, Path file, BertConfig c, long seed,
       Predicate<String> optional) {
     List<String> initialised = new ArrayList<>();
     try (SafetensorsReader r = SafetensorsReader.open(file)) {
@@ -121,14 +120,14 @@ final class Checkpoints {
       Set<String> init = Set.copyOf(initialised);
       initialize(ps, c, seed, init::contains);
       System.err.println("bertj: " + file + " lacks " + String.join(", ", initialised)
-          + "; initialised them as transformers does (normal(0, " + c.initializerRange()
+          + "; initialised them as transformers does (normal(0, " + c.getInitializerRange()
           + "), zero bias)");
     }
     return initialised;
   }
 
   /** Writes {@code model.safetensors} (F32, the parameter names as keys) and {@code config.json}. */
-  static void save(Parameters ps, Path dir, ModelConfig c) {
+  static void save(Parameters ps, Path dir, BertConfig c) {
     try {
       Files.createDirectories(dir);
       SafetensorsWriter w = new SafetensorsWriter();
@@ -137,11 +136,7 @@ final class Checkpoints {
       }
       w.putMetadata("format", "pt");
       w.write(dir.resolve("model.safetensors"));
-      Path cfg = dir.resolve("config.json");
-      Path tmp = dir.resolve("config.json.tmp");
-      Files.writeString(tmp,
-          new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(c.toJson()));
-      Files.move(tmp, cfg, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+      c.write(dir.resolve("config.json"));
     } catch (IOException e) {
       throw new UncheckedIOException("cannot save the model to " + dir, e);
     }

@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import org.bertj.backend.Backend;
 import org.bertj.backend.Tensor;
 
@@ -30,15 +31,15 @@ abstract class ResidualOutput {
   }
 
   final Backend be;
-  final ModelConfig config;
+  final BertConfig config;
   final Linear dense;
   final LayerNorm layerNorm;
 
-  ResidualOutput(Parameters ps, String prefix, ModelConfig c, int in) {
+  ResidualOutput(Parameters ps, String prefix, BertConfig c, int in) {
     this.be = ps.backend();
     this.config = c;
-    this.dense = new Linear(ps, prefix + ".dense", in, c.hiddenSize());
-    this.layerNorm = new LayerNorm(ps, prefix + ".LayerNorm", c.hiddenSize(), c.layerNormEps());
+    this.dense = new Linear(ps, prefix + ".dense", in, c.getHiddenSize());
+    this.layerNorm = new LayerNorm(ps, prefix + ".LayerNorm", c.getHiddenSize(), c.getLayerNormEps());
   }
 
   static void declare(Parameters.Layout l, String prefix, int in, int c) {
@@ -47,15 +48,15 @@ abstract class ResidualOutput {
   }
 
   Activations activations(Arena a, int n) {
-    return new Activations(a, n, config.hiddenSize());
+    return new Activations(a, n, config.getHiddenSize());
   }
 
   /** a.out = LN(dropout(x W^T + b) + residual); x (N, in), residual (N, C). */
   public void forward(Activations a, Tensor x, Tensor residual, int n, DropoutRng rng) {
     dense.forward(a.out, x, n);
-    a.p = rng.p(config.hiddenDropoutProb());
+    a.p = rng.p(config.getHiddenDropoutProb());
     if (a.p > 0f) {
-      a.offset = rng.take((long) n * config.hiddenSize());
+      a.offset = rng.take((long) n * config.getHiddenSize());
       be.dropoutForward(a.out, a.out, a.p, rng.seed(), a.offset);
     }
     layerNorm.forward(a.out, a.mean, a.rstd, a.h, a.out, residual, n);

@@ -171,7 +171,7 @@ class CheckpointTest {
       try (BertForSequenceClassification m =
           BertForSequenceClassification.fromPretrained(be, out, 0L)) {
         assertArrayEquals(ref, logits(be, m));
-        assertEquals(3, m.config().numLabels());
+        assertEquals(3, m.config().getNumLabels());
       }
       assertEquals(0, be.liveTensors());
     }

@@ -1,5 +1,6 @@
 package org.bertj.model;
 
+import org.bertj.io.BertConfig;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -58,7 +59,9 @@ class ModelBehaviourTest {
     Path dir = TestUtil.tinyBert();
     Batch batch = goldenBatch();
     try (CpuBackend be = new CpuBackend()) {
-      ModelConfig c = ModelConfig.read(dir.resolve("config.json")).withDropout(0.1, 0.1, 0.2);
+      BertConfig c = BertConfig.read(dir.resolve("config.json")).toBuilder()
+          .optHiddenDropoutProb(0.1).optAttentionProbsDropoutProb(0.1).optClassifierDropout(0.2)
+          .build();
       try (BertForSequenceClassification m =
           BertForSequenceClassification.fromPretrained(be, dir, c, 0L)) {
         m.forward(batch, false, 7L);
@@ -88,12 +91,12 @@ class ModelBehaviourTest {
     float[] y = {1, 0, 1, 0, 0, 1, 1, 1, 0};
     Batch batch = plain.withFloatLabels(y);
     try (CpuBackend be = new CpuBackend()) {
-      ModelConfig c = ModelConfig.read(dir.resolve("config.json"))
-          .withLabels(3, ProblemType.MULTI_LABEL_CLASSIFICATION);
+      BertConfig c = BertConfig.read(dir.resolve("config.json")).toBuilder()
+          .optProblemType(BertConfig.ProblemType.MULTI_LABEL_CLASSIFICATION).build();
       try (BertForSequenceClassification m =
           BertForSequenceClassification.fromPretrained(be, dir, c, 0L)) {
         m.forward(batch, false, 0L);
-        assertEquals(ProblemType.MULTI_LABEL_CLASSIFICATION, m.lastProblemType());
+        assertEquals(BertConfig.ProblemType.MULTI_LABEL_CLASSIFICATION, m.lastProblemType());
         float[] x = m.logitsArray();
         double ref = 0;
         for (int i = 0; i < x.length; i++) {
@@ -117,11 +120,12 @@ class ModelBehaviourTest {
     float[] y = {0.5f, -1.25f, 2f};
     try (CpuBackend be = new CpuBackend()) {
       // num_labels 1 and problem_type null: transformers picks regression
-      ModelConfig c = ModelConfig.read(dir.resolve("config.json")).withLabels(1, null);
+      BertConfig c = BertConfig.read(dir.resolve("config.json")).toBuilder()
+          .optNumLabels(1).optProblemType(null).build();
       try (BertForSequenceClassification m = BertForSequenceClassification.create(be, c, 42L)) {
         Batch batch = plain.withFloatLabels(y);
         m.forward(batch, false, 0L);
-        assertEquals(ProblemType.REGRESSION, m.lastProblemType());
+        assertEquals(BertConfig.ProblemType.REGRESSION, m.lastProblemType());
         float[] x = m.logitsArray();
         double ref = 0;
         for (int i = 0; i < x.length; i++) {
@@ -132,7 +136,7 @@ class ModelBehaviourTest {
         assertTrue(directionalCheck(be, m, batch, false, 0L, 1e-2) < 1e-2);
         // integer labels are accepted for regression with one label (as floats)
         m.forward(plain.withLabels(new int[] {1, 0, 2}), false, 0L);
-        assertEquals(ProblemType.REGRESSION, m.lastProblemType());
+        assertEquals(BertConfig.ProblemType.REGRESSION, m.lastProblemType());
       }
       assertEquals(0, be.liveTensors());
     }
@@ -146,7 +150,7 @@ class ModelBehaviourTest {
         BertForSequenceClassification m =
             BertForSequenceClassification.fromPretrained(be, dir, 0L)) {
       m.forward(plain.withLabels(new int[] {0, -100, 1}), false, 0L);
-      assertEquals(ProblemType.SINGLE_LABEL_CLASSIFICATION, m.lastProblemType());
+      assertEquals(BertConfig.ProblemType.SINGLE_LABEL_CLASSIFICATION, m.lastProblemType());
       float[] x = m.logitsArray();
       double ref = (ce(x, 0, 0) + ce(x, 2, 1)) / 2;
       assertEquals(ref, m.loss(), 1e-6 * ref);
