@@ -1,0 +1,68 @@
+package org.bertj.model;
+
+import org.bertj.io.BertConfig;
+import org.bertj.backend.Tensor;
+
+/**
+ * Hugging Face {@code BertAttention}: {@link BertSelfAttention} ({@code <prefix>.self}) then
+ * {@link BertSelfOutput} ({@code <prefix>.output}).
+ */
+public final class BertAttention {
+  /** Saved activations. */
+  public static final class Activations {
+    final BertSelfAttention.Activations self;
+    final ResidualOutput.Activations output;
+
+    Activations(BertSelfAttention.Activations self, ResidualOutput.Activations output) {
+      this.self = self;
+      this.output = output;
+    }
+
+    /** (N, C) the attention block's output. */
+    public Tensor out() {
+      return output.out;
+    }
+  }
+
+  private final BertSelfAttention self;
+  private final BertSelfOutput output;
+
+  /** Binds to the parameters {@code <prefix>.*}. */
+  public BertAttention(Parameters ps, String prefix, BertConfig c) {
+    this.self = new BertSelfAttention(ps, prefix + ".self", c);
+    this.output = new BertSelfOutput(ps, prefix + ".output", c);
+  }
+
+  static void declare(Parameters.Layout l, String prefix, BertConfig c) {
+    BertSelfAttention.declare(l, prefix + ".self", c);
+    ResidualOutput.declare(l, prefix + ".output", c.getHiddenSize(), c.getHiddenSize());
+  }
+
+  Activations activations(Arena a, int b, int t) {
+    return new Activations(self.activations(a, b, t), output.activations(a, b * t));
+  }
+
+  public BertSelfAttention self() {
+    return self;
+  }
+
+  public BertSelfOutput output() {
+    return output;
+  }
+
+  /** out (N, C) = LN(dropout(dense(selfattention(x))) + x). */
+  public void forward(Activations a, Tensor x, Tensor mask, int b, int t, DropoutRng rng) {
+    self.forward(a.self, x, mask, b, t, rng);
+    output.forward(a.output, a.self.ctx, x, b * t, rng);
+  }
+
+  /**
+   * From dout (N, C): dx (N, C) written with the gradient of x; tmp, dctx (N, C) and dqkv
+   * (N, 3C) scratch; dx must not alias dout.
+   */
+  public void backward(Activations a, Tensor x, Tensor mask, Tensor dout, Tensor dx, Tensor tmp,
+      Tensor dctx, Tensor dqkv, int b, int t, DropoutRng rng) {
+    output.backward(a.output, a.self.ctx, dout, dx, tmp, dctx, b * t, rng);
+    self.backward(a.self, x, mask, dctx, dqkv, dx, b, t, rng);
+  }
+}

@@ -1,0 +1,57 @@
+package org.bertj.model;
+
+import org.bertj.io.BertConfig;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import org.bertj.backend.Tensor;
+
+/** Hugging Face {@code BertEncoder}: num_hidden_layers {@link BertLayer}s, {@code <prefix>.layer.<i>}. */
+public final class BertEncoder {
+  private final List<BertLayer> layers = new ArrayList<>();
+
+  /** Binds to the parameters {@code <prefix>.layer.<i>.*}. */
+  public BertEncoder(Parameters ps, String prefix, BertConfig c) {
+    for (int i = 0; i < c.getNumHiddenLayers(); i++) {
+      layers.add(new BertLayer(ps, prefix + ".layer." + i, c));
+    }
+  }
+
+  static void declare(Parameters.Layout l, String prefix, BertConfig c) {
+    for (int i = 0; i < c.getNumHiddenLayers(); i++) {
+      BertLayer.declare(l, prefix + ".layer." + i, c);
+    }
+  }
+
+  public List<BertLayer> layers() {
+    return Collections.unmodifiableList(layers);
+  }
+
+  BertLayer.Activations[] activations(Arena a, int b, int t) {
+    BertLayer.Activations[] acts = new BertLayer.Activations[layers.size()];
+    for (int i = 0; i < acts.length; i++) {
+      acts[i] = layers.get(i).activations(a, b, t);
+    }
+    return acts;
+  }
+
+  /** Runs the layers on x (N, C); returns the last layer's output (N, C). */
+  Tensor forward(BertLayer.Activations[] acts, Tensor x, Tensor mask, int b, int t,
+      DropoutRng rng) {
+    Tensor in = x;
+    for (int i = 0; i < layers.size(); i++) {
+      layers.get(i).forward(acts[i], in, mask, b, t, rng);
+      in = acts[i].out();
+    }
+    return in;
+  }
+
+  /** s.g: gradient of the last output on entry, of x on exit. */
+  void backward(BertLayer.Activations[] acts, Tensor x, Tensor mask, BertLayer.Scratch s, int b,
+      int t, DropoutRng rng) {
+    for (int i = layers.size() - 1; i >= 0; i--) {
+      Tensor in = i == 0 ? x : acts[i - 1].out();
+      layers.get(i).backward(acts[i], in, mask, s, b, t, rng);
+    }
+  }
+}

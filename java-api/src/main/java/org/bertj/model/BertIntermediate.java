@@ -1,0 +1,58 @@
+package org.bertj.model;
+
+import org.bertj.io.BertConfig;
+import org.bertj.backend.Backend;
+import org.bertj.backend.Tensor;
+
+/**
+ * Hugging Face {@code BertIntermediate}: gelu(dense(x)) with exact (erf) GELU. Parameters
+ * {@code <prefix>.dense.weight} (I, C), {@code dense.bias} (I).
+ */
+public final class BertIntermediate {
+  /** Saved activations. */
+  public static final class Activations {
+    /** (N, I) dense output with bias, the GELU input. */
+    public final Tensor pre;
+    /** (N, I) GELU output. */
+    public final Tensor act;
+
+    Activations(Arena a, int n, int i) {
+      pre = a.take(n, i);
+      act = a.take(n, i);
+    }
+  }
+
+  private final Backend be;
+  private final BertConfig config;
+  private final Linear dense;
+
+  /** Binds to the parameters {@code <prefix>.*}. */
+  public BertIntermediate(Parameters ps, String prefix, BertConfig c) {
+    this.be = ps.backend();
+    this.config = c;
+    this.dense = new Linear(ps, prefix + ".dense", c.getHiddenSize(), c.getIntermediateSize());
+  }
+
+  static void declare(Parameters.Layout l, String prefix, BertConfig c) {
+    Linear.declare(l, prefix + ".dense", c.getHiddenSize(), c.getIntermediateSize());
+  }
+
+  Activations activations(Arena a, int n) {
+    return new Activations(a, n, config.getIntermediateSize());
+  }
+
+  /** act = gelu(x W^T + b); x (N, C). */
+  public void forward(Activations a, Tensor x, int n) {
+    dense.forwardNoBias(a.pre, x, n);
+    be.biasGeluForward(a.act, a.pre, a.pre, dense.bias.value(), n, config.getIntermediateSize());
+  }
+
+  /**
+   * dact (N, I) is overwritten with the GELU input gradient; dx (N, C) += its x gradient
+   * (accumulated onto the residual gradient already there); parameter gradients accumulated.
+   */
+  public void backward(Activations a, Tensor x, Tensor dact, Tensor dx, int n) {
+    be.biasGeluBackward(dact, dense.bias.grad(), dact, a.pre, n, config.getIntermediateSize());
+    dense.backwardNoBias(dx, dact, x, n, true);
+  }
+}

@@ -1,0 +1,110 @@
+package org.bertj.model;
+
+import org.bertj.io.BertConfig;
+import org.bertj.backend.Tensor;
+
+/**
+ * Hugging Face {@code BertLayer}: {@link BertAttention} ({@code <prefix>.attention}),
+ * {@link BertIntermediate} ({@code <prefix>.intermediate}), {@link BertOutput}
+ * ({@code <prefix>.output}); post-LN.
+ */
+public final class BertLayer {
+  /** Saved activations. */
+  public static final class Activations {
+    final BertAttention.Activations attention;
+    final BertIntermediate.Activations intermediate;
+    final ResidualOutput.Activations output;
+
+    Activations(BertAttention.Activations attention, BertIntermediate.Activations intermediate,
+        ResidualOutput.Activations output) {
+      this.attention = attention;
+      this.intermediate = intermediate;
+      this.output = output;
+    }
+
+    /** (N, C) the layer output. */
+    public Tensor out() {
+      return output.out;
+    }
+  }
+
+  /** Gradient scratch shared by all layers of a backward pass. */
+  static final class Scratch {
+    /** (N, C) gradient of the layer output on entry, of the layer input on exit. */
+    final Tensor g;
+    /** (N, C) gradient of the attention output. */
+    final Tensor gAttn;
+    /** (N, C) dropout scratch. */
+    final Tensor tmp;
+    /** (N, C) gradient of the attention context. */
+    final Tensor dctx;
+    /** (N, 3C). */
+    final Tensor dqkv;
+    /** (N, I). */
+    final Tensor dact;
+
+    Scratch(Arena a, int n, int c, int i) {
+      g = a.take(n, c);
+      gAttn = a.take(n, c);
+      tmp = a.take(n, c);
+      dctx = a.take(n, c);
+      dqkv = a.take(n, 3L * c);
+      dact = a.take(n, i);
+    }
+  }
+
+  private final BertAttention attention;
+  private final BertIntermediate intermediate;
+  private final BertOutput output;
+
+  /** Binds to the parameters {@code <prefix>.*}. */
+  public BertLayer(Parameters ps, String prefix, BertConfig c) {
+    this.attention = new BertAttention(ps, prefix + ".attention", c);
+    this.intermediate = new BertIntermediate(ps, prefix + ".intermediate", c);
+    this.output = new BertOutput(ps, prefix + ".output", c);
+  }
+
+  static void declare(Parameters.Layout l, String prefix, BertConfig c) {
+    BertAttention.declare(l, prefix + ".attention", c);
+    BertIntermediate.declare(l, prefix + ".intermediate", c);
+    ResidualOutput.declare(l, prefix + ".output", c.getIntermediateSize(), c.getHiddenSize());
+  }
+
+  Activations activations(Arena a, int b, int t) {
+    return new Activations(attention.activations(a, b, t), intermediate.activations(a, b * t),
+        output.activations(a, b * t));
+  }
+
+  public BertAttention attention() {
+    return attention;
+  }
+
+  public BertIntermediate intermediate() {
+    return intermediate;
+  }
+
+  public BertOutput output() {
+    return output;
+  }
+
+  /** out (N, C) = output(intermediate(attention(x)), attention(x)). */
+  public void forward(Activations a, Tensor x, Tensor mask, int b, int t, DropoutRng rng) {
+    int n = b * t;
+    attention.forward(a.attention, x, mask, b, t, rng);
+    Tensor att = a.attention.out();
+    intermediate.forward(a.intermediate, att, n);
+    output.forward(a.output, a.intermediate.act, att, n, rng);
+  }
+
+  /** s.g holds dLoss/d(out) on entry and dLoss/dx on exit; parameter gradients accumulated. */
+  void backward(Activations a, Tensor x, Tensor mask, Scratch s, int b, int t, DropoutRng rng) {
+    int n = b * t;
+    Tensor att = a.attention.out();
+    // gAttn = residual part of d(att); dact = d(gelu output)
+    output.backward(a.output, a.intermediate.act, s.g, s.gAttn, s.tmp, s.dact, n, rng);
+    // gAttn += FFN part of d(att)
+    intermediate.backward(a.intermediate, att, s.dact, s.gAttn, n);
+    // g = d(x): residual part, then += the QKV part
+    attention.backward(a.attention, x, mask, s.gAttn, s.g, s.tmp, s.dctx, s.dqkv, b, t, rng);
+  }
+}

@@ -1,0 +1,357 @@
+package org.bertj.model;
+
+import org.bertj.io.BertConfig;
+import java.nio.file.Path;
+import java.util.List;
+import org.bertj.backend.Backend;
+import org.bertj.backend.DType;
+import org.bertj.backend.Tensor;
+
+/**
+ * Hugging Face {@code BertModel}: {@link BertEmbeddings}, {@link BertEncoder} and, optionally,
+ * {@link BertPooler}. For features: {@link #lastHiddenState()} (B, T, C) and
+ * {@link #pooledOutput()} (B, C) after {@link #forward}.
+ *
+ * <p>Activations live in a workspace allocated once per (batch, seq) shape and reused; it grows
+ * only when a shape needs more memory than it holds. A forward saves what the backward needs;
+ * forward and backward allocate no backend memory for a shape already seen. Not thread-safe.
+ */
+public final class BertModel implements AutoCloseable {
+  private final Backend be;
+  private final BertConfig config;
+  private final Parameters params;
+  private final boolean ownsParams;
+  private final BertEmbeddings embeddings;
+  private final BertEncoder encoder;
+  private final BertPooler pooler;
+
+  private final Arena acts;
+  private final Arena ints;
+  private final Arena grads;
+  private final DropoutRng rng = new DropoutRng();
+
+  // views for the current shape
+  private int actsB;
+  private int actsT;
+  private int gradsB;
+  private int gradsT;
+  private int b;
+  private int t;
+  private Tensor ids;
+  private Tensor tokenTypes;
+  private Tensor mask;
+  private boolean hasTokenTypes;
+  private boolean hasMask;
+  private BertEmbeddings.Activations embActs;
+  private BertLayer.Activations[] layerActs;
+  private BertPooler.Activations poolerActs;
+  private BertLayer.Scratch scratch;
+  private Tensor lastHidden;
+  private boolean forwardDone;
+  private boolean closed;
+
+  /**
+   * Binds a model to parameters declared by {@link #declare} with the same prefix.
+   *
+   * @param ps the store
+   * @param prefix "" for a bare BertModel, "bert" inside BertForSequenceClassification
+   * @param config the configuration
+   * @param addPoolingLayer whether the pooler exists
+   * @param ownsParams whether {@link #close} closes the store
+   */
+  public BertModel(Parameters ps, String prefix, BertConfig config, boolean addPoolingLayer,
+      boolean ownsParams) {
+    this.be = ps.backend();
+    this.config = config;
+    this.params = ps;
+    this.ownsParams = ownsParams;
+    String p = dot(prefix);
+    this.embeddings = new BertEmbeddings(ps, p + "embeddings", config);
+    this.encoder = new BertEncoder(ps, p + "encoder", config);
+    this.pooler = addPoolingLayer ? new BertPooler(ps, p + "pooler", config) : null;
+    this.acts = new Arena(be, DType.F32);
+    this.ints = new Arena(be, DType.I32);
+    this.grads = new Arena(be, DType.F32);
+  }
+
+  static String dot(String prefix) {
+    return prefix.isEmpty() ? "" : prefix + ".";
+  }
+
+  /** Declares the parameters of a BertModel under a prefix ("" or "bert"). */
+  public static void declare(Parameters.Layout l, String prefix, BertConfig c,
+      boolean addPoolingLayer) {
+    String p = dot(prefix);
+    BertEmbeddings.declare(l, p + "embeddings", c);
+    BertEncoder.declare(l, p + "encoder", c);
+    if (addPoolingLayer) {
+      BertPooler.declare(l, p + "pooler", c);
+    }
+  }
+
+  /** A fresh model with transformers' initialisation (seeded), owning its parameters. */
+  public static BertModel create(Backend be, BertConfig c, boolean addPoolingLayer, long seed) {
+    Parameters.Layout l = new Parameters.Layout();
+    declare(l, "", c, addPoolingLayer);
+    Parameters ps = Parameters.allocate(be, l);
+    try {
+      Checkpoints.initialize(ps, c, seed, name -> true);
+      return new BertModel(ps, "", c, addPoolingLayer, true);
+    } catch (RuntimeException | Error e) {
+      ps.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Loads a Hugging Face folder ({@code config.json}, {@code model.safetensors}); keys with or
+   * without the {@code bert.} prefix. A missing pooler is initialised (seeded) and reported on
+   * stderr; any other missing or mis-shaped tensor is a {@link org.bertj.io.CheckpointException}.
+   */
+  public static BertModel fromPretrained(Backend be, Path dir, long seed) {
+    BertConfig c = BertConfig.read(dir.resolve("config.json"));
+    Parameters.Layout l = new Parameters.Layout();
+    declare(l, "", c, true);
+    Parameters ps = Parameters.allocate(be, l);
+    try {
+      Checkpoints.load(ps, dir.resolve("model.safetensors"), c, seed,
+          name -> name.startsWith("pooler."));
+      return new BertModel(ps, "", c, true, true);
+    } catch (RuntimeException | Error e) {
+      ps.close();
+      throw e;
+    }
+  }
+
+  /** Writes {@code model.safetensors} (keys without prefix, as transformers' BertModel) and config.json. */
+  public void save(Path dir) {
+    Checkpoints.save(params, dir, config);
+  }
+
+  public BertConfig config() {
+    return config;
+  }
+
+  public Parameters parameters() {
+    return params;
+  }
+
+  public Backend backend() {
+    return be;
+  }
+
+  public BertEmbeddings embeddings() {
+    return embeddings;
+  }
+
+  public BertEncoder encoder() {
+    return encoder;
+  }
+
+  /** The pooler, or null when the model has none. */
+  public BertPooler pooler() {
+    return pooler;
+  }
+
+  /**
+   * Checks a batch against the model: T within max_position_embeddings, every token id in
+   * [0, vocab_size) and token type in [0, type_vocab_size), naming the batch row and position.
+   */
+  public void validate(Batch batch) {
+    int tt = batch.seqLen();
+    if (tt > config.getMaxPositionEmbeddings()) {
+      throw new IllegalArgumentException("sequence length " + tt
+          + " exceeds max_position_embeddings " + config.getMaxPositionEmbeddings());
+    }
+    int[] id = batch.inputIds();
+    for (int i = 0; i < id.length; i++) {
+      if (id[i] < 0 || id[i] >= config.getVocabSize()) {
+        throw new IllegalArgumentException("token id " + id[i] + " at batch row " + i / tt
+            + ", position " + i % tt + " is outside the vocabulary [0, " + config.getVocabSize()
+            + ")");
+      }
+    }
+    int[] ty = batch.tokenTypeIds();
+    if (ty != null) {
+      for (int i = 0; i < ty.length; i++) {
+        if (ty[i] < 0 || ty[i] >= config.getTypeVocabSize()) {
+          throw new IllegalArgumentException("token type " + ty[i] + " at batch row " + i / tt
+              + ", position " + i % tt + " is outside [0, " + config.getTypeVocabSize() + ")");
+        }
+      }
+    }
+  }
+
+  private void checkOpen() {
+    if (closed || params.isClosed()) {
+      throw new IllegalStateException("model is closed");
+    }
+  }
+
+  private void ensureActivations(int nb, int nt) {
+    if (layerActs != null && nb == actsB && nt == actsT) {
+      return;
+    }
+    int n = nb * nt;
+    int c = config.getHiddenSize();
+    Tensor[] io = ints.layout(() -> new Tensor[] {ints.take(n), ints.take(n), ints.take(n)});
+    ids = io[0];
+    tokenTypes = io[1];
+    mask = io[2];
+    Object[] a = acts.layout(() -> new Object[] {embeddings.activations(acts, n),
+        encoder.activations(acts, nb, nt), pooler == null ? null : pooler.activations(acts, nb)});
+    embActs = (BertEmbeddings.Activations) a[0];
+    layerActs = (BertLayer.Activations[]) a[1];
+    poolerActs = (BertPooler.Activations) a[2];
+    lastHidden = layerActs[layerActs.length - 1].out().reshape(nb, nt, c);
+    actsB = nb;
+    actsT = nt;
+  }
+
+  private void ensureGradScratch() {
+    if (scratch != null && gradsB == b && gradsT == t) {
+      return;
+    }
+    int n = b * t;
+    scratch = grads.layout(
+        () -> new BertLayer.Scratch(grads, n, config.getHiddenSize(), config.getIntermediateSize()));
+    gradsB = b;
+    gradsT = t;
+  }
+
+  /**
+   * Runs the model on a batch. Training switches dropout on, with the step's seed; the backward
+   * reproduces the same masks. Token ids are checked before any native code runs.
+   */
+  public void forward(Batch batch, boolean training, long seed) {
+    checkOpen();
+    validate(batch);
+    b = batch.batchSize();
+    t = batch.seqLen();
+    forwardDone = false;
+    ensureActivations(b, t);
+    if (training) {
+      ensureGradScratch();
+    }
+    be.upload(ids, batch.inputIds());
+    hasTokenTypes = batch.tokenTypeIds() != null;
+    if (hasTokenTypes) {
+      be.upload(tokenTypes, batch.tokenTypeIds());
+    }
+    hasMask = batch.attentionMask() != null;
+    if (hasMask) {
+      be.upload(mask, batch.attentionMask());
+    }
+    rng.reset(training, seed);
+    Tensor tt = hasTokenTypes ? tokenTypes : null;
+    Tensor m = hasMask ? mask : null;
+    embeddings.forward(embActs, ids, tt, b, t, rng);
+    Tensor last = encoder.forward(layerActs, embActs.out, m, b, t, rng);
+    if (pooler != null) {
+      pooler.forward(poolerActs, last, b, t);
+    }
+    forwardDone = true;
+  }
+
+  /** Inference forward (no dropout). */
+  public void forward(Batch batch) {
+    forward(batch, false, 0L);
+  }
+
+  /** Dropout state of the last forward (the head continues its offsets). */
+  DropoutRng rng() {
+    return rng;
+  }
+
+  /** B of the last forward. */
+  public int batchSize() {
+    return b;
+  }
+
+  /** T of the last forward. */
+  public int seqLen() {
+    return t;
+  }
+
+  private void checkForward() {
+    checkOpen();
+    if (!forwardDone) {
+      throw new IllegalStateException("no forward has run");
+    }
+  }
+
+  /** (B, T, C) the last hidden state of the last forward (a workspace view). */
+  public Tensor lastHiddenState() {
+    checkForward();
+    return lastHidden;
+  }
+
+  /** (B, C) the pooler output of the last forward (a workspace view). */
+  public Tensor pooledOutput() {
+    checkForward();
+    if (pooler == null) {
+      throw new IllegalStateException("this model has no pooling layer");
+    }
+    return poolerActs.pooled;
+  }
+
+  /** (B, T, C) embedding output (after LayerNorm and dropout) of the last forward. */
+  public Tensor embeddingOutput() {
+    checkForward();
+    return embActs.out.reshape(b, t, config.getHiddenSize());
+  }
+
+  /**
+   * Accumulates ("+=") every parameter gradient of the last forward, from dSequence (B*T*C, the
+   * gradient of the last hidden state; null = 0) and dPooled (B*C; null = 0; overwritten).
+   */
+  public void backward(Tensor dSequence, Tensor dPooled) {
+    checkForward();
+    ensureGradScratch();
+    Tensor g = scratch.g;
+    if (dSequence != null) {
+      be.copy(g, dSequence);
+    } else {
+      be.zero(g);
+    }
+    Tensor last = layerActs[layerActs.length - 1].out();
+    if (dPooled != null) {
+      if (pooler == null) {
+        throw new IllegalStateException("this model has no pooling layer");
+      }
+      pooler.backward(poolerActs, last, dPooled, g, b, t);
+    }
+    Tensor m = hasMask ? mask : null;
+    encoder.backward(layerActs, embActs.out, m, scratch, b, t, rng);
+    embeddings.backward(embActs, g, scratch.gAttn, ids, hasTokenTypes ? tokenTypes : null, b, t,
+        rng);
+  }
+
+  /** Backend memory of the workspace, in elements (activations + gradient scratch + inputs). */
+  public long workspaceElements() {
+    return acts.capacity() + grads.capacity() + ints.capacity();
+  }
+
+  /** Frees the workspace, and the parameters when this model owns them. */
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    try {
+      acts.close();
+      grads.close();
+      ints.close();
+    } finally {
+      if (ownsParams) {
+        params.close();
+      }
+    }
+  }
+
+  /** Parameter names in buffer order. */
+  public List<String> parameterNames() {
+    return params.list().stream().map(Parameter::name).toList();
+  }
+}

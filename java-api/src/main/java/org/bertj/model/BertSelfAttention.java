@@ -1,0 +1,104 @@
+package org.bertj.model;
+
+import org.bertj.io.BertConfig;
+import java.util.Arrays;
+import org.bertj.backend.Backend;
+import org.bertj.backend.Tensor;
+
+/**
+ * Hugging Face {@code BertSelfAttention}: query, key, value projections and the attention core
+ * softmax(q k^T / sqrt(D) + mask) v with dropout (attention_probs_dropout_prob) on the
+ * probabilities. Parameters {@code <prefix>.query.weight}, {@code key.weight},
+ * {@code value.weight} (C, C) and their biases (C).
+ *
+ * <p>The three weights are adjacent in the flat buffer and read as one (3C, C) matrix, their
+ * biases as one (3C) vector, so the projection is ONE GEMM producing packed qkv (B*T, 3C), the
+ * layout {@link Backend#attentionForward} takes.
+ */
+public final class BertSelfAttention {
+  /** Saved activations. */
+  public static final class Activations {
+    /** (N, 3C) packed [q | k | v] per token. */
+    public final Tensor qkv;
+    /** (N, C) attention output (the context layer), heads side by side. */
+    public final Tensor ctx;
+    /** (B, NH, T) log-sum-exp of the scores, for the backward. */
+    public final Tensor lse;
+    float p;
+    long offset;
+
+    Activations(Arena a, int b, int t, int c, int nh) {
+      qkv = a.take((long) b * t, 3L * c);
+      ctx = a.take((long) b * t, c);
+      lse = a.take(b, nh, t);
+    }
+  }
+
+  private final Backend be;
+  private final BertConfig config;
+  private final Tensor wqkv;
+  private final Tensor bqkv;
+  private final Tensor dwqkv;
+  private final Tensor dbqkv;
+
+  /** Binds to {@code <prefix>.{query,key,value}.{weight,bias}}, which must be adjacent. */
+  public BertSelfAttention(Parameters ps, String prefix, BertConfig c) {
+    this.be = ps.backend();
+    this.config = c;
+    long h = c.getHiddenSize();
+    String[] names = {"query", "key", "value"};
+    Parameter[] w = new Parameter[3];
+    Parameter[] bias = new Parameter[3];
+    for (int i = 0; i < 3; i++) {
+      w[i] = ps.get(prefix + "." + names[i] + ".weight");
+      bias[i] = ps.get(prefix + "." + names[i] + ".bias");
+      if (w[i].offset() != w[0].offset() + i * h * h
+          || bias[i].offset() != bias[0].offset() + i * h
+          || !Arrays.equals(w[i].shape(), new long[] {h, h})) {
+        throw new IllegalArgumentException(prefix + ": query, key and value must be adjacent "
+            + "(C, C) weights and (C) biases in the parameter buffer");
+      }
+    }
+    this.wqkv = ps.valueView(w[0].offset(), 3 * h, h);
+    this.bqkv = ps.valueView(bias[0].offset(), 3 * h);
+    this.dwqkv = ps.gradView(w[0].offset(), 3 * h, h);
+    this.dbqkv = ps.gradView(bias[0].offset(), 3 * h);
+  }
+
+  /** Declares query, key, value weights (adjacent) and biases (adjacent). */
+  public static void declare(Parameters.Layout l, String prefix, BertConfig c) {
+    int h = c.getHiddenSize();
+    for (String n : new String[] {"query", "key", "value"}) {
+      Linear.declare(l, prefix + "." + n, h, h);
+    }
+  }
+
+  Activations activations(Arena a, int b, int t) {
+    return new Activations(a, b, t, config.getHiddenSize(), config.getNumAttentionHeads());
+  }
+
+  /** ctx (N, C) = attention(x Wqkv^T + bqkv); mask (B*T) I32 1 = real key, may be null. */
+  public void forward(Activations a, Tensor x, Tensor mask, int b, int t, DropoutRng rng) {
+    int n = b * t;
+    int c = config.getHiddenSize();
+    int nh = config.getNumAttentionHeads();
+    be.linear(a.qkv, x, wqkv, bqkv, n, c, 3 * c);
+    a.p = rng.p(config.getAttentionProbsDropoutProb());
+    a.offset = a.p > 0f ? rng.take((long) b * nh * t * t) : 0L;
+    be.attentionForward(a.ctx, a.lse, a.qkv, mask, b, t, nh, config.getHeadSize(), a.p, rng.seed(),
+        a.offset);
+  }
+
+  /**
+   * From dctx (N, C): dqkv (N, 3C) scratch (written), dx (N, C) += the gradient of x
+   * (accumulated onto the residual gradient already there); parameter gradients accumulated.
+   */
+  public void backward(Activations a, Tensor x, Tensor mask, Tensor dctx, Tensor dqkv, Tensor dx,
+      int b, int t, DropoutRng rng) {
+    int n = b * t;
+    int c = config.getHiddenSize();
+    be.attentionBackward(dqkv, dctx, a.qkv, a.ctx, a.lse, mask, b, t,
+        config.getNumAttentionHeads(), config.getHeadSize(), a.p, rng.seed(), a.offset);
+    be.linearBackward(dx, dwqkv, dbqkv, dqkv, x, wqkv, n, c, 3 * c, true);
+  }
+}

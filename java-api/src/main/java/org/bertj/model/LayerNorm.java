@@ -1,0 +1,39 @@
+package org.bertj.model;
+
+import org.bertj.backend.Backend;
+import org.bertj.backend.Tensor;
+
+/** nn.LayerNorm over the last dimension C with a fused residual add. */
+final class LayerNorm {
+  final Backend be;
+  final Parameter weight;
+  final Parameter bias;
+  final int c;
+  final float eps;
+
+  LayerNorm(Parameters ps, String prefix, int c, double eps) {
+    this.be = ps.backend();
+    this.weight = ps.get(prefix + ".weight");
+    this.bias = ps.get(prefix + ".bias");
+    this.c = c;
+    this.eps = (float) eps;
+  }
+
+  static void declare(Parameters.Layout l, String prefix, int c) {
+    l.notDecayed(prefix + ".weight", c);
+    l.notDecayed(prefix + ".bias", c);
+  }
+
+  /** out = LN(x + residual) (residual may be null, out may be x); saves mean, rstd, h. */
+  void forward(Tensor out, Tensor mean, Tensor rstd, Tensor hsave, Tensor x, Tensor residual,
+      int n) {
+    be.layerNormForward(out, mean, rstd, hsave, x, residual, weight.value(), bias.value(), n, c,
+        eps);
+  }
+
+  /** dh = dLoss/dh (written; dh must not alias dout); gamma, beta gradients accumulated. */
+  void backward(Tensor dh, Tensor dout, Tensor h, Tensor mean, Tensor rstd, int n) {
+    be.layerNormBackward(dh, weight.grad(), bias.grad(), dout, h, mean, rstd, weight.value(), n,
+        c);
+  }
+}

@@ -1,0 +1,181 @@
+package org.bertj.model;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.bertj.backend.Backend;
+import org.bertj.backend.DType;
+import org.bertj.backend.Tensor;
+
+/**
+ * The parameters of a model in ONE flat F32 buffer of values and a parallel flat buffer of
+ * gradients (an optimizer allocates its state the same size).
+ *
+ * <p>Layout: every weight-decayed tensor first (Linear weights, embedding tables), then the
+ * tensors without decay (biases, LayerNorm weights and biases), as Hugging Face groups them, so
+ * AdamW is one call with decay range {@code [0, nDecay())}. Within each group tensors keep their
+ * declaration order, so tensors declared one after the other (query, key, value) are adjacent.
+ */
+public final class Parameters implements AutoCloseable {
+
+  /** The declared tensors of a model, before allocation. */
+  public static final class Layout {
+    private record Decl(String name, long[] shape, boolean decay) {}
+
+    private final List<Decl> decay = new ArrayList<>();
+    private final List<Decl> noDecay = new ArrayList<>();
+    private final Map<String, Boolean> names = new LinkedHashMap<>();
+
+    /** Declares a weight-decayed tensor (Linear weight, embedding table). */
+    public Layout decayed(String name, long... shape) {
+      return add(new Decl(name, shape.clone(), true));
+    }
+
+    /** Declares a tensor without weight decay (bias, LayerNorm weight or bias). */
+    public Layout notDecayed(String name, long... shape) {
+      return add(new Decl(name, shape.clone(), false));
+    }
+
+    private Layout add(Decl d) {
+      Tensor.numel(d.shape);
+      if (names.putIfAbsent(d.name, d.decay) != null) {
+        throw new IllegalArgumentException("parameter " + d.name + " declared twice");
+      }
+      (d.decay ? decay : noDecay).add(d);
+      return this;
+    }
+  }
+
+  private final Backend backend;
+  private final Tensor values;
+  private final Tensor grads;
+  private final long nDecay;
+  private final Map<String, Parameter> byName = new LinkedHashMap<>();
+  private boolean closed;
+
+  private Parameters(Backend backend, Layout layout) {
+    this.backend = backend;
+    long size = 0;
+    long decayEnd = 0;
+    List<Layout.Decl> all = new ArrayList<>(layout.decay);
+    all.addAll(layout.noDecay);
+    long[] offsets = new long[all.size()];
+    for (int i = 0; i < all.size(); i++) {
+      offsets[i] = size;
+      size = Math.addExact(size, Tensor.numel(all.get(i).shape));
+      if (i == layout.decay.size() - 1) {
+        decayEnd = size;
+      }
+    }
+    if (size == 0) {
+      throw new IllegalArgumentException("a model needs at least one parameter");
+    }
+    this.nDecay = decayEnd;
+    Tensor v = backend.alloc(DType.F32, size);
+    Tensor g;
+    try {
+      g = backend.alloc(DType.F32, size);
+    } catch (RuntimeException | Error e) {
+      v.close();
+      throw e;
+    }
+    this.values = v;
+    this.grads = g;
+    for (int i = 0; i < all.size(); i++) {
+      Layout.Decl d = all.get(i);
+      byName.put(d.name, new Parameter(d.name, d.shape, offsets[i], d.decay,
+          v.view(offsets[i], d.shape), g.view(offsets[i], d.shape)));
+    }
+  }
+
+  /** Allocates zero-filled values and gradients for a layout. */
+  public static Parameters allocate(Backend backend, Layout layout) {
+    return new Parameters(backend, layout);
+  }
+
+  public Backend backend() {
+    return backend;
+  }
+
+  /** The parameter of that name; IllegalArgumentException naming it when absent. */
+  public Parameter get(String name) {
+    Parameter p = byName.get(name);
+    if (p == null) {
+      throw new IllegalArgumentException("no parameter named '" + name + "'");
+    }
+    return p;
+  }
+
+  /** The parameter of that name, if any. */
+  public Optional<Parameter> find(String name) {
+    return Optional.ofNullable(byName.get(name));
+  }
+
+  /** Every parameter in buffer order (decayed first). */
+  public List<Parameter> list() {
+    return Collections.unmodifiableList(new ArrayList<>(byName.values()));
+  }
+
+  /** Total number of elements of the flat buffers. */
+  public long size() {
+    return values.numel();
+  }
+
+  /** Elements [0, nDecay) take weight decay; [nDecay, size) do not. */
+  public long nDecay() {
+    return nDecay;
+  }
+
+  /** The flat values (size()). */
+  public Tensor values() {
+    return values;
+  }
+
+  /** The flat gradients (size()). */
+  public Tensor grads() {
+    return grads;
+  }
+
+  /** A view of {@code numel(shape)} values from element {@code offset}. */
+  public Tensor valueView(long offset, long... shape) {
+    return values.view(offset, shape);
+  }
+
+  /** A view of {@code numel(shape)} gradients from element {@code offset}. */
+  public Tensor gradView(long offset, long... shape) {
+    return grads.view(offset, shape);
+  }
+
+  /** grads[:] = 0. */
+  public void zeroGrad() {
+    backend.zero(grads);
+  }
+
+  /** Copies all values (and not the gradients) from another store of the same layout. */
+  public void copyValuesFrom(Parameters other) {
+    if (!other.byName.keySet().equals(byName.keySet()) || other.size() != size()) {
+      throw new IllegalArgumentException("parameter layouts differ");
+    }
+    backend.copy(values, other.values);
+  }
+
+  public boolean isClosed() {
+    return closed;
+  }
+
+  /** Frees both buffers (idempotent); every view becomes unusable. */
+  @Override
+  public void close() {
+    if (!closed) {
+      closed = true;
+      try {
+        values.close();
+      } finally {
+        grads.close();
+      }
+    }
+  }
+}

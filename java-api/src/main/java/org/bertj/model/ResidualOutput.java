@@ -1,0 +1,80 @@
+package org.bertj.model;
+
+import org.bertj.io.BertConfig;
+import org.bertj.backend.Backend;
+import org.bertj.backend.Tensor;
+
+/**
+ * The shared body of {@link BertSelfOutput} and {@link BertOutput}:
+ * out = LayerNorm(dropout(x W^T + b) + residual).
+ */
+abstract class ResidualOutput {
+  /** Saved activations. */
+  public static final class Activations {
+    /** (N, C) dense output, dropped, then normed in place: the module output. */
+    public final Tensor out;
+    /** (N, C) the LayerNorm input dropout(dense) + residual. */
+    public final Tensor h;
+    /** (N) LayerNorm statistics. */
+    public final Tensor mean;
+    /** (N) LayerNorm statistics. */
+    public final Tensor rstd;
+    float p;
+    long offset;
+
+    Activations(Arena a, int n, int c) {
+      out = a.take(n, c);
+      h = a.take(n, c);
+      mean = a.take(n);
+      rstd = a.take(n);
+    }
+  }
+
+  final Backend be;
+  final BertConfig config;
+  final Linear dense;
+  final LayerNorm layerNorm;
+
+  ResidualOutput(Parameters ps, String prefix, BertConfig c, int in) {
+    this.be = ps.backend();
+    this.config = c;
+    this.dense = new Linear(ps, prefix + ".dense", in, c.getHiddenSize());
+    this.layerNorm = new LayerNorm(ps, prefix + ".LayerNorm", c.getHiddenSize(), c.getLayerNormEps());
+  }
+
+  static void declare(Parameters.Layout l, String prefix, int in, int c) {
+    Linear.declare(l, prefix + ".dense", in, c);
+    LayerNorm.declare(l, prefix + ".LayerNorm", c);
+  }
+
+  Activations activations(Arena a, int n) {
+    return new Activations(a, n, config.getHiddenSize());
+  }
+
+  /** a.out = LN(dropout(x W^T + b) + residual); x (N, in), residual (N, C). */
+  public void forward(Activations a, Tensor x, Tensor residual, int n, DropoutRng rng) {
+    dense.forward(a.out, x, n);
+    a.p = rng.p(config.getHiddenDropoutProb());
+    if (a.p > 0f) {
+      a.offset = rng.take((long) n * config.getHiddenSize());
+      be.dropoutForward(a.out, a.out, a.p, rng.seed(), a.offset);
+    }
+    layerNorm.forward(a.out, a.mean, a.rstd, a.h, a.out, residual, n);
+  }
+
+  /**
+   * From dout (N, C): dh (N, C) = gradient of the LayerNorm input, which is also the residual's
+   * gradient (written); dx (N, in) = gradient of x (written); tmp (N, C) scratch; parameter
+   * gradients accumulated.
+   */
+  public void backward(Activations a, Tensor x, Tensor dout, Tensor dh, Tensor tmp, Tensor dx,
+      int n, DropoutRng rng) {
+    layerNorm.backward(dh, dout, a.h, a.mean, a.rstd, n);
+    Tensor g = dh;
+    if (a.p > 0f) {
+      be.dropoutBackward(tmp, dh, a.p, rng.seed(), a.offset);
+      g = tmp;
+    }
+    dense.backward(dx, g, x, n, false);
+  }
+}
