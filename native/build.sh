@@ -22,7 +22,7 @@ test -f "$build/libbertj_cpu.so" || { echo "native build produced no libbertj_cp
 
 mkdir -p "$platform_dir"
 cp -f "$build/libbertj_cpu.so" "$platform_dir/"
-classes_list=(org.bertj.nativ.BertjCpu)
+classes_list=(org.bertj.nativ.LibC org.bertj.nativ.BertjCpu)
 if [ -f "$build/libbertj_cuda.so" ]; then
   cp -f "$build/libbertj_cuda.so" "$platform_dir/"
   classes_list+=(org.bertj.nativ.BertjCuda)
@@ -36,7 +36,7 @@ for cls in "${classes_list[@]}"; do
   simple=${cls##*.}
   jni="$platform_dir/libjni$simple.so"
   classfile="$classes/${cls//.//}.class"
-  lib="$platform_dir/libbertj_$( [ "$simple" = BertjCpu ] && echo cpu || echo cuda ).so"
+  case "$simple" in BertjCpu) lib="$platform_dir/libbertj_cpu.so" ;; BertjCuda) lib="$platform_dir/libbertj_cuda.so" ;; *) lib="$classfile" ;; esac
   if [ -f "$jni" ] && [ "$jni" -nt "$classfile" ] && [ "$jni" -nt "$lib" ] && [ "$jni" -nt "$here/include/bertj.h" ]; then
     continue
   fi

@@ -12,6 +12,10 @@ import org.bytedeco.openblas.global.openblas_nolapack;
  * {@code openblas} preset). Memory is plain host memory from {@code calloc}.
  */
 public final class CpuBackend extends NativeBackend {
+  static {
+    NativeThreads.configure();
+  }
+
   private final AtomicLong liveBytes = new AtomicLong();
   private final AtomicLong liveTensors = new AtomicLong();
 

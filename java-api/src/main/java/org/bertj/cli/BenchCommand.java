@@ -1,0 +1,125 @@
+package org.bertj.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import org.bertj.backend.Backend;
+import org.bertj.backend.DType;
+import org.bertj.backend.Device;
+import org.bertj.backend.Tensor;
+import org.bertj.io.BertConfig;
+import org.bertj.model.Batch;
+import org.bertj.model.BertForSequenceClassification;
+import org.bertj.model.ModelShapes;
+import org.bertj.train.AdamW;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code bertj bench}: training-step or inference throughput of a model shape on a device, with
+ * random weights and full-length random sequences. Prints one JSON line on stdout.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+    description = "Measure training-step or inference throughput; prints one JSON line.")
+public final class BenchCommand implements Callable<Integer> {
+  @Option(names = "--model", defaultValue = "bert-base",
+      description = "bert-base, bert-large, minilm, or a model folder (config.json). Default: ${DEFAULT-VALUE}")
+  String model;
+
+  @Option(names = "--mode", defaultValue = "train", description = "train or infer. Default: ${DEFAULT-VALUE}")
+  String mode;
+
+  @Option(names = "--batch", defaultValue = "32", description = "Batch size. Default: ${DEFAULT-VALUE}")
+  int batch;
+
+  @Option(names = "--seq", defaultValue = "128", description = "Sequence length. Default: ${DEFAULT-VALUE}")
+  int seq;
+
+  @Option(names = "--device", defaultValue = "auto", description = "auto, cpu or cuda. Default: ${DEFAULT-VALUE}")
+  String device;
+
+  @Option(names = "--precision", defaultValue = "fp32", description = "fp32 (bf16: not yet). Default: ${DEFAULT-VALUE}")
+  String precision;
+
+  @Option(names = "--warmup", defaultValue = "3", description = "Untimed steps first. Default: ${DEFAULT-VALUE}")
+  int warmup;
+
+  @Option(names = "--iters", defaultValue = "10", description = "Timed steps. Default: ${DEFAULT-VALUE}")
+  int iters;
+
+  @Option(names = "--seed", defaultValue = "42", description = "Seed of weights and data. Default: ${DEFAULT-VALUE}")
+  long seed;
+
+  @Override
+  public Integer call() throws Exception {
+    if (!precision.equalsIgnoreCase("fp32")) {
+      throw new IllegalArgumentException("--precision " + precision + " is not implemented yet (fp32 only)");
+    }
+    boolean train = switch (mode) {
+      case "train" -> true;
+      case "infer" -> false;
+      default -> throw new IllegalArgumentException("--mode must be train or infer, got " + mode);
+    };
+    if (batch <= 0 || seq <= 0 || iters <= 0 || warmup < 0) {
+      throw new IllegalArgumentException("--batch, --seq and --iters must be > 0, --warmup >= 0");
+    }
+    BertConfig cfg = Files.isDirectory(Path.of(model)) ? BertConfig.forModel(Path.of(model))
+        : ModelShapes.named(model, 2);
+    if (seq > cfg.getMaxPositionEmbeddings()) {
+      throw new IllegalArgumentException("--seq " + seq + " exceeds max_position_embeddings "
+          + cfg.getMaxPositionEmbeddings());
+    }
+    SplittableRandom r = new SplittableRandom(seed);
+    int[] ids = new int[batch * seq];
+    int[] labels = new int[batch];
+    for (int i = 0; i < ids.length; i++) {
+      ids[i] = i % seq == 0 ? 101 : 1000 + r.nextInt(cfg.getVocabSize() - 1000);
+    }
+    for (int i = 0; i < batch; i++) {
+      labels[i] = r.nextInt(cfg.getNumLabels());
+    }
+    Batch data = Batch.of(ids, new int[ids.length], null, batch, seq).withLabels(labels);
+
+    try (Backend be = Backend.create(Device.parse(device));
+        BertForSequenceClassification m = BertForSequenceClassification.create(be, cfg, seed);
+        AdamW opt = new AdamW(m.parameters(), 0.9f, 0.999f, 1e-8f, 0.01f);
+        Tensor normSq = be.alloc(DType.F32, 1);
+        Tensor scale = be.alloc(DType.F32, 1)) {
+      Runnable step = train ? () -> {
+        m.parameters().zeroGrad();
+        m.forward(data, true, seed);
+        m.backward();
+        be.sumSquares(normSq, m.parameters().grads());
+        be.clipScale(scale, normSq, 1f);
+        opt.step(5e-5f, scale);
+      } : () -> m.forward(Batch.of(ids, null, null, batch, seq));
+      for (int i = 0; i < warmup; i++) {
+        step.run();
+      }
+      be.synchronize();
+      long t0 = System.nanoTime();
+      for (int i = 0; i < iters; i++) {
+        step.run();
+      }
+      be.synchronize();
+      double ms = (System.nanoTime() - t0) / 1e6 / iters;
+      ObjectNode o = new ObjectMapper().createObjectNode();
+      o.put("bench", train ? "train_step" : "inference");
+      o.put("model", model);
+      o.put("device", be.name());
+      o.put("precision", "fp32");
+      o.put("batch", batch);
+      o.put("seq", seq);
+      o.put("iters", iters);
+      o.put("ms_per_step", Math.round(ms * 1000) / 1000.0);
+      o.put("samples_per_s", Math.round(batch * 1000.0 / ms * 10) / 10.0);
+      o.put("tokens_per_s", Math.round((double) batch * seq * 1000.0 / ms));
+      o.put("parameters", m.parameters().size());
+      System.out.println(o);
+    }
+    return 0;
+  }
+}
