@@ -7,14 +7,13 @@ import java.nio.file.Path;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import org.bertj.backend.Backend;
-import org.bertj.backend.DType;
 import org.bertj.backend.Device;
-import org.bertj.backend.Tensor;
 import org.bertj.io.BertConfig;
 import org.bertj.model.Batch;
 import org.bertj.model.BertForSequenceClassification;
 import org.bertj.model.ModelShapes;
 import org.bertj.train.AdamW;
+import org.bertj.train.TrainStep;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -86,16 +85,9 @@ public final class BenchCommand implements Callable<Integer> {
     try (Backend be = Backend.create(Device.parse(device));
         BertForSequenceClassification m = BertForSequenceClassification.create(be, cfg, seed);
         AdamW opt = new AdamW(m.parameters(), 0.9f, 0.999f, 1e-8f, 0.01f);
-        Tensor normSq = be.alloc(DType.F32, 1);
-        Tensor scale = be.alloc(DType.F32, 1)) {
-      Runnable step = train ? () -> {
-        m.parameters().zeroGrad();
-        m.forward(data, true, seed);
-        m.backward();
-        be.sumSquares(normSq, m.parameters().grads());
-        be.clipScale(scale, normSq, 1f);
-        opt.step(5e-5f, scale);
-      } : () -> m.forward(Batch.of(ids, null, null, batch, seq));
+        TrainStep trainStep = new TrainStep(m, opt, 1f)) {
+      Batch inputs = Batch.of(ids, null, null, batch, seq);
+      Runnable step = train ? () -> trainStep.run(data, 5e-5f, seed) : () -> m.forward(inputs);
       for (int i = 0; i < warmup; i++) {
         step.run();
       }
