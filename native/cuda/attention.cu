@@ -1,0 +1,709 @@
+// Fused self-attention core (flash-attention style, fp32), forward and backward.
+//
+// Layout: qkv (B, T, 3C) holds per token [q (C) | k (C) | v (C)], C = NH * D, head h at channels
+// [h*D, (h+1)*D) of each part; out (B, T, C); lse (B, NH, T); mask (B, T) int32, 0 = padded key
+// (NULL = all real). Semantics are those of native/cpu/attention.cpp:
+//   s_ij = scale * q_i . k_j (scale = 1/sqrt(D)) over real keys; lse_i = log sum_j exp(s_ij);
+//   P_ij = exp(s_ij - lse_i); Pdrop_ij = P_ij * keep_ij / (1 - p) with the Philox uniform of
+//   element offset + ((b*NH + h)*T + i)*T + j; out_i = sum_j Pdrop_ij v_j.
+//   A batch with no real key attends uniformly: P_ij = 1/T, lse_i = log(T), and its rows add
+//   nothing to dq or dk (only dv_j += Pdrop_ij dout_i).
+// Backward ("=" into dqkv): D_i = dout_i . out_i; dP_ij = keep_ij/(1-p) * dout_i . v_j;
+//   dS_ij = P_ij (dP_ij - D_i); dq_i = scale sum_j dS_ij k_j; dk_j = scale sum_i dS_ij q_i;
+//   dv_j = sum_i Pdrop_ij dout_i.
+//
+// Kernels (256 threads = 16 x 16, tx = tid % 16, ty = tid / 16; head dim D in {32, 64, 128} is a
+// template parameter; tiles in shared memory with row stride D + 4 floats, which makes the
+// float4 reads of 8 different rows by a quarter warp conflict-free):
+// - k_attn_fwd<D, BQ, BK>: grid (ceil(T/BQ), NH, B). The block keeps its BQ query rows in shared
+//   memory and walks key tiles of BK: S = Q K^T as a 16x16 grid of (BQ/16 x BK/16) register
+//   micro-tiles (rows ty + 16i, keys tx + 16j), online softmax per row (max/sum over the 16 tx
+//   lanes by shuffles), dropout, P (BQ x BK) through shared memory, O += P V with each thread
+//   owning rows ty + 16i x D/16 channels. The T x T scores never reach global memory; the
+//   output is O / l and lse = m + log(l). Key tiles without a real key are skipped.
+// - k_attn_bwd_kv<D, BK, BQ>: grid (ceil(T/BK), NH, B). The block owns BK keys (K, V in shared
+//   memory, dK and dV in registers) and walks all query tiles in order: recompute S^T and dP^T,
+//   P = exp(S - lse) (lse from the forward), dS, then dV += Pdrop^T dO and dK += dS^T Q. D_i is
+//   recomputed per query tile from dout and out while loading dO (no scratch). Deterministic: each
+//   dK/dV element is owned by one thread and summed in a fixed order; no atomics.
+// - k_attn_bwd_q<D, BQ, BK>: grid (ceil(T/BQ), NH, B). The block owns BQ queries and walks the
+//   key tiles: recompute S and dP, dS through shared memory, dQ += dS K. Also deterministic.
+// Dynamic shared memory per block at D = 64: fwd 72.7 KB, bwd_kv 110.6 KB (76.8 KB with a query
+// tile of 32), bwd_q 90.1 KB (opted in above 48 KB once per device). No global scratch.
+#include <cmath>
+
+#include "common.cuh"
+
+namespace {
+constexpr int kThreads = 256;
+
+// Tile sizes per head dim: forward (FQ queries x FK keys), dK/dV kernel (KK keys x KQ queries),
+// dQ kernel (QQ queries x QK keys). BJ_ATTN_D64_KV_QTILE (64 or 32) picks the dK/dV kernel's
+// query tile at D = 64: 64 gives more FMAs per shared-memory load but spills ~14 registers at two
+// blocks per SM; 32 does not spill (a build-time knob for benchmarking both).
+#ifndef BJ_ATTN_D64_KV_QTILE
+#define BJ_ATTN_D64_KV_QTILE 64
+#endif
+template <int D>
+struct Tiles {
+  static constexpr int FQ = 64, FK = 64, KK = 64, QQ = 64, QK = 64;
+  static constexpr int KQ = D == 64 ? BJ_ATTN_D64_KV_QTILE : 64;
+};
+template <>
+struct Tiles<128> {
+  static constexpr int FQ = 64, FK = 32, KK = 32, KQ = 32, QQ = 64, QK = 32;
+};
+
+// Channel of value v (of D/16) owned by lane tx in the P V and dS K products.
+template <int D>
+__device__ __forceinline__ int dim_of(int tx, int v) {
+  if constexpr (D >= 64) {
+    return (v >> 2) * 64 + tx * 4 + (v & 3);
+  } else {
+    return tx * (D / 16) + v;
+  }
+}
+
+// o[v] = row[dim_of(tx, v)] from a shared-memory row (16-byte aligned).
+template <int D>
+__device__ __forceinline__ void load_dims(const float* row, int tx, float (&o)[D / 16]) {
+  if constexpr (D >= 64) {
+#pragma unroll
+    for (int g = 0; g < D / 64; ++g) {
+      const float4 t = *reinterpret_cast<const float4*>(row + g * 64 + tx * 4);
+      o[4 * g] = t.x;
+      o[4 * g + 1] = t.y;
+      o[4 * g + 2] = t.z;
+      o[4 * g + 3] = t.w;
+    }
+  } else {
+    static_assert(D == 32, "head dim");
+    const float2 t = *reinterpret_cast<const float2*>(row + tx * 2);
+    o[0] = t.x;
+    o[1] = t.y;
+  }
+}
+
+// row[dim_of(tx, v)] = o[v] * mul into global memory; vec: row is 16-byte aligned.
+template <int D>
+__device__ __forceinline__ void store_dims(float* row, int tx, const float (&o)[D / 16], float mul,
+                                           bool vec) {
+  if (vec) {
+    if constexpr (D >= 64) {
+#pragma unroll
+      for (int g = 0; g < D / 64; ++g)
+        *reinterpret_cast<float4*>(row + g * 64 + tx * 4) =
+            make_float4(o[4 * g] * mul, o[4 * g + 1] * mul, o[4 * g + 2] * mul,
+                        o[4 * g + 3] * mul);
+    } else {
+      *reinterpret_cast<float2*>(row + tx * 2) = make_float2(o[0] * mul, o[1] * mul);
+    }
+  } else {
+#pragma unroll
+    for (int v = 0; v < D / 16; ++v) row[dim_of<D>(tx, v)] = o[v] * mul;
+  }
+}
+
+// dst[r * LD + c] = src[r * gstride + c] for r < nvalid, c < D; zero rows in [nvalid, ROWS).
+template <int D, int ROWS, int LD>
+__device__ __forceinline__ void load_tile(float* dst, const float* src, int64_t gstride,
+                                          int nvalid, bool vec) {
+  constexpr int C4 = D / 4;
+  for (int e = threadIdx.x; e < ROWS * C4; e += kThreads) {
+    const int r = e / C4, c = (e % C4) * 4;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r < nvalid) {
+      const float* p = src + r * gstride + c;
+      v = vec ? *reinterpret_cast<const float4*>(p) : make_float4(p[0], p[1], p[2], p[3]);
+    }
+    *reinterpret_cast<float4*>(dst + r * LD + c) = v;
+  }
+}
+
+// dO tile into shared memory (like load_tile, global row stride C) and sD[r] = dout_r . out_r.
+// The D/4 lanes of one row are consecutive lanes of one warp: reduced by shuffles.
+template <int D, int ROWS, int LD>
+__device__ __forceinline__ void load_dout_and_delta(float* dOs, float* sD, const float* dout_rows,
+                                                    const float* out_rows, int C, int nvalid,
+                                                    bool vec) {
+  constexpr int C4 = D / 4;
+  static_assert((ROWS * C4) % kThreads == 0, "every thread must run the same iterations");
+  static_assert(32 % C4 == 0, "a row's lanes must sit in one warp");
+  for (int e = threadIdx.x; e < ROWS * C4; e += kThreads) {
+    const int r = e / C4, c = (e % C4) * 4;
+    float4 g = make_float4(0.0f, 0.0f, 0.0f, 0.0f), o = g;
+    if (r < nvalid) {
+      const float* gp = dout_rows + (int64_t)r * C + c;
+      const float* op = out_rows + (int64_t)r * C + c;
+      if (vec) {
+        g = *reinterpret_cast<const float4*>(gp);
+        o = *reinterpret_cast<const float4*>(op);
+      } else {
+        g = make_float4(gp[0], gp[1], gp[2], gp[3]);
+        o = make_float4(op[0], op[1], op[2], op[3]);
+      }
+    }
+    *reinterpret_cast<float4*>(dOs + r * LD + c) = g;
+    float part = g.x * o.x;
+    part = fmaf(g.y, o.y, part);
+    part = fmaf(g.z, o.z, part);
+    part = fmaf(g.w, o.w, part);
+#pragma unroll
+    for (int off = C4 / 2; off > 0; off >>= 1) part += __shfl_xor_sync(bjc::kFull, part, off);
+    if (e % C4 == 0) sD[r] = part;
+  }
+}
+
+// Whether batch b has a real key (block-wide; every thread gets the answer).
+__device__ __forceinline__ bool batch_has_real_key(const int32_t* mask, int b, int T) {
+  int any = mask == nullptr ? 1 : 0;
+  if (mask != nullptr)
+    for (int j = threadIdx.x; j < T; j += kThreads) any |= (mask[(int64_t)b * T + j] != 0);
+  return __syncthreads_or(any) != 0;
+}
+
+__device__ __forceinline__ int key_ok(const int32_t* mask, int b, int T, int j, bool uniform) {
+  return j < T && (uniform || mask == nullptr || mask[(int64_t)b * T + j] != 0);
+}
+
+__device__ __forceinline__ float max16(float v) {
+#pragma unroll
+  for (int o = 8; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(bjc::kFull, v, o));
+  return v;
+}
+__device__ __forceinline__ float sum16(float v) {
+#pragma unroll
+  for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(bjc::kFull, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float dot4(const float4 a, const float4 b, float acc) {
+  acc = fmaf(a.x, b.x, acc);
+  acc = fmaf(a.y, b.y, acc);
+  acc = fmaf(a.z, b.z, acc);
+  return fmaf(a.w, b.w, acc);
+}
+
+// keep / (1 - p) of dropout element idx (p > 0).
+__device__ __forceinline__ float drop_factor(float p, float dscale, uint64_t seed, uint64_t idx) {
+  return bj_dropout_uniform(seed, idx) >= p ? dscale : 0.0f;
+}
+
+// ---------------------------------------------------------------------------------------------
+template <int D, int BQ, int BK>
+__global__ void __launch_bounds__(kThreads)
+    k_attn_fwd(float* out, float* lse, const float* qkv, const int32_t* mask, int T, int NH,
+               float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
+               int vec_out) {
+  constexpr int LD = D + 4, LP = BK + 16, RM = BQ / 16, RN = BK / 16, NV = D / 16;
+  BJ_DYN_SMEM(float, smem);
+  float* Qs = smem;          // (BQ, LD)
+  float* Ks = Qs + BQ * LD;  // (BK, LD)
+  float* Vs = Ks + BK * LD;  // (BK, LD)
+  float* Ps = Vs + BK * LD;  // (BQ, LP) dropped, unnormalized probabilities of this key tile
+  __shared__ int s_valid[BK];
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int q0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;  // q of token 0, head h
+  const uint64_t bh = (uint64_t)b * NH + h;
+  const bool uniform = !batch_has_real_key(mask, b, T);
+
+  load_tile<D, BQ, LD>(Qs, qkv_b + (int64_t)q0 * C3, C3, min(BQ, T - q0), vec_in);
+
+  float m[RM], l[RM], o[RM][NV];
+#pragma unroll
+  for (int i = 0; i < RM; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) o[i][v] = 0.0f;
+  }
+
+  for (int k0 = 0; k0 < T; k0 += BK) {
+    int kv = 0;
+    if (tid < BK) {
+      kv = key_ok(mask, b, T, k0 + tid, uniform);
+      s_valid[tid] = kv;
+    }
+    if (!__syncthreads_or(kv)) continue;  // no real key in this tile (also orders Qs loads)
+    const int nk = min(BK, T - k0);
+    load_tile<D, BK, LD>(Ks, qkv_b + (int64_t)k0 * C3 + C, C3, nk, vec_in);
+    load_tile<D, BK, LD>(Vs, qkv_b + (int64_t)k0 * C3 + 2 * C, C3, nk, vec_in);
+    __syncthreads();
+
+    float s[RM][RN];
+#pragma unroll
+    for (int i = 0; i < RM; ++i)
+#pragma unroll
+      for (int j = 0; j < RN; ++j) s[i][j] = 0.0f;
+#pragma unroll 4
+    for (int d = 0; d < D; d += 4) {
+      float4 qa[RM], kb[RN];
+#pragma unroll
+      for (int i = 0; i < RM; ++i)
+        qa[i] = *reinterpret_cast<const float4*>(Qs + (ty + 16 * i) * LD + d);
+#pragma unroll
+      for (int j = 0; j < RN; ++j)
+        kb[j] = *reinterpret_cast<const float4*>(Ks + (tx + 16 * j) * LD + d);
+#pragma unroll
+      for (int i = 0; i < RM; ++i)
+#pragma unroll
+        for (int j = 0; j < RN; ++j) s[i][j] = dot4(qa[i], kb[j], s[i][j]);
+    }
+
+    int kvj[RN];
+#pragma unroll
+    for (int j = 0; j < RN; ++j) kvj[j] = s_valid[tx + 16 * j];
+#pragma unroll
+    for (int i = 0; i < RM; ++i) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < RN; ++j) {
+        s[i][j] = kvj[j] ? (uniform ? 0.0f : scale * s[i][j]) : -INFINITY;
+        mx = fmaxf(mx, s[i][j]);
+      }
+      mx = max16(mx);
+      const float mnew = fmaxf(m[i], mx);  // finite: this tile has a real key
+      const float corr = expf(m[i] - mnew);
+      const int qi = q0 + ty + 16 * i;
+      const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T + k0;
+      float rs = 0.0f;
+#pragma unroll
+      for (int j = 0; j < RN; ++j) {
+        const float e = kvj[j] ? expf(s[i][j] - mnew) : 0.0f;
+        rs += e;
+        float pd = e;
+        if (p > 0.0f && e != 0.0f) pd = e * drop_factor(p, dscale, seed, idx0 + tx + 16 * j);
+        Ps[(ty + 16 * i) * LP + tx + 16 * j] = pd;
+      }
+      rs = sum16(rs);
+      l[i] = l[i] * corr + rs;
+      m[i] = mnew;
+#pragma unroll
+      for (int v = 0; v < NV; ++v) o[i][v] *= corr;
+    }
+    __syncthreads();
+
+#pragma unroll 2
+    for (int c = 0; c < BK; c += 4) {
+      float4 pa[RM];
+#pragma unroll
+      for (int i = 0; i < RM; ++i)
+        pa[i] = *reinterpret_cast<const float4*>(Ps + (ty + 16 * i) * LP + c);
+      float vv[4][NV];
+#pragma unroll
+      for (int cc = 0; cc < 4; ++cc) load_dims<D>(Vs + (c + cc) * LD, tx, vv[cc]);
+#pragma unroll
+      for (int i = 0; i < RM; ++i)
+#pragma unroll
+        for (int v = 0; v < NV; ++v) {
+          float a = o[i][v];
+          a = fmaf(pa[i].x, vv[0][v], a);
+          a = fmaf(pa[i].y, vv[1][v], a);
+          a = fmaf(pa[i].z, vv[2][v], a);
+          a = fmaf(pa[i].w, vv[3][v], a);
+          o[i][v] = a;
+        }
+    }
+    __syncthreads();  // Ks, Vs, Ps, s_valid are rewritten by the next tile
+  }
+
+#pragma unroll
+  for (int i = 0; i < RM; ++i) {
+    const int qi = q0 + ty + 16 * i;
+    if (qi < T) {
+      store_dims<D>(out + ((int64_t)b * T + qi) * C + (int64_t)h * D, tx, o[i], 1.0f / l[i],
+                    vec_out != 0);
+      if (tx == 0) lse[bh * (uint64_t)T + qi] = m[i] + logf(l[i]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+template <int D, int BK, int BQ>
+__global__ void __launch_bounds__(kThreads, 2)
+    k_attn_bwd_kv(float* dqkv, const float* dout, const float* qkv, const float* out,
+                  const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
+                  float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
+                  int vec_out) {
+  constexpr int LD = D + 4, LS = BQ + 16, RK = BK / 16, RQ = BQ / 16, NV = D / 16;
+  BJ_DYN_SMEM(float, smem);
+  float* Ks = smem;            // (BK, LD)
+  float* Vs = Ks + BK * LD;    // (BK, LD)
+  float* Qs = Vs + BK * LD;    // (BQ, LD)
+  float* dOs = Qs + BQ * LD;   // (BQ, LD)
+  float* PdT = dOs + BQ * LD;  // (BK, LS) Pdrop^T of the current query tile
+  float* dST = PdT + BK * LS;  // (BK, LS) dS^T
+  __shared__ float s_lse[BQ], s_D[BQ];
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int k0 = blockIdx.x * BK, h = blockIdx.y, b = blockIdx.z;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const float* dout_b = dout + (int64_t)b * T * C + (int64_t)h * D;
+  const float* out_b = out + (int64_t)b * T * C + (int64_t)h * D;
+  float* dqkv_b = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const uint64_t bh = (uint64_t)b * NH + h;
+  const bool uniform = !batch_has_real_key(mask, b, T);
+  const float inv_t = 1.0f / (float)T;
+
+  int kval[RK];
+  int anyk = 0;
+#pragma unroll
+  for (int a = 0; a < RK; ++a) {
+    kval[a] = key_ok(mask, b, T, k0 + ty + 16 * a, uniform);
+    anyk |= kval[a];
+  }
+  float dk[RK][NV], dv[RK][NV];
+#pragma unroll
+  for (int a = 0; a < RK; ++a)
+#pragma unroll
+    for (int v = 0; v < NV; ++v) dk[a][v] = dv[a][v] = 0.0f;
+
+  if (__syncthreads_or(anyk)) {  // else every key of the tile is padded: dk = dv = 0
+    const int nk = min(BK, T - k0);
+    load_tile<D, BK, LD>(Ks, qkv_b + (int64_t)k0 * C3 + C, C3, nk, vec_in);
+    load_tile<D, BK, LD>(Vs, qkv_b + (int64_t)k0 * C3 + 2 * C, C3, nk, vec_in);
+    for (int q0 = 0; q0 < T; q0 += BQ) {
+      const int nq = min(BQ, T - q0);
+      load_tile<D, BQ, LD>(Qs, qkv_b + (int64_t)q0 * C3, C3, nq, vec_in);
+      load_dout_and_delta<D, BQ, LD>(dOs, s_D, dout_b + (int64_t)q0 * C, out_b + (int64_t)q0 * C,
+                                     C, nq, vec_o != 0);
+      if (tid < BQ) s_lse[tid] = tid < nq ? lse[bh * (uint64_t)T + q0 + tid] : 0.0f;
+      __syncthreads();
+
+      float st[RK][RQ], dpt[RK][RQ];
+#pragma unroll
+      for (int a = 0; a < RK; ++a)
+#pragma unroll
+        for (int q = 0; q < RQ; ++q) st[a][q] = dpt[a][q] = 0.0f;
+#pragma unroll 1
+      for (int d = 0; d < D; d += 4) {
+        float4 ka[RK], va[RK], qb[RQ], ob[RQ];
+#pragma unroll
+        for (int a = 0; a < RK; ++a) {
+          ka[a] = *reinterpret_cast<const float4*>(Ks + (ty + 16 * a) * LD + d);
+          va[a] = *reinterpret_cast<const float4*>(Vs + (ty + 16 * a) * LD + d);
+        }
+#pragma unroll
+        for (int q = 0; q < RQ; ++q) {
+          qb[q] = *reinterpret_cast<const float4*>(Qs + (tx + 16 * q) * LD + d);
+          ob[q] = *reinterpret_cast<const float4*>(dOs + (tx + 16 * q) * LD + d);
+        }
+#pragma unroll
+        for (int a = 0; a < RK; ++a)
+#pragma unroll
+          for (int q = 0; q < RQ; ++q) {
+            st[a][q] = dot4(ka[a], qb[q], st[a][q]);
+            dpt[a][q] = dot4(va[a], ob[q], dpt[a][q]);
+          }
+      }
+#pragma unroll
+      for (int a = 0; a < RK; ++a) {
+        const int kj = k0 + ty + 16 * a;
+#pragma unroll
+        for (int q = 0; q < RQ; ++q) {
+          const int ql = tx + 16 * q, qi = q0 + ql;
+          float P = 0.0f;
+          if (kval[a] && qi < T) P = uniform ? inv_t : expf(scale * st[a][q] - s_lse[ql]);
+          float f = 1.0f;
+          if (p > 0.0f && P != 0.0f)
+            f = drop_factor(p, dscale, seed,
+                            offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T + kj);
+          PdT[(ty + 16 * a) * LS + ql] = P * f;
+          dST[(ty + 16 * a) * LS + ql] = uniform ? 0.0f : P * (dpt[a][q] * f - s_D[ql]);
+        }
+      }
+      __syncthreads();
+
+#pragma unroll 1
+      for (int c = 0; c < BQ; c += 4) {
+        float4 pa[RK], sa[RK];
+#pragma unroll
+        for (int a = 0; a < RK; ++a) {
+          pa[a] = *reinterpret_cast<const float4*>(PdT + (ty + 16 * a) * LS + c);
+          sa[a] = *reinterpret_cast<const float4*>(dST + (ty + 16 * a) * LS + c);
+        }
+        float ov[4][NV], qv[4][NV];
+#pragma unroll
+        for (int cc = 0; cc < 4; ++cc) {
+          load_dims<D>(dOs + (c + cc) * LD, tx, ov[cc]);
+          load_dims<D>(Qs + (c + cc) * LD, tx, qv[cc]);
+        }
+#pragma unroll
+        for (int a = 0; a < RK; ++a)
+#pragma unroll
+          for (int v = 0; v < NV; ++v) {
+            float x = dv[a][v], y = dk[a][v];
+            x = fmaf(pa[a].x, ov[0][v], x);
+            x = fmaf(pa[a].y, ov[1][v], x);
+            x = fmaf(pa[a].z, ov[2][v], x);
+            x = fmaf(pa[a].w, ov[3][v], x);
+            y = fmaf(sa[a].x, qv[0][v], y);
+            y = fmaf(sa[a].y, qv[1][v], y);
+            y = fmaf(sa[a].z, qv[2][v], y);
+            y = fmaf(sa[a].w, qv[3][v], y);
+            dv[a][v] = x;
+            dk[a][v] = y;
+          }
+      }
+      __syncthreads();  // Qs, dOs, PdT, dST, s_lse, s_D are rewritten by the next query tile
+    }
+  }
+
+#pragma unroll
+  for (int a = 0; a < RK; ++a) {
+    const int kj = k0 + ty + 16 * a;
+    if (kj < T) {
+      float* row = dqkv_b + (int64_t)kj * C3;
+      store_dims<D>(row + C, tx, dk[a], scale, vec_out != 0);
+      store_dims<D>(row + 2 * C, tx, dv[a], 1.0f, vec_out != 0);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+template <int D, int BQ, int BK>
+__global__ void __launch_bounds__(kThreads)
+    k_attn_bwd_q(float* dqkv, const float* dout, const float* qkv, const float* out,
+                 const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
+                 float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
+                 int vec_out) {
+  constexpr int LD = D + 4, LS = BK + 16, RM = BQ / 16, RN = BK / 16, NV = D / 16;
+  BJ_DYN_SMEM(float, smem);
+  float* Qs = smem;           // (BQ, LD)
+  float* dOs = Qs + BQ * LD;  // (BQ, LD)
+  float* Ks = dOs + BQ * LD;  // (BK, LD)
+  float* Vs = Ks + BK * LD;   // (BK, LD)
+  float* dSs = Vs + BK * LD;  // (BQ, LS) dS of the current key tile
+  __shared__ float s_lse[BQ], s_D[BQ];
+  __shared__ int s_valid[BK];
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int q0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const float* dout_b = dout + (int64_t)b * T * C + (int64_t)h * D;
+  const float* out_b = out + (int64_t)b * T * C + (int64_t)h * D;
+  float* dqkv_b = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const uint64_t bh = (uint64_t)b * NH + h;
+  const bool uniform = !batch_has_real_key(mask, b, T);
+
+  float dq[RM][NV];
+#pragma unroll
+  for (int a = 0; a < RM; ++a)
+#pragma unroll
+    for (int v = 0; v < NV; ++v) dq[a][v] = 0.0f;
+
+  if (!uniform) {  // a uniform batch's output does not depend on q: dq = 0
+    const int nq = min(BQ, T - q0);
+    load_tile<D, BQ, LD>(Qs, qkv_b + (int64_t)q0 * C3, C3, nq, vec_in);
+    load_dout_and_delta<D, BQ, LD>(dOs, s_D, dout_b + (int64_t)q0 * C, out_b + (int64_t)q0 * C, C,
+                                   nq, vec_o != 0);
+    if (tid < BQ) s_lse[tid] = tid < nq ? lse[bh * (uint64_t)T + q0 + tid] : 0.0f;
+
+    for (int k0 = 0; k0 < T; k0 += BK) {
+      int kv = 0;
+      if (tid < BK) {
+        kv = key_ok(mask, b, T, k0 + tid, false);
+        s_valid[tid] = kv;
+      }
+      if (!__syncthreads_or(kv)) continue;  // (the first one also orders the loads above)
+      const int nk = min(BK, T - k0);
+      load_tile<D, BK, LD>(Ks, qkv_b + (int64_t)k0 * C3 + C, C3, nk, vec_in);
+      load_tile<D, BK, LD>(Vs, qkv_b + (int64_t)k0 * C3 + 2 * C, C3, nk, vec_in);
+      __syncthreads();
+
+      float s[RM][RN], dp[RM][RN];
+#pragma unroll
+      for (int a = 0; a < RM; ++a)
+#pragma unroll
+        for (int j = 0; j < RN; ++j) s[a][j] = dp[a][j] = 0.0f;
+#pragma unroll 2
+      for (int d = 0; d < D; d += 4) {
+        float4 qa[RM], oa[RM], kb[RN], vb[RN];
+#pragma unroll
+        for (int a = 0; a < RM; ++a) {
+          qa[a] = *reinterpret_cast<const float4*>(Qs + (ty + 16 * a) * LD + d);
+          oa[a] = *reinterpret_cast<const float4*>(dOs + (ty + 16 * a) * LD + d);
+        }
+#pragma unroll
+        for (int j = 0; j < RN; ++j) {
+          kb[j] = *reinterpret_cast<const float4*>(Ks + (tx + 16 * j) * LD + d);
+          vb[j] = *reinterpret_cast<const float4*>(Vs + (tx + 16 * j) * LD + d);
+        }
+#pragma unroll
+        for (int a = 0; a < RM; ++a)
+#pragma unroll
+          for (int j = 0; j < RN; ++j) {
+            s[a][j] = dot4(qa[a], kb[j], s[a][j]);
+            dp[a][j] = dot4(oa[a], vb[j], dp[a][j]);
+          }
+      }
+#pragma unroll
+      for (int a = 0; a < RM; ++a) {
+        const int ql = ty + 16 * a, qi = q0 + ql;
+        const float lq = s_lse[ql], Dq = s_D[ql];
+        const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T + k0;
+#pragma unroll
+        for (int j = 0; j < RN; ++j) {
+          const int kl = tx + 16 * j;
+          float P = 0.0f;
+          if (s_valid[kl] && qi < T) P = expf(scale * s[a][j] - lq);
+          float f = 1.0f;
+          if (p > 0.0f && P != 0.0f) f = drop_factor(p, dscale, seed, idx0 + kl);
+          dSs[ql * LS + kl] = P * (dp[a][j] * f - Dq);
+        }
+      }
+      __syncthreads();
+
+#pragma unroll 2
+      for (int c = 0; c < BK; c += 4) {
+        float4 sa[RM];
+#pragma unroll
+        for (int a = 0; a < RM; ++a)
+          sa[a] = *reinterpret_cast<const float4*>(dSs + (ty + 16 * a) * LS + c);
+        float kv4[4][NV];
+#pragma unroll
+        for (int cc = 0; cc < 4; ++cc) load_dims<D>(Ks + (c + cc) * LD, tx, kv4[cc]);
+#pragma unroll
+        for (int a = 0; a < RM; ++a)
+#pragma unroll
+          for (int v = 0; v < NV; ++v) {
+            float x = dq[a][v];
+            x = fmaf(sa[a].x, kv4[0][v], x);
+            x = fmaf(sa[a].y, kv4[1][v], x);
+            x = fmaf(sa[a].z, kv4[2][v], x);
+            x = fmaf(sa[a].w, kv4[3][v], x);
+            dq[a][v] = x;
+          }
+      }
+      __syncthreads();  // Ks, Vs, dSs, s_valid are rewritten by the next key tile
+    }
+  }
+
+#pragma unroll
+  for (int a = 0; a < RM; ++a) {
+    const int qi = q0 + ty + 16 * a;
+    if (qi < T) store_dims<D>(dqkv_b + (int64_t)qi * C3, tx, dq[a], scale, vec_out != 0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+template <int D>
+int forward_impl(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
+                 int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
+                 uint64_t offset, void* stream) {
+  constexpr int BQ = Tiles<D>::FQ, BK = Tiles<D>::FK, LD = D + 4, LP = BK + 16;
+  constexpr int smem = (BQ * LD + 2 * BK * LD + BQ * LP) * (int)sizeof(float);
+  auto kern = &k_attn_fwd<D, BQ, BK>;
+  static unsigned done = 0;
+  BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
+  const dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)NH, (unsigned)B);
+  BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, lse, qkv, mask, T, NH, scale,
+            p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
+  return bjc::check_launch(op);
+}
+
+template <int D>
+int backward_impl(const char* op, float* dqkv, const float* dout, const float* qkv,
+                  const float* out, const float* lse, const int32_t* mask, int B, int T, int NH,
+                  float scale, float p, float dscale, uint64_t seed, uint64_t offset,
+                  void* stream) {
+  const int vec_in = bjc::aligned16(qkv) ? 1 : 0;
+  const int vec_o = bjc::aligned16(dout) && bjc::aligned16(out) ? 1 : 0;
+  const int vec_out = bjc::aligned16(dqkv) ? 1 : 0;
+  {
+    constexpr int BK = Tiles<D>::KK, BQ = Tiles<D>::KQ, LD = D + 4, LS = BQ + 16;
+    constexpr int smem = (2 * BK * LD + 2 * BQ * LD + 2 * BK * LS) * (int)sizeof(float);
+    auto kern = &k_attn_bwd_kv<D, BK, BQ>;
+    static unsigned done = 0;
+    BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
+    const dim3 grid((unsigned)((T + BK - 1) / BK), (unsigned)NH, (unsigned)B);
+    BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse, mask,
+              T, NH, scale, p, dscale, seed, offset, vec_in, vec_o, vec_out);
+    BJ_TRY(bjc::check_launch(op));
+  }
+  {
+    constexpr int BQ = Tiles<D>::QQ, BK = Tiles<D>::QK, LD = D + 4, LS = BK + 16;
+    constexpr int smem = (2 * BQ * LD + 2 * BK * LD + BQ * LS) * (int)sizeof(float);
+    auto kern = &k_attn_bwd_q<D, BQ, BK>;
+    static unsigned done = 0;
+    BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
+    const dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)NH, (unsigned)B);
+    BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse, mask,
+              T, NH, scale, p, dscale, seed, offset, vec_in, vec_o, vec_out);
+    BJ_TRY(bjc::check_launch(op));
+  }
+  return BJ_OK;
+}
+}  // namespace
+
+extern "C" int bj_cuda_attention_forward(float* out,            // (B, T, C)
+                                         float* lse,            // (B, NH, T)
+                                         const float* qkv,      // (B, T, 3C)
+                                         const int32_t* mask,   // (B, T) or NULL
+                                         int B, int T, int NH, int D, float p, uint64_t seed,
+                                         uint64_t offset, void* stream) {
+  const char* op = "bj_cuda_attention_forward";
+  BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cuda_attention_forward",
+           "out, lse or qkv is NULL");
+  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cuda_attention_forward",
+           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
+  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_attention_forward", "p must be in [0, 1) (got %g)",
+           (double)p);
+  if (B > 65535 || NH > 65535)
+    return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: B = %d or NH = %d exceeds 65535", op, B, NH);
+  const float scale = 1.0f / std::sqrt((float)D);
+  const float dscale = 1.0f / (1.0f - p);
+  switch (D) {
+    case 32:
+      return forward_impl<32>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
+                              stream);
+    case 64:
+      return forward_impl<64>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
+                              stream);
+    case 128:
+      return forward_impl<128>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
+                               stream);
+    default:
+      return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: head dim D = %d (supported: 32, 64, 128)", op, D);
+  }
+}
+
+extern "C" int bj_cuda_attention_backward(float* dqkv,          // (B, T, 3C), "="
+                                          const float* dout,    // (B, T, C)
+                                          const float* qkv,     // (B, T, 3C)
+                                          const float* out,     // (B, T, C), saved
+                                          const float* lse,     // (B, NH, T), saved
+                                          const int32_t* mask,  // (B, T) or NULL
+                                          int B, int T, int NH, int D, float p, uint64_t seed,
+                                          uint64_t offset, void* stream) {
+  const char* op = "bj_cuda_attention_backward";
+  BJ_CHECK(dqkv != nullptr && dout != nullptr && qkv != nullptr, "bj_cuda_attention_backward",
+           "dqkv, dout or qkv is NULL");
+  BJ_CHECK(out != nullptr && lse != nullptr, "bj_cuda_attention_backward", "out or lse is NULL");
+  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cuda_attention_backward",
+           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
+  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_attention_backward", "p must be in [0, 1) (got %g)",
+           (double)p);
+  if (B > 65535 || NH > 65535)
+    return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: B = %d or NH = %d exceeds 65535", op, B, NH);
+  const float scale = 1.0f / std::sqrt((float)D);
+  const float dscale = 1.0f / (1.0f - p);
+  switch (D) {
+    case 32:
+      return backward_impl<32>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
+                               seed, offset, stream);
+    case 64:
+      return backward_impl<64>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
+                               seed, offset, stream);
+    case 128:
+      return backward_impl<128>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
+                                seed, offset, stream);
+    default:
+      return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: head dim D = %d (supported: 32, 64, 128)", op, D);
+  }
+}

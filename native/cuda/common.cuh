@@ -1,0 +1,177 @@
+// Shared helpers of the CUDA kernels: error reporting, argument checks, launch helpers, warp
+// reductions, and two generic kernels (elementwise with float4, deterministic column reduction).
+//
+// Every op launches on the caller's stream (void* -> cudaStream_t), checks cudaGetLastError after
+// each launch, allocates nothing and never synchronizes. Argument checks mirror the CPU backend
+// (BJ_ERR_INVALID naming the op).
+//
+// The kernels also compile as plain C++ against native/tests/emu/cuda_runtime.h (BJ_CUDA_EMU), a
+// small CPU emulation used to test the index math on machines without a GPU; hence the
+// BJ_LAUNCH / BJ_DYN_SMEM macros instead of raw <<<>>> and extern __shared__.
+#ifndef BERTJ_CUDA_COMMON_CUH
+#define BERTJ_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+
+#include "bertj.h"
+#include "bertj_philox.h"
+
+#ifdef BJ_CUDA_EMU
+#define BJ_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  ::emu::launch(kernel, dim3(grid), dim3(block), (size_t)(smem), __VA_ARGS__)
+#define BJ_DYN_SMEM(T, name) T* name = reinterpret_cast<T*>(::emu::dyn_smem())
+#else
+// `kernel` may be a function pointer variable (templated kernels: take &k<...> first).
+#define BJ_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#define BJ_DYN_SMEM(T, name)                                 \
+  extern __shared__ __align__(16) unsigned char bj_smem_raw[]; \
+  T* name = reinterpret_cast<T*>(bj_smem_raw)
+#endif
+
+namespace bjc {
+
+// Records a message for bj_cuda_last_error() and returns `code`.
+int fail(int code, const char* fmt, ...);
+// cudaGetLastError after a launch: BJ_OK, or BJ_ERR_CUDA with "<op>: <cuda error string>".
+int check_launch(const char* op);
+// Lets `kernel` use `bytes` of dynamic shared memory (opt-in above 48 KiB), once per device.
+// Returns BJ_OK or BJ_ERR_CUDA naming `op`.
+int allow_smem(const void* kernel, int bytes, unsigned* done_mask, const char* op);
+
+inline cudaStream_t as_stream(void* s) { return reinterpret_cast<cudaStream_t>(s); }
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Blocks of `threads` for `work` items, capped (the kernels loop grid-stride beyond the cap).
+inline unsigned blocks_for(int64_t work, int threads) {
+#ifdef BJ_CUDA_EMU
+  const int64_t cap = 7;  // small grids in the emulator also exercise the grid-stride loops
+#else
+  const int64_t cap = 1 << 16;
+#endif
+  int64_t b = (work + threads - 1) / threads;
+  if (b < 1) b = 1;
+  return (unsigned)(b < cap ? b : cap);
+}
+
+constexpr unsigned kFull = 0xffffffffu;
+
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+  return v;
+}
+template <class T>
+__device__ __forceinline__ T warp_max(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const T w = __shfl_xor_sync(kFull, v, o);
+    v = w > v ? w : v;
+  }
+  return v;
+}
+
+// r = i / C and c = i % C, in 32-bit arithmetic when i fits (64-bit division is slow).
+__device__ __forceinline__ void row_col(int64_t i, int C, int64_t& r, int& c) {
+  if (i <= 0x7fffffffLL) {
+    const unsigned q = (unsigned)i / (unsigned)C;
+    r = q;
+    c = (int)((unsigned)i - q * (unsigned)C);
+  } else {
+    r = i / C;
+    c = (int)(i - r * C);
+  }
+}
+
+// ---- elementwise: Op has __device__ one(i) for element i and vec4(i4) for elements
+// [4*i4, 4*i4 + 4) (float4 access, used only when every pointer is 16-byte aligned). ----
+template <class Op>
+__global__ void __launch_bounds__(256) k_elementwise(Op op, int64_t n, int vec) {
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  const int64_t t0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  int64_t done = 0;
+  if (vec) {
+    const int64_t n4 = n >> 2;
+    for (int64_t i = t0; i < n4; i += stride) op.vec4(i);
+    done = n4 << 2;
+  }
+  for (int64_t i = done + t0; i < n; i += stride) op.one(i);
+}
+
+template <class Op>
+int launch_elementwise(const char* name, const Op& op, int64_t n, bool vec, void* stream) {
+  const int64_t work = vec ? (n + 3) / 4 : n;
+  auto kern = &k_elementwise<Op>;
+  BJ_LAUNCH(kern, blocks_for(work, 256), 256, 0, as_stream(stream), op, n, vec ? 1 : 0);
+  return check_launch(name);
+}
+
+// ---- deterministic column reduction over the rows of an (N, C) matrix ----
+// Block = 8 columns x 128 row lanes (1024 threads; a warp covers 4 rows x 8 columns = one
+// 32-byte sector per row). Lane ty accumulates rows ty, ty + 128, ... in order (in double), then a
+// fixed tree over the 128 lanes. So each column's sum has the same bits on every run. F provides
+//   __device__ void row(int r, int c, double (&acc)[NOUT])  (may also write elementwise outputs)
+//   __device__ void finish(int c, const double (&sum)[NOUT])
+// gridDim.x = ceil(C / 8); gridDim.y is free for the functor (e.g. a token type).
+constexpr int kColsPerBlock = 8;
+constexpr int kRowLanes = 128;
+
+template <int NOUT, class F>
+__global__ void __launch_bounds__(kColsPerBlock* kRowLanes) k_colreduce(F f, int N, int C) {
+  __shared__ double sm[NOUT][kRowLanes][kColsPerBlock + 1];
+  const int tx = threadIdx.x % kColsPerBlock, ty = threadIdx.x / kColsPerBlock;
+  const int c = blockIdx.x * kColsPerBlock + tx;
+  double acc[NOUT];
+#pragma unroll
+  for (int k = 0; k < NOUT; ++k) acc[k] = 0.0;
+  if (c < C) {
+#pragma unroll 4
+    for (int r = ty; r < N; r += kRowLanes) f.row(r, c, acc);
+  }
+#pragma unroll
+  for (int k = 0; k < NOUT; ++k) sm[k][ty][tx] = acc[k];
+  __syncthreads();
+  for (int s = kRowLanes / 2; s > 0; s >>= 1) {
+    if (ty < s) {
+#pragma unroll
+      for (int k = 0; k < NOUT; ++k) sm[k][ty][tx] += sm[k][ty + s][tx];
+    }
+    __syncthreads();
+  }
+  if (ty == 0 && c < C) {
+    double sum[NOUT];
+#pragma unroll
+    for (int k = 0; k < NOUT; ++k) sum[k] = sm[k][0][tx];
+    f.finish(c, sum);
+  }
+}
+
+template <int NOUT, class F>
+int launch_colreduce(const char* name, const F& f, int N, int C, int grid_y, void* stream) {
+  auto kern = &k_colreduce<NOUT, F>;
+  const dim3 grid((unsigned)((C + kColsPerBlock - 1) / kColsPerBlock), (unsigned)grid_y, 1);
+  BJ_LAUNCH(kern, grid, kColsPerBlock * kRowLanes, 0, as_stream(stream), f, N, C);
+  return check_launch(name);
+}
+
+}  // namespace bjc
+
+// Returns BJ_ERR_INVALID from the calling function, with a message naming the op, when cond fails.
+#define BJ_CHECK(cond, op, ...)                                           \
+  do {                                                                    \
+    if (!(cond)) return ::bjc::fail(BJ_ERR_INVALID, op ": " __VA_ARGS__); \
+  } while (0)
+
+// Returns from the calling function when rc (an int status) is not BJ_OK.
+#define BJ_TRY(expr)                 \
+  do {                               \
+    const int bj_rc_ = (expr);       \
+    if (bj_rc_ != BJ_OK) return bj_rc_; \
+  } while (0)
+
+#endif

@@ -1,0 +1,174 @@
+// Bias add and the exact (erf) GELU of BertIntermediate, fused with its bias, on the GPU.
+//
+//   bias_add:            x (N, C) += bias (C)
+//   bias_backward:       dbias (C) += sum over rows of dout (N, C)           ("+=", parameter)
+//   bias_gelu_forward:   pre = x + bias (bias may be NULL); out = 0.5 pre (1 + erf(pre / sqrt 2))
+//   bias_gelu_backward:  dpre = dout * gelu'(pre)                             ("=", activation)
+//                        gelu'(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi)
+//                        dbias += column sums of dpre                         ("+=", parameter)
+//
+// Column sums use k_colreduce (fixed order, double partials: deterministic, no scratch, no
+// atomics). bias_gelu_backward with dbias fuses the elementwise gradient into that reduction (one
+// pass over dout and pre); dpre may alias dout (each element is read, then written, by the same
+// thread).
+#include "common.cuh"
+
+namespace {
+constexpr float kInvSqrt2 = 0.70710678118654752440f;
+constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
+
+__device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.0f + erff(x * kInvSqrt2)); }
+__device__ __forceinline__ float gelu_grad(float x) {
+  return 0.5f * (1.0f + erff(x * kInvSqrt2)) + x * expf(-0.5f * x * x) * kInvSqrt2Pi;
+}
+
+struct BiasAddOp {
+  float* x;
+  const float* bias;
+  int C;
+  __device__ void one(int64_t i) const {
+    int64_t r;
+    int c;
+    bjc::row_col(i, C, r, c);
+    x[i] += bias[c];
+  }
+  __device__ void vec4(int64_t i4) const {  // C % 4 == 0
+    int64_t r;
+    int c;
+    bjc::row_col(i4 * 4, C, r, c);
+    float4 v = reinterpret_cast<float4*>(x)[i4];
+    const float4 b = *reinterpret_cast<const float4*>(bias + c);
+    v.x += b.x;
+    v.y += b.y;
+    v.z += b.z;
+    v.w += b.w;
+    reinterpret_cast<float4*>(x)[i4] = v;
+  }
+};
+
+struct ColSumOp {
+  float* dbias;
+  const float* d;
+  int C;
+  __device__ void row(int r, int c, double (&acc)[1]) const {
+    acc[0] += (double)d[(int64_t)r * C + c];
+  }
+  __device__ void finish(int c, const double (&s)[1]) const { dbias[c] += (float)s[0]; }
+};
+
+struct BiasGeluFwdOp {
+  float* out;
+  float* pre;
+  const float* x;
+  const float* bias;  // or NULL
+  int C;
+  __device__ void one(int64_t i) const {
+    float p = x[i];
+    if (bias) {
+      int64_t r;
+      int c;
+      bjc::row_col(i, C, r, c);
+      p += bias[c];
+    }
+    pre[i] = p;
+    out[i] = gelu(p);
+  }
+  __device__ void vec4(int64_t i4) const {
+    float4 p = reinterpret_cast<const float4*>(x)[i4];
+    if (bias) {
+      int64_t r;
+      int c;
+      bjc::row_col(i4 * 4, C, r, c);
+      const float4 b = *reinterpret_cast<const float4*>(bias + c);
+      p.x += b.x;
+      p.y += b.y;
+      p.z += b.z;
+      p.w += b.w;
+    }
+    reinterpret_cast<float4*>(pre)[i4] = p;
+    reinterpret_cast<float4*>(out)[i4] = make_float4(gelu(p.x), gelu(p.y), gelu(p.z), gelu(p.w));
+  }
+};
+
+struct GeluBwdOp {
+  float* dpre;
+  const float* dout;
+  const float* pre;
+  __device__ void one(int64_t i) const { dpre[i] = dout[i] * gelu_grad(pre[i]); }
+  __device__ void vec4(int64_t i4) const {
+    const float4 d = reinterpret_cast<const float4*>(dout)[i4];
+    const float4 p = reinterpret_cast<const float4*>(pre)[i4];
+    reinterpret_cast<float4*>(dpre)[i4] = make_float4(d.x * gelu_grad(p.x), d.y * gelu_grad(p.y),
+                                                      d.z * gelu_grad(p.z), d.w * gelu_grad(p.w));
+  }
+};
+
+// Fused: dpre = dout * gelu'(pre) and dbias += column sums of dpre.
+struct GeluBwdColOp {
+  float* dpre;
+  float* dbias;
+  const float* dout;
+  const float* pre;
+  int C;
+  __device__ void row(int r, int c, double (&acc)[1]) const {
+    const int64_t i = (int64_t)r * C + c;
+    const float d = dout[i] * gelu_grad(pre[i]);
+    dpre[i] = d;
+    acc[0] += (double)d;
+  }
+  __device__ void finish(int c, const double (&s)[1]) const { dbias[c] += (float)s[0]; }
+};
+}  // namespace
+
+extern "C" int bj_cuda_bias_add(float* x,           // (N, C)
+                                const float* bias,  // (C)
+                                int N, int C, void* stream) {
+  BJ_CHECK(x != nullptr && bias != nullptr, "bj_cuda_bias_add", "x or bias is NULL");
+  BJ_CHECK(N > 0, "bj_cuda_bias_add", "N must be > 0 (got %d)", N);
+  BJ_CHECK(C > 0, "bj_cuda_bias_add", "C must be > 0 (got %d)", C);
+  const bool vec = C % 4 == 0 && bjc::aligned16(x) && bjc::aligned16(bias);
+  return bjc::launch_elementwise("bj_cuda_bias_add", BiasAddOp{x, bias, C}, (int64_t)N * C, vec,
+                                 stream);
+}
+
+extern "C" int bj_cuda_bias_backward(float* dbias,       // (C), +=
+                                     const float* dout,  // (N, C)
+                                     int N, int C, void* stream) {
+  BJ_CHECK(dbias != nullptr && dout != nullptr, "bj_cuda_bias_backward", "dbias or dout is NULL");
+  BJ_CHECK(N > 0, "bj_cuda_bias_backward", "N must be > 0 (got %d)", N);
+  BJ_CHECK(C > 0, "bj_cuda_bias_backward", "C must be > 0 (got %d)", C);
+  return bjc::launch_colreduce<1>("bj_cuda_bias_backward", ColSumOp{dbias, dout, C}, N, C, 1,
+                                  stream);
+}
+
+extern "C" int bj_cuda_bias_gelu_forward(float* out,         // (N, C), may alias x
+                                         float* pre,         // (N, C), may alias x
+                                         const float* x,     // (N, C)
+                                         const float* bias,  // (C) or NULL
+                                         int N, int C, void* stream) {
+  BJ_CHECK(out != nullptr && pre != nullptr && x != nullptr, "bj_cuda_bias_gelu_forward",
+           "out, pre or x is NULL");
+  BJ_CHECK(N > 0, "bj_cuda_bias_gelu_forward", "N must be > 0 (got %d)", N);
+  BJ_CHECK(C > 0, "bj_cuda_bias_gelu_forward", "C must be > 0 (got %d)", C);
+  const bool vec = C % 4 == 0 && bjc::aligned16(out) && bjc::aligned16(pre) &&
+                   bjc::aligned16(x) && bjc::aligned16(bias);
+  return bjc::launch_elementwise("bj_cuda_bias_gelu_forward", BiasGeluFwdOp{out, pre, x, bias, C},
+                                 (int64_t)N * C, vec, stream);
+}
+
+extern "C" int bj_cuda_bias_gelu_backward(float* dpre,        // (N, C), "=", may alias dout
+                                          float* dbias,       // (C), +=, or NULL
+                                          const float* dout,  // (N, C)
+                                          const float* pre,   // (N, C)
+                                          int N, int C, void* stream) {
+  BJ_CHECK(dpre != nullptr && dout != nullptr && pre != nullptr, "bj_cuda_bias_gelu_backward",
+           "dpre, dout or pre is NULL");
+  BJ_CHECK(N > 0, "bj_cuda_bias_gelu_backward", "N must be > 0 (got %d)", N);
+  BJ_CHECK(C > 0, "bj_cuda_bias_gelu_backward", "C must be > 0 (got %d)", C);
+  if (dbias != nullptr)
+    return bjc::launch_colreduce<1>("bj_cuda_bias_gelu_backward",
+                                    GeluBwdColOp{dpre, dbias, dout, pre, C}, N, C, 1, stream);
+  const bool vec = bjc::aligned16(dpre) && bjc::aligned16(dout) && bjc::aligned16(pre);
+  return bjc::launch_elementwise("bj_cuda_bias_gelu_backward", GeluBwdOp{dpre, dout, pre},
+                                 (int64_t)N * C, vec, stream);
+}

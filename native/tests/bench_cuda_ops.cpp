@@ -1,0 +1,265 @@
+// Timing of the main CUDA kernels with cudaEvents (not a ctest). Prints one table row per case:
+// microseconds per call (median of 5 batches of `iters` calls, after warm-up), the achieved
+// bandwidth counting the bytes each op must move (reads + writes of its inputs and outputs, once),
+// and for attention the achieved TFLOP/s (forward 4 B NH T^2 D, backward 10 B NH T^2 D: the usual
+// flash-attention count, so the backward's recomputation is not credited).
+//   bench_cuda_ops            (exit 77 when no device)
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bertj.h"
+
+namespace {
+struct Buf {
+  float* p = nullptr;
+  size_t n = 0;
+  explicit Buf(size_t n_, float lo = -1.0f, float hi = 1.0f, uint64_t seed = 1) : n(n_) {
+    if (cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(float)) != cudaSuccess) {
+      std::fprintf(stderr, "cudaMalloc of %zu floats failed\n", n);
+      std::exit(1);
+    }
+    std::vector<float> h(std::min<size_t>(n, 1 << 22));
+    std::mt19937 g((unsigned)seed);
+    std::uniform_real_distribution<float> d(lo, hi);
+    for (auto& x : h) x = d(g);
+    for (size_t o = 0; o < n; o += h.size())
+      cudaMemcpy(p + o, h.data(), std::min(h.size(), n - o) * sizeof(float),
+                 cudaMemcpyHostToDevice);
+  }
+  ~Buf() { cudaFree(p); }
+};
+
+bool g_failed = false;
+
+// Median microseconds per call of f.
+double time_us(const std::function<int()>& f, int iters) {
+  for (int i = 0; i < 3; ++i)
+    if (f() != BJ_OK) {
+      std::printf("  call failed: %s\n", bj_cuda_last_error());
+      g_failed = true;
+      return -1.0;
+    }
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  std::vector<double> t;
+  for (int rep = 0; rep < 5; ++rep) {
+    cudaEventRecord(a);
+    for (int i = 0; i < iters; ++i) f();
+    cudaEventRecord(b);
+    cudaEventSynchronize(b);
+    float ms = 0.0f;
+    cudaEventElapsedTime(&ms, a, b);
+    t.push_back(1000.0 * ms / iters);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) {
+    std::printf("  CUDA error: %s\n", cudaGetErrorString(e));
+    g_failed = true;
+  }
+  std::sort(t.begin(), t.end());
+  return t[2];
+}
+
+void row(const std::string& op, const std::string& shape, double us, double bytes,
+         double flops = 0.0) {
+  if (us < 0) {
+    std::printf("| %-28s | %-34s | %10s | %8s | %8s |\n", op.c_str(), shape.c_str(), "FAILED", "",
+                "");
+    return;
+  }
+  char tf[32] = "";
+  if (flops > 0) std::snprintf(tf, sizeof tf, "%.2f", flops / us * 1e-6);
+  std::printf("| %-28s | %-34s | %10.1f | %8.0f | %8s |\n", op.c_str(), shape.c_str(), us,
+              bytes / us * 1e-3, tf);
+}
+}  // namespace
+
+int main() {
+  const int ndev = bj_cuda_device_count();
+  if (ndev <= 0) {
+    std::printf("SKIP: no CUDA device (%d: %s)\n", ndev, bj_cuda_last_error());
+    return 77;
+  }
+  cudaDeviceProp prop;
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("bench_cuda_ops on %s (%d SMs)\n\n", prop.name, prop.multiProcessorCount);
+  std::printf("| %-28s | %-34s | %10s | %8s | %8s |\n", "op", "shape", "us", "GB/s", "TFLOP/s");
+  std::printf("|%s|%s|%s|%s|%s|\n", std::string(30, '-').c_str(), std::string(36, '-').c_str(),
+              std::string(12, '-').c_str(), std::string(10, '-').c_str(),
+              std::string(10, '-').c_str());
+  const double F = sizeof(float);
+
+  // ---- fused attention, bert-base shape ----
+  {
+    const int B = 32, T = 128, NH = 12, D = 64, C = NH * D;
+    const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
+    Buf qkv(nqkv, -2.0f, 2.0f, 2), out(nout), lse(nlse), dout(nout, -1.0f, 1.0f, 3), dqkv(nqkv);
+    std::vector<int32_t> hmask((size_t)B * T, 1);
+    std::mt19937 g(7);
+    std::uniform_int_distribution<int> len(T / 2, T);
+    long real = 0;
+    for (int b = 0; b < B; ++b) {
+      const int L = b == 0 ? T : len(g);
+      real += L;
+      for (int t = L; t < T; ++t) hmask[(size_t)b * T + t] = 0;
+    }
+    int32_t* mask = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&mask), hmask.size() * sizeof(int32_t));
+    cudaMemcpy(mask, hmask.data(), hmask.size() * sizeof(int32_t), cudaMemcpyHostToDevice);
+    const double fl = 4.0 * B * NH * (double)T * T * D;
+    const double fwd_bytes = F * (nqkv + nout + nlse) + 4.0 * B * T;
+    const double bwd_bytes = F * (nqkv + 2.0 * nout + nlse + nqkv) + 4.0 * B * T;
+    for (int masked = 1; masked >= 0; --masked) {
+      for (float p : {0.1f, 0.0f}) {
+        const int32_t* m = masked ? mask : nullptr;
+        char sh[96];
+        std::snprintf(sh, sizeof sh, "B32 T128 NH12 D64 %s p=%.1f",
+                      masked ? "mask" : "nomask", p);
+        auto fwd = [&] {
+          return bj_cuda_attention_forward(out.p, lse.p, qkv.p, m, B, T, NH, D, p, 42, 0, nullptr);
+        };
+        auto bwd = [&] {
+          return bj_cuda_attention_backward(dqkv.p, dout.p, qkv.p, out.p, lse.p, m, B, T, NH, D, p,
+                                            42, 0, nullptr);
+        };
+        const double tf = time_us(fwd, 20), tb = time_us(bwd, 20);
+        row("attention fwd", sh, tf, fwd_bytes, fl);
+        row("attention bwd", sh, tb, bwd_bytes, 2.5 * fl);
+        row("attention fwd+bwd", sh, tf < 0 || tb < 0 ? -1 : tf + tb, fwd_bytes + bwd_bytes,
+            3.5 * fl);
+      }
+    }
+    std::printf("(mask: %.0f%% of the keys are real)\n", 100.0 * real / (B * T));
+    // other head dims, for reference
+    for (int d : {32, 128}) {
+      const int nh = C / d;
+      char sh[96];
+      std::snprintf(sh, sizeof sh, "B32 T128 NH%d D%d mask p=0.1", nh, d);
+      auto fwd = [&] {
+        return bj_cuda_attention_forward(out.p, lse.p, qkv.p, mask, B, T, nh, d, 0.1f, 42, 0,
+                                         nullptr);
+      };
+      auto bwd = [&] {
+        return bj_cuda_attention_backward(dqkv.p, dout.p, qkv.p, out.p, lse.p, mask, B, T, nh, d,
+                                          0.1f, 42, 0, nullptr);
+      };
+      row("attention fwd", sh, time_us(fwd, 10), fwd_bytes, fl);
+      row("attention bwd", sh, time_us(bwd, 10), bwd_bytes, 2.5 * fl);
+    }
+    {
+      const int b2 = 4, t2 = 512;
+      const double fl2 = 4.0 * b2 * NH * (double)t2 * t2 * D;
+      auto fwd = [&] {
+        return bj_cuda_attention_forward(out.p, lse.p, qkv.p, nullptr, b2, t2, NH, D, 0.1f, 42, 0,
+                                         nullptr);
+      };
+      auto bwd = [&] {
+        return bj_cuda_attention_backward(dqkv.p, dout.p, qkv.p, out.p, lse.p, nullptr, b2, t2, NH,
+                                          D, 0.1f, 42, 0, nullptr);
+      };
+      row("attention fwd", "B4 T512 NH12 D64 nomask p=0.1", time_us(fwd, 10), fwd_bytes, fl2);
+      row("attention bwd", "B4 T512 NH12 D64 nomask p=0.1", time_us(bwd, 10), bwd_bytes,
+          2.5 * fl2);
+    }
+    cudaFree(mask);
+  }
+
+  // ---- layer norm + residual, bias + GELU ----
+  {
+    const int N = 4096;
+    for (int C : {768, 3072}) {
+      const size_t n = (size_t)N * C;
+      Buf x(n), r(n), out(n), h(n), mean(N), rstd(N), gamma(C, 0.5f, 1.5f), beta(C), dout(n),
+          dh(n), dg(C), db(C), pre(n), dpre(n), bias(C);
+      char sh[64];
+      std::snprintf(sh, sizeof sh, "N=%d C=%d", N, C);
+      row("layernorm+residual fwd", sh, time_us([&] {
+            return bj_cuda_layernorm_forward(out.p, mean.p, rstd.p, h.p, x.p, r.p, gamma.p,
+                                             beta.p, N, C, 1e-12f, nullptr);
+          }, 50),
+          F * (4.0 * n + 2.0 * N + 2.0 * C));
+      row("layernorm bwd", sh, time_us([&] {
+            return bj_cuda_layernorm_backward(dh.p, dg.p, db.p, dout.p, h.p, mean.p, rstd.p,
+                                              gamma.p, N, C, nullptr);
+          }, 50),
+          F * (3.0 * n + 2.0 * N + 3.0 * C));
+      row("bias+gelu fwd", sh, time_us([&] {
+            return bj_cuda_bias_gelu_forward(out.p, pre.p, x.p, bias.p, N, C, nullptr);
+          }, 50),
+          F * (3.0 * n + C));
+      row("bias+gelu bwd (+dbias)", sh, time_us([&] {
+            return bj_cuda_bias_gelu_backward(dpre.p, db.p, dout.p, pre.p, N, C, nullptr);
+          }, 50),
+          F * (3.0 * n + C));
+      row("bias_backward", sh, time_us([&] {
+            return bj_cuda_bias_backward(db.p, dout.p, N, C, nullptr);
+          }, 50),
+          F * (1.0 * n + C));
+      row("dropout fwd p=0.1", sh, time_us([&] {
+            return bj_cuda_dropout_forward(out.p, x.p, (int64_t)n, 0.1f, 1, 0, nullptr);
+          }, 50),
+          F * 2.0 * n);
+    }
+  }
+
+  // ---- embeddings backward (bert-base vocabulary) ----
+  {
+    const int B = 32, T = 128, C = 768, V = 30522, P = 512, TV = 2, N = B * T;
+    Buf dwte((size_t)V * C), dwpe((size_t)P * C), dwtt((size_t)TV * C), dout((size_t)N * C);
+    std::vector<int32_t> hid(N), htt(N);
+    std::mt19937 g(5);
+    std::uniform_int_distribution<int> idd(0, V - 1);
+    for (int i = 0; i < N; ++i) {
+      hid[i] = (i % T) > 100 ? 0 : idd(g);  // some padding tokens (id 0) repeat
+      htt[i] = (i % T) > 60;
+    }
+    int32_t *ids = nullptr, *tt = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&ids), N * sizeof(int32_t));
+    cudaMalloc(reinterpret_cast<void**>(&tt), N * sizeof(int32_t));
+    cudaMemcpy(ids, hid.data(), N * sizeof(int32_t), cudaMemcpyHostToDevice);
+    cudaMemcpy(tt, htt.data(), N * sizeof(int32_t), cudaMemcpyHostToDevice);
+    row("embeddings bwd", "B32 T128 C768 V30522", time_us([&] {
+          return bj_cuda_embeddings_backward(dwte.p, dwpe.p, dwtt.p, dout.p, ids, tt, B, T, C, V,
+                                             P, TV, nullptr);
+        }, 20),
+        F * (3.0 * N * C));
+    cudaFree(ids);
+    cudaFree(tt);
+  }
+
+  // ---- optimizer over bert-base's 110M parameters ----
+  {
+    const int64_t n = 110000000;
+    Buf p(n), g(n, -0.01f, 0.01f), m(n, -0.001f, 0.001f), v(n, 0.0f, 1e-5f), gs(1, 0.5f, 0.5f),
+        out(1);
+    row("adamw", "n=110M, grad_scale", time_us([&] {
+          return bj_cuda_adamw(p.p, g.p, m.p, v.p, n, 0, n, 1e-5f, 0.9f, 0.999f, 1e-8f, 0.01f, 10,
+                               gs.p, nullptr);
+        }, 10),
+        F * 7.0 * n);
+    row("sum_squares", "n=110M", time_us([&] {
+          return bj_cuda_sum_squares(out.p, g.p, n, nullptr);
+        }, 10),
+        F * 1.0 * n);
+    row("scale_by", "n=110M", time_us([&] {
+          return bj_cuda_scale_by(g.p, n, gs.p, nullptr);
+        }, 10),
+        F * 2.0 * n);
+  }
+  const cudaError_t e = cudaDeviceSynchronize();
+  if (e != cudaSuccess) {
+    std::printf("CUDA error: %s\n", cudaGetErrorString(e));
+    return 1;
+  }
+  return g_failed ? 1 : 0;
+}

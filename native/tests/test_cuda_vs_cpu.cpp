@@ -1,0 +1,612 @@
+// Tier-2 test: every bj_cuda_<op> against bj_cpu_<op> on fresh random inputs, at several shapes
+// (odd sizes, T = 1, B = 1, fully padded rows, head dims 32/64/128, dropout p = 0.1, aliasing).
+// Compared by relative norm ||cuda - cpu|| / ||cpu|| (forward <= 1e-5, backward <= 1e-4); dropout
+// masks and Philox uniforms must be bit-identical. One line per check, then "N passed, M failed".
+// Exit status: 0 all passed, 1 a failure, 77 no CUDA device (ctest counts it as skipped).
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bertj.h"
+
+namespace {
+int g_pass = 0, g_fail = 0;
+std::mt19937_64 g_rng(20261126);
+
+constexpr double kFwd = 1e-5, kBwd = 1e-4;
+
+std::vector<float> randv(size_t n, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g_rng);
+  return v;
+}
+std::vector<float> randn(size_t n, float sd = 1.0f) {
+  std::normal_distribution<float> d(0.0f, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g_rng);
+  return v;
+}
+std::vector<int32_t> randi(size_t n, int lo, int hi) {  // [lo, hi)
+  std::uniform_int_distribution<int> d(lo, hi - 1);
+  std::vector<int32_t> v(n);
+  for (auto& x : v) x = d(g_rng);
+  return v;
+}
+
+// A device copy of a host vector; `pad` leading elements shift the pointer off 16-byte alignment.
+template <class T>
+struct Dev {
+  T* base = nullptr;
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t n_, int pad = 0) : n(n_) {
+    if (cudaMalloc(reinterpret_cast<void**>(&base), (n + pad + 1) * sizeof(T)) != cudaSuccess) {
+      std::fprintf(stderr, "cudaMalloc failed\n");
+      std::exit(1);
+    }
+    p = base + pad;
+  }
+  explicit Dev(const std::vector<T>& h, int pad = 0) : Dev(h.size(), pad) { put(h); }
+  Dev(const Dev&) = delete;
+  ~Dev() { cudaFree(base); }
+  void put(const std::vector<T>& h) {
+    cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    cudaDeviceSynchronize();
+    cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
+    return h;
+  }
+};
+
+// ||a - b|| / ||b|| (absolute when ||b|| = 0); NaN when a NaN or Inf appears in either.
+double rel(const std::vector<float>& a, const std::vector<float>& b, size_t off = 0,
+           size_t len = SIZE_MAX, size_t stride = 0, size_t width = 0) {
+  double num = 0.0, den = 0.0;
+  auto add = [&](size_t i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) {
+      num = NAN;
+      return;
+    }
+    const double d = (double)a[i] - b[i];
+    num += d * d;
+    den += (double)b[i] * b[i];
+  };
+  if (a.size() != b.size()) return NAN;
+  if (stride == 0) {
+    const size_t end = len == SIZE_MAX ? a.size() : off + len;
+    for (size_t i = off; i < end; ++i) add(i);
+  } else {  // columns [off, off + width) of rows of `stride`
+    for (size_t r = 0; r * stride < a.size(); ++r)
+      for (size_t c = 0; c < width; ++c) add(r * stride + off + c);
+  }
+  if (std::isnan(num)) return NAN;
+  return den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+void report(const std::string& name, const std::string& shape, double r, double tol) {
+  const bool ok = !std::isnan(r) && r <= tol;
+  (ok ? g_pass : g_fail)++;
+  std::printf("%-30s %-44s rel %.2e (tol %.0e)  %s\n", name.c_str(), shape.c_str(), r, tol,
+              ok ? "PASS" : "FAIL");
+}
+void report_bits(const std::string& name, const std::string& shape, bool same) {
+  (same ? g_pass : g_fail)++;
+  std::printf("%-30s %-44s %-23s  %s\n", name.c_str(), shape.c_str(),
+              same ? "bit-identical" : "BITS DIFFER", same ? "PASS" : "FAIL");
+}
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+// A status check: counts as a check, prints the backend's message on failure.
+bool ok_rc(const std::string& name, const std::string& shape, int rc, int want, bool cuda) {
+  if (rc == want) return true;
+  g_fail++;
+  std::printf("%-30s %-44s rc %d, want %d: %s  FAIL\n", name.c_str(), shape.c_str(), rc, want,
+              cuda ? bj_cuda_last_error() : bj_cpu_last_error());
+  return false;
+}
+#define CPU_OK(name, shape, call) ok_rc(name, shape, (call), BJ_OK, false)
+#define GPU_OK(name, shape, call) ok_rc(name, shape, (call), BJ_OK, true)
+
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+
+// ------------------------------------------------------------------------------------------
+void test_memory() {
+  for (int64_t n : {1LL, 7LL, 1027LL, (1LL << 20) + 3}) {
+    for (int pad : {0, 1}) {
+      const std::string sh = fmt("n=%lld pad=%d", (long long)n, pad);
+      {
+        std::vector<float> c(n);
+        Dev<float> g(n, pad);
+        CPU_OK("fill", sh, bj_cpu_fill(c.data(), n, 3.25f, nullptr));
+        if (GPU_OK("fill", sh, bj_cuda_fill(g.p, n, 3.25f, nullptr)))
+          report_bits("fill", sh, same_bits(g.get(), c));
+      }
+      {
+        auto y = randv(n), x = randv(n);
+        Dev<float> gy(y, pad), gx(x, pad);
+        CPU_OK("axpy", sh, bj_cpu_axpy(y.data(), x.data(), n, -0.7f, nullptr));
+        if (GPU_OK("axpy", sh, bj_cuda_axpy(gy.p, gx.p, n, -0.7f, nullptr)))
+          report("axpy", sh, rel(gy.get(), y), kFwd);
+      }
+      {
+        auto x = randv(n);
+        std::vector<float> s = {0.37f};
+        Dev<float> gx(x, pad), gs(s);
+        CPU_OK("scale_by", sh, bj_cpu_scale_by(x.data(), n, s.data(), nullptr));
+        if (GPU_OK("scale_by", sh, bj_cuda_scale_by(gx.p, n, gs.p, nullptr)))
+          report("scale_by", sh, rel(gx.get(), x), kFwd);
+      }
+    }
+  }
+}
+
+void test_embeddings() {
+  struct S {
+    int B, T, C, V, P, TV;
+    bool tt, dwtt;
+  };
+  for (S s : {S{2, 5, 13, 11, 8, 2, true, true}, S{3, 64, 768, 100, 128, 2, false, true},
+              S{1, 1, 8, 3, 4, 1, true, false}, S{4, 33, 384, 7, 40, 3, true, true}}) {
+    const std::string sh = fmt("B=%d T=%d C=%d V=%d TV=%d tt=%d", s.B, s.T, s.C, s.V, s.TV, s.tt);
+    const int N = s.B * s.T;
+    auto ids = randi(N, 0, s.V);
+    auto tt = s.tt ? randi(N, 0, s.TV) : std::vector<int32_t>();
+    auto wte = randv((size_t)s.V * s.C), wpe = randv((size_t)s.P * s.C),
+         wtt = randv((size_t)s.TV * s.C);
+    Dev<int32_t> gids(ids), gtt(s.tt ? tt : std::vector<int32_t>{0});
+    Dev<float> gwte(wte), gwpe(wpe), gwtt(wtt);
+    const int32_t* ctt = s.tt ? tt.data() : nullptr;
+    const int32_t* dtt = s.tt ? gtt.p : nullptr;
+    std::vector<float> out((size_t)N * s.C);
+    Dev<float> gout(out.size());
+    CPU_OK("embeddings_forward", sh,
+           bj_cpu_embeddings_forward(out.data(), ids.data(), ctt, wte.data(), wpe.data(),
+                                     wtt.data(), s.B, s.T, s.C, s.V, s.P, s.TV, nullptr));
+    if (GPU_OK("embeddings_forward", sh,
+               bj_cuda_embeddings_forward(gout.p, gids.p, dtt, gwte.p, gwpe.p, gwtt.p, s.B, s.T,
+                                          s.C, s.V, s.P, s.TV, nullptr)))
+      report("embeddings_forward", sh, rel(gout.get(), out), kFwd);
+
+    auto dout = randv(out.size());
+    auto dwte = randv(wte.size()), dwpe = randv(wpe.size()), dwtt = randv(wtt.size());
+    Dev<float> gdout(dout), gdwte(dwte), gdwpe(dwpe), gdwtt(dwtt);
+    CPU_OK("embeddings_backward", sh,
+           bj_cpu_embeddings_backward(dwte.data(), dwpe.data(), s.dwtt ? dwtt.data() : nullptr,
+                                      dout.data(), ids.data(), ctt, s.B, s.T, s.C, s.V, s.P, s.TV,
+                                      nullptr));
+    if (GPU_OK("embeddings_backward", sh,
+               bj_cuda_embeddings_backward(gdwte.p, gdwpe.p, s.dwtt ? gdwtt.p : nullptr, gdout.p,
+                                           gids.p, dtt, s.B, s.T, s.C, s.V, s.P, s.TV,
+                                           nullptr))) {
+      report("embeddings_backward dwte", sh, rel(gdwte.get(), dwte), kBwd);
+      report("embeddings_backward dwpe", sh, rel(gdwpe.get(), dwpe), kBwd);
+      report("embeddings_backward dwtt", sh, rel(gdwtt.get(), dwtt), kBwd);
+    }
+  }
+}
+
+void test_layernorm() {
+  struct S {
+    int N, C;
+    bool res, hsave, alias;
+    int pad;
+  };
+  for (S s : {S{1, 7, true, true, false, 0}, S{37, 768, true, true, false, 0},
+              S{64, 1000, false, false, false, 0}, S{19, 1536, true, true, true, 0},
+              S{8, 384, true, true, true, 0}, S{5, 768, true, true, false, 1}}) {
+    const std::string sh = fmt("N=%d C=%d res=%d hsave=%d alias=%d pad=%d", s.N, s.C, s.res,
+                               s.hsave, s.alias, s.pad);
+    const size_t n = (size_t)s.N * s.C;
+    auto x = randn(n, 2.0f), r = randn(n), gamma = randv(s.C, 0.5f, 1.5f), beta = randv(s.C);
+    for (size_t i = 0; i < n; ++i) x[i] += 0.5f;  // a mean to remove
+    Dev<float> gx(x, s.pad), gr(r, s.pad), gg(gamma), gb(beta), gout(n, s.pad), gmean(s.N),
+        grstd(s.N), gh(n, s.pad);
+    std::vector<float> out(n), mean(s.N), rstd(s.N), h(n), xc = x;
+    float* cout_ = s.alias ? xc.data() : out.data();
+    float* gout_ = s.alias ? gx.p : gout.p;
+    CPU_OK("layernorm_forward", sh,
+           bj_cpu_layernorm_forward(cout_, mean.data(), rstd.data(), s.hsave ? h.data() : nullptr,
+                                    xc.data(), s.res ? r.data() : nullptr, gamma.data(),
+                                    beta.data(), s.N, s.C, 1e-12f, nullptr));
+    if (GPU_OK("layernorm_forward", sh,
+               bj_cuda_layernorm_forward(gout_, gmean.p, grstd.p, s.hsave ? gh.p : nullptr, gx.p,
+                                         s.res ? gr.p : nullptr, gg.p, gb.p, s.N, s.C, 1e-12f,
+                                         nullptr))) {
+      report("layernorm_forward out", sh, rel(s.alias ? gx.get() : gout.get(), std::vector<float>(cout_, cout_ + n)), kFwd);
+      report("layernorm_forward mean", sh, rel(gmean.get(), mean), kFwd);
+      report("layernorm_forward rstd", sh, rel(grstd.get(), rstd), kFwd);
+      if (s.hsave) report("layernorm_forward hsave", sh, rel(gh.get(), h), kFwd);
+    }
+    // backward from the CPU's saved statistics
+    if (!s.hsave) {
+      for (size_t i = 0; i < n; ++i) h[i] = s.res ? x[i] + r[i] : x[i];
+    }
+    auto dout = randv(n), dgamma = randv(s.C), dbeta = randv(s.C);
+    std::vector<float> dh(n);
+    Dev<float> gdout(dout, s.pad), gdh(n, s.pad), gdg(dgamma), gdb(dbeta), gh2(h, s.pad),
+        gmean2(mean), grstd2(rstd);
+    float* cdh = s.alias ? dout.data() : dh.data();
+    float* gdh_ = s.alias ? gdout.p : gdh.p;
+    CPU_OK("layernorm_backward", sh,
+           bj_cpu_layernorm_backward(cdh, dgamma.data(), dbeta.data(), dout.data(), h.data(),
+                                     mean.data(), rstd.data(), gamma.data(), s.N, s.C, nullptr));
+    if (GPU_OK("layernorm_backward", sh,
+               bj_cuda_layernorm_backward(gdh_, gdg.p, gdb.p, gdout.p, gh2.p, gmean2.p, grstd2.p,
+                                          gg.p, s.N, s.C, nullptr))) {
+      report("layernorm_backward dh", sh,
+             rel(s.alias ? gdout.get() : gdh.get(), std::vector<float>(cdh, cdh + n)), kBwd);
+      report("layernorm_backward dgamma", sh, rel(gdg.get(), dgamma), kBwd);
+      report("layernorm_backward dbeta", sh, rel(gdb.get(), dbeta), kBwd);
+      if (!s.alias) {  // deterministic: the same call again adds the same bits
+        const auto g1 = gdg.get();
+        Dev<float> gdg2(g1);
+        if (GPU_OK("layernorm_backward", sh,
+                   bj_cuda_layernorm_backward(gdh_, gdg.p, gdb.p, gdout.p, gh2.p, gmean2.p,
+                                              grstd2.p, gg.p, s.N, s.C, nullptr)) &&
+            GPU_OK("layernorm_backward", sh,
+                   bj_cuda_layernorm_backward(gdh_, gdg2.p, gdb.p, gdout.p, gh2.p, gmean2.p,
+                                              grstd2.p, gg.p, s.N, s.C, nullptr)))
+          report_bits("layernorm_backward (rerun)", sh, same_bits(gdg.get(), gdg2.get()));
+      }
+    }
+  }
+}
+
+void test_gelu() {
+  struct S {
+    int N, C;
+    bool bias, alias;
+  };
+  for (S s : {S{5, 13, true, false}, S{300, 3072, true, false}, S{64, 768, false, true},
+              S{1, 1, true, true}, S{130, 1030, true, true}}) {
+    const std::string sh = fmt("N=%d C=%d bias=%d alias=%d", s.N, s.C, s.bias, s.alias);
+    const size_t n = (size_t)s.N * s.C;
+    {
+      auto x = randn(n), b = randv(s.C);
+      Dev<float> gx(x), gb(b);
+      CPU_OK("bias_add", sh, bj_cpu_bias_add(x.data(), b.data(), s.N, s.C, nullptr));
+      if (GPU_OK("bias_add", sh, bj_cuda_bias_add(gx.p, gb.p, s.N, s.C, nullptr)))
+        report("bias_add", sh, rel(gx.get(), x), kFwd);
+    }
+    {
+      auto d = randv(n), db = randv(s.C);
+      Dev<float> gd(d), gdb(db);
+      CPU_OK("bias_backward", sh, bj_cpu_bias_backward(db.data(), d.data(), s.N, s.C, nullptr));
+      if (GPU_OK("bias_backward", sh, bj_cuda_bias_backward(gdb.p, gd.p, s.N, s.C, nullptr)))
+        report("bias_backward", sh, rel(gdb.get(), db), kBwd);
+    }
+    {
+      auto x = randn(n, 2.0f), b = randv(s.C);
+      std::vector<float> out(n), pre(n);
+      Dev<float> gx(x), gb(b), gout(n), gpre(n);
+      float* cpre = s.alias ? x.data() : pre.data();
+      float* gpre_ = s.alias ? gx.p : gpre.p;
+      CPU_OK("bias_gelu_forward", sh,
+             bj_cpu_bias_gelu_forward(out.data(), cpre, x.data(), s.bias ? b.data() : nullptr,
+                                      s.N, s.C, nullptr));
+      if (GPU_OK("bias_gelu_forward", sh,
+                 bj_cuda_bias_gelu_forward(gout.p, gpre_, gx.p, s.bias ? gb.p : nullptr, s.N, s.C,
+                                           nullptr))) {
+        report("bias_gelu_forward out", sh, rel(gout.get(), out), kFwd);
+        report("bias_gelu_forward pre", sh,
+               rel(s.alias ? gx.get() : gpre.get(), std::vector<float>(cpre, cpre + n)), kFwd);
+      }
+      auto dout = randv(n), db = randv(s.C);
+      std::vector<float> dpre(n);
+      std::vector<float> prev(cpre, cpre + n);
+      Dev<float> gdout(dout), gdpre(n), gdb(db), gp(prev);
+      float* cd = s.alias ? dout.data() : dpre.data();
+      float* gd = s.alias ? gdout.p : gdpre.p;
+      const bool with_db = s.bias;
+      CPU_OK("bias_gelu_backward", sh,
+             bj_cpu_bias_gelu_backward(cd, with_db ? db.data() : nullptr, dout.data(),
+                                       prev.data(), s.N, s.C, nullptr));
+      if (GPU_OK("bias_gelu_backward", sh,
+                 bj_cuda_bias_gelu_backward(gd, with_db ? gdb.p : nullptr, gdout.p, gp.p, s.N,
+                                            s.C, nullptr))) {
+        report("bias_gelu_backward dpre", sh,
+               rel(s.alias ? gdout.get() : gdpre.get(), std::vector<float>(cd, cd + n)), kBwd);
+        if (with_db) report("bias_gelu_backward dbias", sh, rel(gdb.get(), db), kBwd);
+      }
+    }
+  }
+}
+
+void test_tanh() {
+  for (int64_t n : {1LL, 1001LL, 65536LL}) {
+    const std::string sh = fmt("n=%lld", (long long)n);
+    auto x = randn(n, 2.0f);
+    std::vector<float> out(n);
+    Dev<float> gx(x), gout(n);
+    CPU_OK("tanh_forward", sh, bj_cpu_tanh_forward(out.data(), x.data(), n, nullptr));
+    if (GPU_OK("tanh_forward", sh, bj_cuda_tanh_forward(gout.p, gx.p, n, nullptr)))
+      report("tanh_forward", sh, rel(gout.get(), out), kFwd);
+    auto dout = randv(n);
+    std::vector<float> dx(n);
+    Dev<float> gdout(dout), gdx(n), go(out);
+    CPU_OK("tanh_backward", sh,
+           bj_cpu_tanh_backward(dx.data(), dout.data(), out.data(), n, nullptr));
+    if (GPU_OK("tanh_backward", sh, bj_cuda_tanh_backward(gdx.p, gdout.p, go.p, n, nullptr)))
+      report("tanh_backward", sh, rel(gdx.get(), dx), kBwd);
+  }
+}
+
+void test_dropout() {
+  struct S {
+    int64_t n;
+    float p;
+    uint64_t seed, offset;
+    bool inplace;
+    int pad;
+  };
+  for (S s : {S{1, 0.1f, 1, 0, false, 0}, S{1001, 0.1f, 42, 7, false, 1},
+              S{1 << 20, 0.1f, 0x123456789abcdefULL, (1ULL << 33) + 5, true, 0},
+              S{4099, 0.0f, 3, 0, false, 0}, S{4099, 0.5f, 3, 11, true, 0}}) {
+    const std::string sh = fmt("n=%lld p=%.1f off=%llu inplace=%d pad=%d", (long long)s.n, s.p,
+                               (unsigned long long)s.offset, s.inplace, s.pad);
+    auto x = randn(s.n);
+    std::vector<float> out(s.n);
+    Dev<float> gx(x, s.pad), gout(s.n, s.pad);
+    float* co = s.inplace ? x.data() : out.data();
+    float* go = s.inplace ? gx.p : gout.p;
+    CPU_OK("dropout_forward", sh,
+           bj_cpu_dropout_forward(co, x.data(), s.n, s.p, s.seed, s.offset, nullptr));
+    if (GPU_OK("dropout_forward", sh,
+               bj_cuda_dropout_forward(go, gx.p, s.n, s.p, s.seed, s.offset, nullptr)))
+      report_bits("dropout_forward", sh,
+                  same_bits(s.inplace ? gx.get() : gout.get(), std::vector<float>(co, co + s.n)));
+    auto d = randn(s.n);
+    std::vector<float> dx(s.n);
+    Dev<float> gd(d, s.pad), gdx(s.n, s.pad);
+    float* cdx = s.inplace ? d.data() : dx.data();
+    float* gdx_ = s.inplace ? gd.p : gdx.p;
+    CPU_OK("dropout_backward", sh,
+           bj_cpu_dropout_backward(cdx, d.data(), s.n, s.p, s.seed, s.offset, nullptr));
+    if (GPU_OK("dropout_backward", sh,
+               bj_cuda_dropout_backward(gdx_, gd.p, s.n, s.p, s.seed, s.offset, nullptr)))
+      report_bits("dropout_backward", sh,
+                  same_bits(s.inplace ? gd.get() : gdx.get(), std::vector<float>(cdx, cdx + s.n)));
+    std::vector<float> u(s.n);
+    Dev<float> gu(s.n, s.pad);
+    CPU_OK("philox_uniform", sh, bj_cpu_philox_uniform(u.data(), s.n, s.seed, s.offset, nullptr));
+    if (GPU_OK("philox_uniform", sh,
+               bj_cuda_philox_uniform(gu.p, s.n, s.seed, s.offset, nullptr)))
+      report_bits("philox_uniform", sh, same_bits(gu.get(), u));
+  }
+}
+
+void test_attention() {
+  // mask kinds: 0 = NULL, 1 = random lengths (batch 0 full), 2 = random lengths with the last
+  // batch fully padded
+  struct S {
+    int B, T, NH, D;
+    float p;
+    int mask;
+    int pad;
+  };
+  for (S s : {S{2, 70, 2, 64, 0.1f, 2, 0}, S{1, 1, 1, 64, 0.0f, 0, 0}, S{2, 128, 3, 32, 0.0f, 1, 0},
+              S{2, 33, 2, 128, 0.1f, 2, 0}, S{1, 512, 1, 64, 0.1f, 1, 0},
+              S{3, 97, 4, 64, 0.1f, 0, 0}, S{2, 17, 2, 32, 0.1f, 2, 1},
+              S{2, 65, 1, 128, 0.0f, 1, 1}, S{1, 1, 2, 32, 0.1f, 2, 0}}) {
+    const std::string sh = fmt("B=%d T=%d NH=%d D=%d p=%.1f mask=%d pad=%d", s.B, s.T, s.NH, s.D,
+                               s.p, s.mask, s.pad);
+    const int C = s.NH * s.D;
+    const size_t nqkv = (size_t)s.B * s.T * 3 * C, nout = (size_t)s.B * s.T * C;
+    const size_t nlse = (size_t)s.B * s.NH * s.T;
+    auto qkv = randn(nqkv);
+    std::vector<int32_t> mask((size_t)s.B * s.T, 1);
+    if (s.mask) {
+      std::uniform_int_distribution<int> len(1, s.T);
+      for (int b = 0; b < s.B; ++b) {
+        int L = b == 0 ? s.T : len(g_rng);
+        if (s.mask == 2 && b == s.B - 1) L = 0;
+        for (int t = L; t < s.T; ++t) mask[(size_t)b * s.T + t] = 0;
+      }
+    }
+    const uint64_t seed = 0xC0FFEEULL + s.T, offset = 12345;
+    const int32_t* cm = s.mask ? mask.data() : nullptr;
+    Dev<float> gqkv(qkv, s.pad), gout(nout, s.pad), glse(nlse);
+    Dev<int32_t> gmask(mask);
+    const int32_t* gm = s.mask ? gmask.p : nullptr;
+    std::vector<float> out(nout), lse(nlse);
+    CPU_OK("attention_forward", sh,
+           bj_cpu_attention_forward(out.data(), lse.data(), qkv.data(), cm, s.B, s.T, s.NH, s.D,
+                                    s.p, seed, offset, nullptr));
+    if (GPU_OK("attention_forward", sh,
+               bj_cuda_attention_forward(gout.p, glse.p, gqkv.p, gm, s.B, s.T, s.NH, s.D, s.p,
+                                         seed, offset, nullptr))) {
+      report("attention_forward out", sh, rel(gout.get(), out), kFwd);
+      report("attention_forward lse", sh, rel(glse.get(), lse), kFwd);
+    }
+    // backward from the CPU's out and lse
+    auto dout = randv(nout);
+    std::vector<float> dqkv(nqkv);
+    Dev<float> gdout(dout, s.pad), gout2(out, s.pad), glse2(lse), gdqkv(nqkv, s.pad);
+    cudaMemset(gdqkv.p, 0xff, nqkv * sizeof(float));  // NaN: every element must be written
+    CPU_OK("attention_backward", sh,
+           bj_cpu_attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(),
+                                     cm, s.B, s.T, s.NH, s.D, s.p, seed, offset, nullptr));
+    if (GPU_OK("attention_backward", sh,
+               bj_cuda_attention_backward(gdqkv.p, gdout.p, gqkv.p, gout2.p, glse2.p, gm, s.B,
+                                          s.T, s.NH, s.D, s.p, seed, offset, nullptr))) {
+      const auto g = gdqkv.get();
+      report("attention_backward dq", sh, rel(g, dqkv, 0, SIZE_MAX, 3 * C, C), kBwd);
+      report("attention_backward dk", sh, rel(g, dqkv, C, SIZE_MAX, 3 * C, C), kBwd);
+      report("attention_backward dv", sh, rel(g, dqkv, 2 * C, SIZE_MAX, 3 * C, C), kBwd);
+      // deterministic, and on a stream of its own: a rerun gives the same bits
+      cudaStream_t st = nullptr;
+      cudaStreamCreate(&st);
+      cudaMemset(gdqkv.p, 0, nqkv * sizeof(float));
+      if (GPU_OK("attention_backward (stream)", sh,
+                 bj_cuda_attention_backward(gdqkv.p, gdout.p, gqkv.p, gout2.p, glse2.p, gm, s.B,
+                                            s.T, s.NH, s.D, s.p, seed, offset, st))) {
+        cudaStreamSynchronize(st);
+        report_bits("attention_backward (rerun)", sh, same_bits(gdqkv.get(), g));
+      }
+      cudaStreamDestroy(st);
+    }
+  }
+}
+
+void test_losses() {
+  for (auto [B, L] : {std::pair<int, int>{5, 3}, {64, 1000}, {1, 1}, {33, 2}}) {
+    const std::string sh = fmt("B=%d L=%d", B, L);
+    auto logits = randn((size_t)B * L, 3.0f);
+    auto labels = randi(B, 0, L);
+    if (B > 2) labels[1] = -1;  // ignored
+    std::vector<float> loss(B), d((size_t)B * L);
+    Dev<float> gl(logits), gloss(B), gd(d.size());
+    Dev<int32_t> glab(labels);
+    CPU_OK("cross_entropy", sh,
+           bj_cpu_cross_entropy(loss.data(), d.data(), logits.data(), labels.data(), B, L, 0.25f,
+                                nullptr));
+    if (GPU_OK("cross_entropy", sh,
+               bj_cuda_cross_entropy(gloss.p, gd.p, gl.p, glab.p, B, L, 0.25f, nullptr))) {
+      report("cross_entropy loss", sh, rel(gloss.get(), loss), kFwd);
+      report("cross_entropy dlogits", sh, rel(gd.get(), d), kBwd);
+    }
+    if (GPU_OK("cross_entropy (no grad)", sh,
+               bj_cuda_cross_entropy(gloss.p, nullptr, gl.p, glab.p, B, L, 0.25f, nullptr)))
+      report("cross_entropy loss (no grad)", sh, rel(gloss.get(), loss), kFwd);
+  }
+  for (int64_t n : {1LL, 1001LL, 70000LL}) {
+    const std::string sh = fmt("n=%lld", (long long)n);
+    auto x = randn(n, 4.0f), y = randv(n, 0.0f, 1.0f);
+    std::vector<float> loss(n), d(n);
+    Dev<float> gx(x), gy(y), gloss(n), gd(n);
+    CPU_OK("bce_with_logits", sh,
+           bj_cpu_bce_with_logits(loss.data(), d.data(), x.data(), y.data(), n, 0.5f, nullptr));
+    if (GPU_OK("bce_with_logits", sh,
+               bj_cuda_bce_with_logits(gloss.p, gd.p, gx.p, gy.p, n, 0.5f, nullptr))) {
+      report("bce_with_logits loss", sh, rel(gloss.get(), loss), kFwd);
+      report("bce_with_logits dlogits", sh, rel(gd.get(), d), kBwd);
+    }
+    CPU_OK("mse", sh, bj_cpu_mse(loss.data(), d.data(), x.data(), y.data(), n, 0.5f, nullptr));
+    if (GPU_OK("mse", sh, bj_cuda_mse(gloss.p, gd.p, gx.p, gy.p, n, 0.5f, nullptr))) {
+      report("mse loss", sh, rel(gloss.get(), loss), kFwd);
+      report("mse dpred", sh, rel(gd.get(), d), kBwd);
+    }
+  }
+}
+
+void test_optimizer() {
+  for (int64_t n : {1LL, 1001LL, 3000001LL}) {
+    for (int pad : {0, 1}) {
+      const std::string sh = fmt("n=%lld pad=%d", (long long)n, pad);
+      auto x = randn(n);
+      std::vector<float> out(1);
+      Dev<float> gx(x, pad), gout(1);
+      CPU_OK("sum_squares", sh, bj_cpu_sum_squares(out.data(), x.data(), n, nullptr));
+      if (GPU_OK("sum_squares", sh, bj_cuda_sum_squares(gout.p, gx.p, n, nullptr))) {
+        const auto a = gout.get();
+        report("sum_squares", sh, rel(a, out), kFwd);
+        // deterministic: a second run gives the same bits
+        if (GPU_OK("sum_squares", sh, bj_cuda_sum_squares(gout.p, gx.p, n, nullptr)))
+          report_bits("sum_squares (rerun)", sh, same_bits(gout.get(), a));
+      }
+    }
+  }
+  for (float nsq : {4.0f, 1e-4f, 0.0f}) {
+    const std::string sh = fmt("norm_sq=%g max=1", (double)nsq);
+    std::vector<float> ns = {nsq}, sc(1);
+    Dev<float> gns(ns), gsc(1);
+    CPU_OK("clip_scale", sh, bj_cpu_clip_scale(sc.data(), ns.data(), 1.0f, nullptr));
+    if (GPU_OK("clip_scale", sh, bj_cuda_clip_scale(gsc.p, gns.p, 1.0f, nullptr)))
+      report("clip_scale", sh, rel(gsc.get(), sc), kFwd);
+  }
+  struct S {
+    int64_t n;
+    int step;
+    bool gs;
+    int pad;
+  };
+  for (S s : {S{1003, 1, false, 1}, S{1 << 20, 10, true, 0}, S{5, 3, true, 0}}) {
+    const std::string sh = fmt("n=%lld step=%d grad_scale=%d pad=%d", (long long)s.n, s.step,
+                               s.gs, s.pad);
+    auto p = randn(s.n), g = randn(s.n, 0.1f), m = randn(s.n, 0.01f), v = randv(s.n, 0.0f, 1e-3f);
+    std::vector<float> gsv = {0.5f};
+    Dev<float> gp(p, s.pad), gg(g, s.pad), gm(m, s.pad), gv(v, s.pad), ggs(gsv);
+    const int64_t db = s.n / 3, de = s.n - s.n / 4;
+    CPU_OK("adamw", sh,
+           bj_cpu_adamw(p.data(), g.data(), m.data(), v.data(), s.n, db, de, 1e-3f, 0.9f, 0.999f,
+                        1e-8f, 0.01f, s.step, s.gs ? gsv.data() : nullptr, nullptr));
+    if (GPU_OK("adamw", sh,
+               bj_cuda_adamw(gp.p, gg.p, gm.p, gv.p, s.n, db, de, 1e-3f, 0.9f, 0.999f, 1e-8f,
+                             0.01f, s.step, s.gs ? ggs.p : nullptr, nullptr))) {
+      report("adamw p", sh, rel(gp.get(), p), kFwd);
+      report("adamw m", sh, rel(gm.get(), m), kFwd);
+      report("adamw v", sh, rel(gv.get(), v), kFwd);
+    }
+  }
+}
+
+void test_errors() {
+  float* dummy = nullptr;
+  cudaMalloc(reinterpret_cast<void**>(&dummy), 64 * sizeof(float));
+  ok_rc("error: fill NULL", "", bj_cuda_fill(nullptr, 4, 0.0f, nullptr), BJ_ERR_INVALID, true) &&
+      (g_pass++, true);
+  ok_rc("error: axpy n=0", "", bj_cuda_axpy(dummy, dummy, 0, 1.0f, nullptr), BJ_ERR_INVALID,
+        true) &&
+      (g_pass++, true);
+  ok_rc("error: dropout p=1", "", bj_cuda_dropout_forward(dummy, dummy, 4, 1.0f, 0, 0, nullptr),
+        BJ_ERR_INVALID, true) &&
+      (g_pass++, true);
+  ok_rc("error: attention D=48", "",
+        bj_cuda_attention_forward(dummy, dummy, dummy, nullptr, 1, 1, 1, 48, 0.0f, 0, 0, nullptr),
+        BJ_ERR_UNSUPPORTED, true) &&
+      (g_pass++, true);
+  const bool named = std::strstr(bj_cuda_last_error(), "bj_cuda_attention_forward") != nullptr;
+  (named ? g_pass : g_fail)++;
+  std::printf("%-30s %-44s %-23s  %s\n", "error message names the op", bj_cuda_last_error(), "",
+              named ? "PASS" : "FAIL");
+  cudaFree(dummy);
+}
+}  // namespace
+
+int main() {
+  const int ndev = bj_cuda_device_count();
+  if (ndev <= 0) {
+    std::printf("SKIP: no CUDA device (bj_cuda_device_count = %d: %s)\n", ndev,
+                bj_cuda_last_error());
+    return 77;
+  }
+  std::printf("CUDA vs CPU, %d device(s)\n", ndev);
+  report_bits("num_threads", "bj_cuda_num_threads() == 0", bj_cuda_num_threads() == 0);
+  test_memory();
+  test_embeddings();
+  test_layernorm();
+  test_gelu();
+  test_tanh();
+  test_dropout();
+  test_attention();
+  test_losses();
+  test_optimizer();
+  test_errors();
+  const cudaError_t e = cudaDeviceSynchronize();
+  if (e != cudaSuccess) {
+    std::printf("CUDA error at the end: %s\n", cudaGetErrorString(e));
+    g_fail++;
+  }
+  std::printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail == 0 ? 0 : 1;
+}
