@@ -62,6 +62,12 @@ public interface Backend extends AutoCloseable {
   /** x *= scale[0] (scale: one F32 element on this backend). */
   void scaleBy(Tensor x, Tensor scale);
 
+  /** Tensors allocated by this backend and not closed yet (for leak checks). */
+  long liveTensors();
+
+  /** Bytes held by those tensors. */
+  long liveBytes();
+
   /** Waits for all queued work (no-op on the CPU). */
   void synchronize();
 

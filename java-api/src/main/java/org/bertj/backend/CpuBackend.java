@@ -44,11 +44,13 @@ public final class CpuBackend extends NativeBackend {
   }
 
   /** Bytes held by tensors of this backend that are not closed yet. */
+  @Override
   public long liveBytes() {
     return liveBytes.get();
   }
 
   /** Tensors of this backend that are not closed yet. */
+  @Override
   public long liveTensors() {
     return liveTensors.get();
   }

@@ -92,10 +92,12 @@ public final class CudaBackend extends NativeBackend {
     return mallocCalls;
   }
 
+  @Override
   public long liveBytes() {
     return liveBytes;
   }
 
+  @Override
   public long liveTensors() {
     return liveTensors;
   }

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
+import org.bertj.backend.Backend;
 import org.bertj.backend.CpuBackend;
 import org.bertj.io.SafetensorsReader;
 import org.bertj.train.AdamW;
@@ -46,11 +47,18 @@ class GoldenParityTest {
 
   @Test
   void forwardBackwardAndAdamWMatchTransformers() {
+    try (CpuBackend be = new CpuBackend()) {
+      run(be);
+    }
+  }
+
+  /** The whole parity check on one backend (the CUDA twin is GoldenParityCudaTest). */
+  static void run(Backend be) {
+    FAILURES.clear();
     Path dir = TestUtil.tinyBert();
     Map<String, Double> worst = new TreeMap<>();
     List<String> report = new ArrayList<>();
-    try (CpuBackend be = new CpuBackend();
-        SafetensorsReader golden = SafetensorsReader.open(dir.resolve("golden.safetensors"))) {
+    try (SafetensorsReader golden = SafetensorsReader.open(dir.resolve("golden.safetensors"))) {
       Batch batch = goldenBatch(golden);
       try (BertForSequenceClassification model =
           BertForSequenceClassification.fromPretrained(be, dir, 0L)) {
@@ -120,7 +128,7 @@ class GoldenParityTest {
           checkParams(be, golden, ps, "step3", 3, keyBiasMax, worst, report);
         }
       }
-      System.out.println("golden parity (tiny-bert):");
+      System.out.println("golden parity (tiny-bert) on " + be.name() + ":");
       report.forEach(l -> System.out.println("  " + l));
       System.out.println("worst per category: " + worst);
       assertTrue(FAILURES.isEmpty(), String.join("\n", FAILURES));
@@ -128,7 +136,7 @@ class GoldenParityTest {
     }
   }
 
-  private static void checkParams(CpuBackend be, SafetensorsReader golden, Parameters ps,
+  private static void checkParams(Backend be, SafetensorsReader golden, Parameters ps,
       String tag, int steps, double keyBiasGradMax, Map<String, Double> worst,
       List<String> report) {
     for (Parameter p : ps.list()) {
