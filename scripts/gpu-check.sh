@@ -38,8 +38,8 @@ if has bench_native; then
 fi
 if has junit; then
   stamp "Java GPU tests"
-  timeout 180 "$JAVA" $JOPTS -jar "$B/lib/junit-console.jar" execute --disable-banner --details=summary \
-    -cp "$CP$B/lib/bertj-tests.jar" ${JUNIT_SELECT:---include-classname='.*(Cuda|Gpu).*' --scan-classpath "$B/lib/bertj-tests.jar"} \
+  timeout 180 "$JAVA" $JOPTS -jar "$B/lib/junit-console.jar" execute --disable-banner --details=tree \
+    -cp "$CP$B/lib/bertj-tests.jar" ${JUNIT_SELECT:---select-class org.bertj.backend.CudaVsCpuTest --select-class org.bertj.model.GoldenParityCudaTest} \
     --reports-dir "$OUT/junit" > "$OUT/junit.txt" 2>&1; echo "rc=$?" >> "$OUT/junit.txt"
   grep -E "tests (successful|failed|skipped|aborted)|rc=" "$OUT/junit.txt"
 fi
@@ -49,7 +49,8 @@ if has bench; then
     [ -z "$args" ] && continue
     timeout 120 "$JAVA" $JOPTS -cp "$CP" org.bertj.cli.Main bench --device cuda $args >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
   done <<< "${BENCH_LINES:-"--model bert-base --batch 32 --seq 128 --mode train
---model bert-base --batch 128 --seq 128 --mode infer"}"
+--model bert-base --batch 128 --seq 128 --mode infer
+--model minilm --batch 32 --seq 128 --mode train"}"
 fi
 if has torch; then
   stamp "PyTorch reference"

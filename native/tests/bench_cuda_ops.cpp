@@ -99,6 +99,17 @@ int main() {
               std::string(10, '-').c_str());
   const double F = sizeof(float);
 
+  // ---- the bandwidth ceiling: device-to-device copy of 1 GiB (bytes read + written) ----
+  {
+    const size_t n = (size_t)1 << 28;  // floats
+    Buf src(n), dst(n);
+    auto cp = [&] {
+      return cudaMemcpyAsync(dst.p, src.p, n * sizeof(float), cudaMemcpyDeviceToDevice) ==
+                     cudaSuccess ? 0 : 2;
+    };
+    row("d2d copy (ceiling)", "1 GiB", time_us(cp, 10), 2.0 * F * n);
+  }
+
   // ---- fused attention, bert-base shape ----
   {
     const int B = 32, T = 128, NH = 12, D = 64, C = NH * D;
