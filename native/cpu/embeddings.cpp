@@ -76,7 +76,9 @@ extern "C" int bj_cpu_embeddings_backward(float* dwte,         // (V, C), +=
            "V, P_, TV must be > 0 (got %d, %d, %d)", V, P_, TV);
   BJ_CHECK(T <= P_, "bj_cpu_embeddings_backward", "T = %d exceeds the %d positions", T, P_);
   const int64_t N = (int64_t)B * T;
-  if (int rc = check_ids(op, ids, tt, N, V, TV)) return rc;
+  // tt is read only for dwtt; without dwtt, TV says nothing (callers may pass 1), so tt is not
+  // checked against it.
+  if (int rc = check_ids(op, ids, dwtt != nullptr ? tt : nullptr, N, V, TV)) return rc;
 
   const int nblocks = (C + bj::kColBlock - 1) / bj::kColBlock;
 #pragma omp parallel for schedule(static, 1) if (N * C >= bj::kParallelMin)

@@ -1,0 +1,136 @@
+package org.bertj.backend;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** bias_add, bias_backward, bias_gelu_forward / bias_gelu_backward (exact erf GELU). */
+class OpGeluTest extends OpTestBase {
+
+  /** n, c. */
+  static Stream<Arguments> shapes() {
+    return Stream.of(Arguments.of(1, 1), Arguments.of(1, 7), Arguments.of(3, 13),
+        Arguments.of(8, 64), Arguments.of(6, 3072), Arguments.of(37, 515));
+  }
+
+  @Test
+  void erfReferenceIsAccurate() {
+    // Values from the DLMF / Abramowitz & Stegun tables.
+    assertEquals(0.0, OpRef.erf(0), 0);
+    assertEquals(0.5204998778130465, OpRef.erf(0.5), 1e-15);
+    assertEquals(0.8427007929497149, OpRef.erf(1), 1e-15);
+    assertEquals(-0.9953222650189527, OpRef.erf(-2), 1e-15);
+    assertEquals(1 - 2.209049699858544e-5, OpRef.erf(3), 1e-15);
+    assertEquals(1 - 1.5374597944280349e-12, OpRef.erf(5), 1e-15);
+    // both branches agree at the switch
+    assertEquals(OpRef.erf(2.4999999999), OpRef.erf(2.5), 1e-12);
+  }
+
+  @ParameterizedTest(name = "N={0} C={1}")
+  @MethodSource("shapes")
+  void biasAddAndBiasBackwardMatchReference(int n, int c) {
+    Random r = new Random(17L * n + c);
+    float[] x = randn(r, n * c), bias = randn(r, c), dout = randn(r, n * c), db0 = randn(r, c);
+    String tag = "bias N" + n + " C" + c;
+    try (Arena a = new Arena(be)) {
+      Tensor tx = a.of(x);
+      be.biasAdd(tx, a.of(bias), n, c);
+      assertClose(tag + " add", tx.toFloatArray(), OpRef.biasAdd(x, bias, n, c), FWD_TOL);
+      Tensor db = a.of(db0);
+      be.biasBackward(db, a.of(dout), n, c);
+      double[] ref = toDouble(db0);
+      OpRef.columnSums(ref, toDouble(dout), n, c);
+      assertClose(tag + " dbias", db.toFloatArray(), ref, BWD_TOL);
+    }
+  }
+
+  @ParameterizedTest(name = "N={0} C={1}")
+  @MethodSource("shapes")
+  void biasGeluMatchesReference(int n, int c) {
+    Random r = new Random(19L * n + c);
+    float[] x = randn(r, n * c, 2.0), bias = randn(r, c), dout = randn(r, n * c);
+    float[] db0 = randn(r, c);
+    String tag = "gelu N" + n + " C" + c;
+    try (Arena a = new Arena(be)) {
+      Tensor tx = a.of(x), tb = a.of(bias), out = a.f32(n * c), pre = a.f32(n * c);
+      be.biasGeluForward(out, pre, tx, tb, n, c);
+      double[] refPre = OpRef.biasAdd(x, bias, n, c);
+      double[] refOut = new double[n * c];
+      for (int i = 0; i < refOut.length; i++) {
+        refOut[i] = OpRef.gelu(refPre[i]);
+      }
+      assertClose(tag + " pre", pre.toFloatArray(), refPre, FWD_TOL);
+      assertClose(tag + " out", out.toFloatArray(), refOut, FWD_TOL);
+
+      // bias may be null; pre may alias x
+      Tensor inplace = a.of(x), out2 = a.f32(n * c);
+      be.biasGeluForward(out2, inplace, inplace, null, n, c);
+      double[] refOut2 = new double[n * c];
+      for (int i = 0; i < refOut2.length; i++) {
+        refOut2[i] = OpRef.gelu(x[i]);
+      }
+      assertArrayEquals(x, inplace.toFloatArray(), "pre = x when bias is null");
+      assertClose(tag + " out (no bias)", out2.toFloatArray(), refOut2, FWD_TOL);
+
+      // backward: dpre "=", dbias "+="
+      float[] preF = pre.toFloatArray();
+      Tensor dpre = a.f32(n * c), db = a.of(db0), tdout = a.of(dout);
+      be.biasGeluBackward(dpre, db, tdout, pre, n, c);
+      double[] refDpre = new double[n * c];
+      for (int i = 0; i < refDpre.length; i++) {
+        refDpre[i] = dout[i] * OpRef.geluGrad(preF[i]);
+      }
+      double[] refDb = toDouble(db0);
+      OpRef.columnSums(refDb, refDpre, n, c);
+      assertClose(tag + " dpre", dpre.toFloatArray(), refDpre, BWD_TOL);
+      assertClose(tag + " dbias", db.toFloatArray(), refDb, BWD_TOL);
+
+      // dbias null, dpre aliasing dout: same dpre
+      float[] dpreBits = dpre.toFloatArray();
+      be.biasGeluBackward(tdout, null, tdout, pre, n, c);
+      assertArrayEquals(dpreBits, tdout.toFloatArray(), "dpre aliasing dout");
+    }
+  }
+
+  @Test
+  void backwardMatchesFiniteDifferences() {
+    int n = 4, c = 11;
+    Random r = new Random(23);
+    float[] x = randn(r, n * c, 2.0), bias = randn(r, c);
+    float[] projF = randn(r, n * c);
+    double[] proj = toDouble(projF);
+    try (Arena a = new Arena(be)) {
+      Tensor tx = a.of(x), tb = a.of(bias), out = a.f32(n * c), pre = a.f32(n * c);
+      be.biasGeluForward(out, pre, tx, tb, n, c);
+      Tensor dpre = a.f32(n * c), db = a.f32(c);
+      be.biasGeluBackward(dpre, db, a.of(projF), pre, n, c);
+      assertGradFd("gelu dx", dpre.toFloatArray(), x.clone(), 1e-2f, 44, r, v -> {
+        tx.copyFrom(v);
+        be.biasGeluForward(out, pre, tx, tb, n, c);
+        return dot(proj, out.toFloatArray());
+      });
+      tx.copyFrom(x);
+      assertGradFd("gelu dbias", db.toFloatArray(), bias.clone(), 1e-2f, 11, r, v -> {
+        tb.copyFrom(v);
+        be.biasGeluForward(out, pre, tx, tb, n, c);
+        return dot(proj, out.toFloatArray());
+      });
+      // bias_add / bias_backward: L = proj . (x + bias), dbias = column sums of proj
+      Tensor db2 = a.f32(c);
+      be.biasBackward(db2, a.of(projF), n, c);
+      Tensor y = a.f32(n * c);
+      assertGradFd("bias dbias", db2.toFloatArray(), bias.clone(), 1e-2f, 11, r, v -> {
+        be.copy(y, tx);
+        tb.copyFrom(v);
+        be.biasAdd(y, tb, n, c);
+        return dot(proj, y.toFloatArray());
+      });
+    }
+  }
+}
