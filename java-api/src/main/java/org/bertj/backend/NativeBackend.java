@@ -121,8 +121,9 @@ abstract class NativeBackend implements Backend {
     int tv = dwtt == null ? 1 : rows(f32(dwtt, "dwtt"), "dwtt", c);
     long n = (long) b * t;
     ok(k.embeddingsBackward(dwte.address(), dwpe.address(), dwtt == null ? 0L : dwtt.address(),
-        f32(dout, "dout", n * c), i32(ids, "ids", n), i32OrNull(tt, "tt", n), b, t, c, v, p, tv,
-        stream()), "embeddingsBackward");
+        f32(dout, "dout", n * c), i32(ids, "ids", n),
+        dwtt == null ? 0L : i32OrNull(tt, "tt", n), b, t, c, v, p, tv, stream()),
+        "embeddingsBackward");
   }
 
   private static int rows(Tensor table, String name, int c) {
