@@ -9,7 +9,7 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "bertj", mixinStandardHelpOptions = true, versionProvider = Version.class,
     description = "A BERT engine for the JVM: fine-tune, evaluate, predict, embed, bench.",
-    subcommands = {CommandLine.HelpCommand.class, BenchCommand.class})
+    subcommands = {CommandLine.HelpCommand.class, EmbedCommand.class, BenchCommand.class})
 public final class Main implements Runnable {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;

@@ -109,14 +109,23 @@ public final class BertModel implements AutoCloseable {
    * stderr; any other missing or mis-shaped tensor is a {@link org.bertj.io.CheckpointException}.
    */
   public static BertModel fromPretrained(Backend be, Path dir, long seed) {
+    return fromPretrained(be, dir, true, seed);
+  }
+
+  /**
+   * {@link #fromPretrained(Backend, Path, long)}, with or without the pooler. Without it (for
+   * features from the last hidden state, e.g. sentence embeddings) the checkpoint's pooler tensors,
+   * if any, are not read, nothing is initialised and nothing is reported.
+   */
+  public static BertModel fromPretrained(Backend be, Path dir, boolean addPoolingLayer, long seed) {
     BertConfig c = BertConfig.read(dir.resolve("config.json"));
     Parameters.Layout l = new Parameters.Layout();
-    declare(l, "", c, true);
+    declare(l, "", c, addPoolingLayer);
     Parameters ps = Parameters.allocate(be, l);
     try {
       Checkpoints.load(ps, dir.resolve("model.safetensors"), c, seed,
           name -> name.startsWith("pooler."));
-      return new BertModel(ps, "", c, true, true);
+      return new BertModel(ps, "", c, addPoolingLayer, true);
     } catch (RuntimeException | Error e) {
       ps.close();
       throw e;
