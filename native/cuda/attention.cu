@@ -12,9 +12,10 @@
 //   dS_ij = P_ij (dP_ij - D_i); dq_i = scale sum_j dS_ij k_j; dk_j = scale sum_i dS_ij q_i;
 //   dv_j = sum_i Pdrop_ij dout_i.
 //
-// Kernels (256 threads = 16 x 16, tx = tid % 16, ty = tid / 16; head dim D in {32, 64, 128} is a
-// template parameter; tiles in shared memory with row stride D + 4 floats, which makes the
-// float4 reads of 8 different rows by a quarter warp conflict-free):
+// Kernels (256 threads = 16 x 16, tx = tid % 16, ty = tid / 16; head dim D in {16, 32, 64, 128}
+// is a template parameter, any other D returns BJ_ERR_UNSUPPORTED; tiles in shared memory with
+// row stride D + 4 floats, which makes the float4 reads of 8 different rows by a quarter warp
+// conflict-free):
 // - k_attn_fwd<D, BQ, BK>: grid (ceil(T/BQ), NH, B). The block keeps its BQ query rows in shared
 //   memory and walks key tiles of BK: S = Q K^T as a 16x16 grid of (BQ/16 x BK/16) register
 //   micro-tiles (rows ty + 16i, keys tx + 16j), online softmax per row (max/sum over the 16 tx
@@ -76,11 +77,13 @@ __device__ __forceinline__ void load_dims(const float* row, int tx, float (&o)[D
       o[4 * g + 2] = t.z;
       o[4 * g + 3] = t.w;
     }
-  } else {
-    static_assert(D == 32, "head dim");
+  } else if constexpr (D == 32) {
     const float2 t = *reinterpret_cast<const float2*>(row + tx * 2);
     o[0] = t.x;
     o[1] = t.y;
+  } else {
+    static_assert(D == 16, "head dim");
+    o[0] = row[tx];
   }
 }
 
@@ -95,8 +98,10 @@ __device__ __forceinline__ void store_dims(float* row, int tx, const float (&o)[
         *reinterpret_cast<float4*>(row + g * 64 + tx * 4) =
             make_float4(o[4 * g] * mul, o[4 * g + 1] * mul, o[4 * g + 2] * mul,
                         o[4 * g + 3] * mul);
-    } else {
+    } else if constexpr (D == 32) {
       *reinterpret_cast<float2*>(row + tx * 2) = make_float2(o[0] * mul, o[1] * mul);
+    } else {
+      row[tx] = o[0] * mul;
     }
   } else {
 #pragma unroll
@@ -659,6 +664,9 @@ extern "C" int bj_cuda_attention_forward(float* out,            // (B, T, C)
   const float scale = 1.0f / std::sqrt((float)D);
   const float dscale = 1.0f / (1.0f - p);
   switch (D) {
+    case 16:
+      return forward_impl<16>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
+                              stream);
     case 32:
       return forward_impl<32>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
                               stream);
@@ -669,7 +677,8 @@ extern "C" int bj_cuda_attention_forward(float* out,            // (B, T, C)
       return forward_impl<128>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
                                stream);
     default:
-      return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: head dim D = %d (supported: 32, 64, 128)", op, D);
+      return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: head dim D = %d (supported: 16, 32, 64, 128)", op,
+                       D);
   }
 }
 
@@ -694,6 +703,9 @@ extern "C" int bj_cuda_attention_backward(float* dqkv,          // (B, T, 3C), "
   const float scale = 1.0f / std::sqrt((float)D);
   const float dscale = 1.0f / (1.0f - p);
   switch (D) {
+    case 16:
+      return backward_impl<16>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
+                               seed, offset, stream);
     case 32:
       return backward_impl<32>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
                                seed, offset, stream);
@@ -704,6 +716,7 @@ extern "C" int bj_cuda_attention_backward(float* dqkv,          // (B, T, 3C), "
       return backward_impl<128>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
                                 seed, offset, stream);
     default:
-      return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: head dim D = %d (supported: 32, 64, 128)", op, D);
+      return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: head dim D = %d (supported: 16, 32, 64, 128)", op,
+                       D);
   }
 }

@@ -1,5 +1,9 @@
 // Backend-wide pieces of the CUDA library: the thread-local error message, backend info, the
-// device count (safe without a driver), and the launch-check helpers of common.cuh.
+// device count (safe without a driver), the launch-check helpers of common.cuh, the per-(device,
+// stream) scratch buffers and the partial-sum reduction kernel (see common.cuh, "Scratch").
+#include <mutex>
+#include <vector>
+
 #include "common.cuh"
 
 namespace {
@@ -36,6 +40,81 @@ int allow_smem(const void* kernel, int bytes, unsigned* done_mask, const char* o
   }
   if (bit != 0) __atomic_fetch_or(done_mask, bit, __ATOMIC_RELEASE);
   return BJ_OK;
+}
+int sm_count() {
+  static int cached[64] = {0};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 1;
+  }
+  if (dev >= 0 && dev < 64 && cached[dev] > 0) return cached[dev];
+  int n = 0;
+  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) {
+    cudaGetLastError();
+    n = 1;
+  }
+  if (dev >= 0 && dev < 64) cached[dev] = n;
+  return n;
+}
+
+namespace {
+struct ScratchEntry {
+  int dev;
+  void* stream;
+  float* buf;
+};
+std::mutex g_scratch_mu;
+// Never destroyed (nor its buffers freed): they live until the process ends.
+std::vector<ScratchEntry>& g_scratch = *new std::vector<ScratchEntry>;
+}  // namespace
+
+float* scratch_for(void* stream) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lock(g_scratch_mu);
+  for (const ScratchEntry& e : g_scratch)
+    if (e.dev == dev && e.stream == stream) return e.buf;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(as_stream(stream), &cs) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  if (cs != cudaStreamCaptureStatusNone) return nullptr;  // no cudaMalloc while capturing
+  void* p = nullptr;
+  if (cudaMalloc(&p, (size_t)kScratchBytes) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  g_scratch.push_back(ScratchEntry{dev, stream, static_cast<float*>(p)});
+  return static_cast<float*>(p);
+}
+
+namespace {
+// dst0[w] (w < C) or dst1[w - C] += sum over the G rows of part (G, W), via k_colreduce.
+struct PartialSumOp {
+  float* dst0;
+  float* dst1;
+  const float* part;
+  int W, C;
+  __device__ void row(int g, int w, double (&acc)[1]) const {
+    acc[0] += (double)part[(int64_t)g * W + w];
+  }
+  __device__ void finish(int w, const double (&s)[1]) const {
+    if (w < C)
+      dst0[w] += (float)s[0];
+    else
+      dst1[w - C] += (float)s[0];
+  }
+};
+}  // namespace
+
+int launch_sum_partials(const char* op, float* dst0, float* dst1, const float* part, int G, int W,
+                        int C, void* stream) {
+  return launch_colreduce<1>(op, PartialSumOp{dst0, dst1, part, W, C}, G, W, 1, stream);
 }
 }  // namespace bjc
 

@@ -2,8 +2,19 @@
 // reductions, and two generic kernels (elementwise with float4, deterministic column reduction).
 //
 // Every op launches on the caller's stream (void* -> cudaStream_t), checks cudaGetLastError after
-// each launch, allocates nothing and never synchronizes. Argument checks mirror the CPU backend
-// (BJ_ERR_INVALID naming the op).
+// each launch and never synchronizes. Argument checks mirror the CPU backend (BJ_ERR_INVALID
+// naming the op).
+//
+// Scratch (the one exception to "allocates nothing"): ops whose parameter gradients are column
+// sums fused into a row pass (layernorm_backward, bias_gelu_backward with dbias, bias_backward)
+// write per-block partial sums into a scratch buffer and reduce them with launch_sum_partials,
+// in a fixed order (deterministic, no float atomics). scratch_for() hands out one buffer of
+// kScratchBytes (16 MiB) per (device, stream), cudaMalloc'ed on first use and never freed before
+// the process ends. Distinct streams get distinct buffers, so concurrent streams do not race; calls
+// on one stream are ordered by the stream. No allocation happens during CUDA graph capture: if the
+// capturing stream has no buffer yet, scratch_for() returns null and the op falls back to its
+// scratch-free path (k_colreduce; also deterministic, slower). Warm up each stream once outside
+// capture to get the fast path in a graph.
 //
 // The kernels also compile as plain C++ against native/tests/emu/cuda_runtime.h (BJ_CUDA_EMU), a
 // small CPU emulation used to test the index math on machines without a GPU; hence the
@@ -42,6 +53,15 @@ int check_launch(const char* op);
 // Lets `kernel` use `bytes` of dynamic shared memory (opt-in above 48 KiB), once per device.
 // Returns BJ_OK or BJ_ERR_CUDA naming `op`.
 int allow_smem(const void* kernel, int bytes, unsigned* done_mask, const char* op);
+
+// Streaming multiprocessors of the current device (cached per device; 1 if unknown).
+int sm_count();
+
+// The scratch buffer of (current device, stream), kScratchBytes long, or nullptr when there is
+// none and none may be allocated now (stream capture, allocation failure; the CUDA error is
+// cleared). See the header comment.
+constexpr int64_t kScratchBytes = 16LL << 20;
+float* scratch_for(void* stream);
 
 inline cudaStream_t as_stream(void* s) { return reinterpret_cast<cudaStream_t>(s); }
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
@@ -158,6 +178,12 @@ int launch_colreduce(const char* name, const F& f, int N, int C, int grid_y, voi
   BJ_LAUNCH(kern, grid, kColsPerBlock * kRowLanes, 0, as_stream(stream), f, N, C);
   return check_launch(name);
 }
+
+// ---- reduction of per-block partials (see "Scratch" above) ----
+// part (G, W) row-major; for w < W: s = sum over g of part[g, w] by k_colreduce (double, fixed
+// order: the same bits on every run); w < C: dst0[w] += s, else dst1[w - C] += s.
+int launch_sum_partials(const char* op, float* dst0, float* dst1, const float* part, int G, int W,
+                        int C, void* stream);
 
 }  // namespace bjc
 

@@ -7,10 +7,15 @@
 //                        gelu'(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi)
 //                        dbias += column sums of dpre                         ("+=", parameter)
 //
-// Column sums use k_colreduce (fixed order, double partials: deterministic, no scratch, no
-// atomics). bias_gelu_backward with dbias fuses the elementwise gradient into that reduction (one
-// pass over dout and pre); dpre may alias dout (each element is read, then written, by the same
-// thread).
+// Column sums (bias_backward, and bias_gelu_backward with dbias) run in one pass over the rows:
+// k_bias_grad_part, grid (column chunks, G row groups); a thread owns one column (or float4 of
+// columns), walks rows g, g + G, ... in order, writes dpre on the way (GELU variant) and leaves its
+// column partial in row g of the per-stream scratch (common.cuh, "Scratch"); launch_sum_partials
+// then adds the G partials of each column in order (double) into dbias. Deterministic for a given
+// device (G depends on N, C and the SM count), no atomics, compulsory traffic plus G x C partials
+// (G ~ 4 blocks per SM). Without scratch (first call inside graph capture) they fall back to
+// k_colreduce (fixed order, double partials, also deterministic). dpre may alias dout (each element
+// is read, then written, by the same thread).
 #include "common.cuh"
 
 namespace {
@@ -118,6 +123,76 @@ struct GeluBwdColOp {
   }
   __device__ void finish(int c, const double (&s)[1]) const { dbias[c] += (float)s[0]; }
 };
+// Column partials of d = GELU ? dout * gelu'(pre) (also stored to dpre) : dout, see the header.
+// VEC: float4 columns (C % 4 == 0, 16-byte aligned pointers).
+template <bool GELU, bool VEC>
+__global__ void __launch_bounds__(256)
+    k_bias_grad_part(float* dpre, float* part, const float* dout, const float* pre, int N, int C) {
+  const int CV = VEC ? C / 4 : C;
+  const int u = blockIdx.x * blockDim.x + threadIdx.x;
+  if (u >= CV) return;
+  const int G = gridDim.y;
+  if constexpr (VEC) {
+    const float4* d4 = reinterpret_cast<const float4*>(dout);
+    const float4* p4 = reinterpret_cast<const float4*>(pre);
+    float4* o4 = reinterpret_cast<float4*>(dpre);
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 4
+    for (int r = blockIdx.y; r < N; r += G) {
+      const int64_t i = (int64_t)r * CV + u;
+      float4 d = d4[i];
+      if constexpr (GELU) {
+        const float4 p = p4[i];
+        d = make_float4(d.x * gelu_grad(p.x), d.y * gelu_grad(p.y), d.z * gelu_grad(p.z),
+                        d.w * gelu_grad(p.w));
+        o4[i] = d;
+      }
+      acc.x += d.x;
+      acc.y += d.y;
+      acc.z += d.z;
+      acc.w += d.w;
+    }
+    reinterpret_cast<float4*>(part)[(int64_t)blockIdx.y * CV + u] = acc;
+  } else {
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int r = blockIdx.y; r < N; r += G) {
+      const int64_t i = (int64_t)r * C + u;
+      float d = dout[i];
+      if constexpr (GELU) {
+        d *= gelu_grad(pre[i]);
+        dpre[i] = d;
+      }
+      acc += d;
+    }
+    part[(int64_t)blockIdx.y * C + u] = acc;
+  }
+}
+
+// dbias += column sums (and dpre = dout * gelu'(pre) when gelu) through per-block partials;
+// returns -1 (nothing launched) when no scratch is available, so the caller takes k_colreduce.
+int bias_grad_fused(const char* op, bool gelu, float* dpre, float* dbias, const float* dout,
+                    const float* pre, int N, int C, void* stream) {
+  if ((int64_t)C * 4 > bjc::kScratchBytes) return -1;
+  float* part = bjc::scratch_for(stream);
+  if (part == nullptr) return -1;
+  const bool vec = C % 4 == 0 && bjc::aligned16(dout) && bjc::aligned16(part) &&
+                   (!gelu || (bjc::aligned16(dpre) && bjc::aligned16(pre)));
+  const int CV = vec ? C / 4 : C;
+  const int threads = CV >= 256 ? 256 : (CV + 31) / 32 * 32;
+  const int bx = (CV + threads - 1) / threads;
+  int64_t G = (int64_t)bjc::sm_count() * 4 / bx;
+  if (G < 1) G = 1;
+  if (G > N) G = N;
+  if (G > 65535) G = 65535;
+  if (G * C * 4 > bjc::kScratchBytes) G = bjc::kScratchBytes / (4LL * C);
+  auto kern = gelu ? (vec ? &k_bias_grad_part<true, true> : &k_bias_grad_part<true, false>)
+                   : (vec ? &k_bias_grad_part<false, true> : &k_bias_grad_part<false, false>);
+  BJ_LAUNCH(kern, dim3((unsigned)bx, (unsigned)G, 1), threads, 0, bjc::as_stream(stream), dpre,
+            part, dout, pre, N, C);
+  BJ_TRY(bjc::check_launch(op));
+  return bjc::launch_sum_partials(op, dbias, nullptr, part, (int)G, C, C, stream);
+}
 }  // namespace
 
 extern "C" int bj_cuda_bias_add(float* x,           // (N, C)
@@ -137,6 +212,9 @@ extern "C" int bj_cuda_bias_backward(float* dbias,       // (C), +=
   BJ_CHECK(dbias != nullptr && dout != nullptr, "bj_cuda_bias_backward", "dbias or dout is NULL");
   BJ_CHECK(N > 0, "bj_cuda_bias_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_bias_backward", "C must be > 0 (got %d)", C);
+  const int rc = bias_grad_fused("bj_cuda_bias_backward", false, nullptr, dbias, dout, nullptr, N,
+                                 C, stream);
+  if (rc >= 0) return rc;
   return bjc::launch_colreduce<1>("bj_cuda_bias_backward", ColSumOp{dbias, dout, C}, N, C, 1,
                                   stream);
 }
@@ -165,9 +243,13 @@ extern "C" int bj_cuda_bias_gelu_backward(float* dpre,        // (N, C), "=", ma
            "dpre, dout or pre is NULL");
   BJ_CHECK(N > 0, "bj_cuda_bias_gelu_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_bias_gelu_backward", "C must be > 0 (got %d)", C);
-  if (dbias != nullptr)
+  if (dbias != nullptr) {
+    const int rc = bias_grad_fused("bj_cuda_bias_gelu_backward", true, dpre, dbias, dout, pre, N,
+                                   C, stream);
+    if (rc >= 0) return rc;
     return bjc::launch_colreduce<1>("bj_cuda_bias_gelu_backward",
                                     GeluBwdColOp{dpre, dbias, dout, pre, C}, N, C, 1, stream);
+  }
   const bool vec = bjc::aligned16(dpre) && bjc::aligned16(dout) && bjc::aligned16(pre);
   return bjc::launch_elementwise("bj_cuda_bias_gelu_backward", GeluBwdOp{dpre, dout, pre},
                                  (int64_t)N * C, vec, stream);

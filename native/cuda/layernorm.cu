@@ -1,44 +1,94 @@
 // Layer norm with a fused residual add (BERT's post-LN), on the GPU.
 //
-// Forward, per row n of N (one warp per row, 8 rows per 256-thread block):
+// Forward, per row n of N:
 //   h = x + residual (residual may be NULL); mean = sum(h)/C; var = sum((h - mean)^2)/C
 //   (both accumulated in double, two passes, as on the CPU); rstd = 1/sqrt(var + eps)
 //   out = (h - mean) * rstd * gamma + beta; saves mean, rstd and (hsave != NULL) h.
-//   out may alias x: each lane reads its elements of x before writing them.
+//   out may alias x: each thread reads its elements of x before writing them.
 // Backward (g = dout * gamma, xhat = (h - mean) * rstd):
 //   dh = rstd * (g - mean(g) - xhat * mean(g * xhat))     activation gradient ("=")
 //   dgamma += sum_n dout * xhat; dbeta += sum_n dout       parameter gradients ("+=")
-// The parameter gradients run first (k_colreduce: fixed order, double partials, deterministic,
-// no scratch), then the row kernel, so dh may alias dout.
 //
-// Fast path: C % 4 == 0, C <= 1024 and 16-byte aligned pointers keep the row in registers
-// (float4, up to 8 per lane); otherwise a scalar path re-reads the row (L1/L2 hits).
+// Fast path (C % 4 == 0, C <= 8192, 16-byte aligned pointers): a row is held in registers by a
+// "team" of NW warps (NW = 1, 2, 4 or 8, the fewest that keep V4 <= 8 float4 per thread; 6 in the
+// backward, which runs 3 blocks per SM and so needs C <= 6144; element
+// float4 c4 = tl + 32 NW k belongs to team thread tl); 8 / NW rows per 256-thread block. Team sums
+// are warp shuffles, then (NW > 1) the NW warp sums added in order through shared memory.
+// - k_ln_fwd_team<V4>: one row per team; the row is read once and written once.
+// - k_ln_bwd_team<V4>: grid G (3 blocks per SM), teams walk rows in a grid-stride loop, write dh,
+//   and keep their columns' dgamma/dbeta partials in shared memory (one region per team; fixed row
+//   order). The block adds its teams' partials in team order and writes one (2C) partial row to the
+//   per-stream scratch (common.cuh, "Scratch"); launch_sum_partials adds the G rows in order
+//   into dgamma and dbeta. One pass over dout and h; deterministic (for a given device: G depends
+//   on the SM count); dh may alias dout (a row is read before it is written, by the same threads).
+// Otherwise (or without scratch: a first call inside CUDA graph capture) a scalar path: one warp
+// per row re-reading the row (L1/L2 hits), and for the backward the parameter gradients first by
+// k_colreduce (fixed order, double; deterministic), then the row kernel, so dh may alias dout.
 #include <cmath>
 
 #include "common.cuh"
 
 namespace {
-constexpr int kRowsPerBlock = 8;
-constexpr int kMaxV4 = 8;  // float4 per lane in the register path: C <= 32 * 4 * 8 = 1024
+constexpr int kRowsPerBlock = 8;  // scalar path: one warp per row
+constexpr int kThreadsLn = 256;
+constexpr int kMaxV4 = 8;          // float4 per thread in the forward's register path
+constexpr int kMaxV4Bwd = 6;       // the backward runs 3 blocks per SM: 6 avoids register spills
+constexpr int kMaxVecC = 8192;     // 8 warps x 32 lanes x 4 x kMaxV4
+constexpr int kMaxVecCBwd = 6144;  // 8 warps x 32 lanes x 4 x kMaxV4Bwd
 
-__global__ void __launch_bounds__(256)
-    k_ln_fwd_vec(float* out, float* mean, float* rstd, float* hsave, const float* x,
-                 const float* residual, const float* gamma, const float* beta, int N, int C,
-                 float eps) {
-  const int lane = threadIdx.x & 31;
-  const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
-  if (row >= N) return;  // whole warp
+// Warps per team for a row of C4 float4 (fast path): the fewest keeping <= maxv4 per thread.
+inline int team_warps(int C4, int maxv4) {
+  int nw = 1;
+  while (nw < 8 && C4 > 32 * nw * maxv4) nw *= 2;
+  return nw;
+}
+
+// v[i] = sum over the team (NW warps) of v[i], same bits in every team thread. red: shared, 8 x NR.
+// Every thread of the block must call it (NW > 1 uses __syncthreads).
+template <int NR>
+__device__ __forceinline__ void team_sum(double (&v)[NR], int NW, double* red) {
+#pragma unroll
+  for (int i = 0; i < NR; ++i) v[i] = bjc::warp_sum(v[i]);
+  if (NW > 1) {
+    const int warp = threadIdx.x >> 5, first = warp - warp % NW;
+    if ((threadIdx.x & 31) == 0) {
+#pragma unroll
+      for (int i = 0; i < NR; ++i) red[warp * NR + i] = v[i];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < NR; ++i) {
+      double s = 0.0;
+      for (int w = 0; w < NW; ++w) s += red[(first + w) * NR + i];
+      v[i] = s;
+    }
+    __syncthreads();  // red is reused by the next call
+  }
+}
+
+template <int V4>
+__global__ void __launch_bounds__(kThreadsLn)
+    k_ln_fwd_team(float* out, float* mean, float* rstd, float* hsave, const float* x,
+                  const float* residual, const float* gamma, const float* beta, int N, int C,
+                  float eps, int NW) {
+  __shared__ double red[8];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int teams = (kThreadsLn / 32) / NW, TT = 32 * NW;
+  const int tl = (warp % NW) * 32 + lane;
+  const int row = blockIdx.x * teams + warp / NW;
+  const bool valid = row < N;  // uniform per team; invalid teams still join the barriers
   const int C4 = C >> 2;
   const float4* x4 = reinterpret_cast<const float4*>(x + (int64_t)row * C);
   const float4* r4 = residual ? reinterpret_cast<const float4*>(residual + (int64_t)row * C)
                               : nullptr;
   float4* h4 = hsave ? reinterpret_cast<float4*>(hsave + (int64_t)row * C) : nullptr;
-  float4 hv[kMaxV4];
-  double sum = 0.0;
+  float4 hv[V4];
+  double sum[1] = {0.0};
 #pragma unroll
-  for (int k = 0; k < kMaxV4; ++k) {
-    const int c4 = lane + 32 * k;
-    if (c4 < C4) {
+  for (int k = 0; k < V4; ++k) {
+    const int c4 = tl + TT * k;
+    hv[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (valid && c4 < C4) {
       float4 h = x4[c4];
       if (r4) {
         const float4 r = r4[c4];
@@ -49,45 +99,150 @@ __global__ void __launch_bounds__(256)
       }
       hv[k] = h;
       if (h4) h4[c4] = h;
-      sum += (double)h.x;
-      sum += (double)h.y;
-      sum += (double)h.z;
-      sum += (double)h.w;
+      sum[0] += (double)h.x;
+      sum[0] += (double)h.y;
+      sum[0] += (double)h.z;
+      sum[0] += (double)h.w;
     }
   }
-  sum = bjc::warp_sum(sum);
-  const float m = (float)(sum / C);
-  double ss = 0.0;
+  team_sum<1>(sum, NW, red);
+  const float m = (float)(sum[0] / C);
+  double ss[1] = {0.0};
 #pragma unroll
-  for (int k = 0; k < kMaxV4; ++k) {
-    if (lane + 32 * k < C4) {
+  for (int k = 0; k < V4; ++k) {
+    if (valid && tl + TT * k < C4) {
       const double a = (double)hv[k].x - m, b = (double)hv[k].y - m;
       const double c = (double)hv[k].z - m, d = (double)hv[k].w - m;
-      ss += a * a;
-      ss += b * b;
-      ss += c * c;
-      ss += d * d;
+      ss[0] += a * a;
+      ss[0] += b * b;
+      ss[0] += c * c;
+      ss[0] += d * d;
     }
   }
-  ss = bjc::warp_sum(ss);
-  const float s = (float)(1.0 / sqrt(ss / C + (double)eps));
+  team_sum<1>(ss, NW, red);
+  if (!valid) return;  // no barrier below
+  const float s = (float)(1.0 / sqrt(ss[0] / C + (double)eps));
   float4* o4 = reinterpret_cast<float4*>(out + (int64_t)row * C);
   const float4* g4 = reinterpret_cast<const float4*>(gamma);
   const float4* b4 = reinterpret_cast<const float4*>(beta);
 #pragma unroll
-  for (int k = 0; k < kMaxV4; ++k) {
-    const int c4 = lane + 32 * k;
+  for (int k = 0; k < V4; ++k) {
+    const int c4 = tl + TT * k;
     if (c4 < C4) {
       const float4 g = g4[c4], b = b4[c4], h = hv[k];
       o4[c4] = make_float4((h.x - m) * s * g.x + b.x, (h.y - m) * s * g.y + b.y,
                            (h.z - m) * s * g.z + b.z, (h.w - m) * s * g.w + b.w);
     }
   }
-  if (lane == 0) {
+  if (tl == 0) {
     mean[row] = m;
     rstd[row] = s;
   }
 }
+
+// Dynamic shared memory: per team 2 C4 float4 (its dgamma partials, then its dbeta partials); a
+// thread only ever touches its own columns of its own team's region until the final barrier.
+template <int V4>
+__global__ void __launch_bounds__(kThreadsLn, 3)
+    k_ln_bwd_team(float* dh, float* part, const float* dout, const float* h, const float* mean,
+                  const float* rstd, const float* gamma, int N, int C, int NW) {
+  __shared__ double red[16];
+  BJ_DYN_SMEM(float4, acc4);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int teams = (kThreadsLn / 32) / NW, TT = 32 * NW;
+  const int tl = (warp % NW) * 32 + lane, team = warp / NW;
+  const int C4 = C >> 2;
+  const float4* g4 = reinterpret_cast<const float4*>(gamma);
+  float4* pg = acc4 + (int64_t)team * 2 * C4;  // this team's dgamma partials
+  float4* pb = pg + C4;                        // and dbeta partials
+#pragma unroll
+  for (int k = 0; k < V4; ++k) {
+    const int c4 = tl + TT * k;
+    if (c4 < C4) pg[c4] = pb[c4] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+
+  for (int base = blockIdx.x * teams; base < N; base += gridDim.x * teams) {
+    const int row = base + team;
+    const bool valid = row < N;  // uniform per team; every team runs the same iterations
+    const float m = valid ? mean[row] : 0.0f, s = valid ? rstd[row] : 0.0f;
+    const float4* d4 = reinterpret_cast<const float4*>(dout + (int64_t)row * C);
+    const float4* h4 = reinterpret_cast<const float4*>(h + (int64_t)row * C);
+    float4 dv[V4], xh[V4];
+    double r[2] = {0.0, 0.0};
+#pragma unroll
+    for (int k = 0; k < V4; ++k) {
+      const int c4 = tl + TT * k;
+      dv[k] = xh[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (valid && c4 < C4) {
+        dv[k] = d4[c4];
+        xh[k] = h4[c4];
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < V4; ++k) {
+      const int c4 = tl + TT * k;
+      if (valid && c4 < C4) {
+        const float4 d = dv[k], hh = xh[k], ga = g4[c4];
+        const float4 x = make_float4((hh.x - m) * s, (hh.y - m) * s, (hh.z - m) * s,
+                                     (hh.w - m) * s);
+        xh[k] = x;
+        float4 a = pg[c4], b = pb[c4];
+        a.x += d.x * x.x;
+        a.y += d.y * x.y;
+        a.z += d.z * x.z;
+        a.w += d.w * x.w;
+        b.x += d.x;
+        b.y += d.y;
+        b.z += d.z;
+        b.w += d.w;
+        pg[c4] = a;
+        pb[c4] = b;
+        const float4 g = make_float4(d.x * ga.x, d.y * ga.y, d.z * ga.z, d.w * ga.w);
+        r[0] += (double)g.x;
+        r[0] += (double)g.y;
+        r[0] += (double)g.z;
+        r[0] += (double)g.w;
+        r[1] += (double)g.x * x.x;
+        r[1] += (double)g.y * x.y;
+        r[1] += (double)g.z * x.z;
+        r[1] += (double)g.w * x.w;
+      }
+    }
+    team_sum<2>(r, NW, red);
+    const float mg = (float)(r[0] / C), mgx = (float)(r[1] / C);
+    float4* o4 = reinterpret_cast<float4*>(dh + (int64_t)row * C);
+#pragma unroll
+    for (int k = 0; k < V4; ++k) {
+      const int c4 = tl + TT * k;
+      if (valid && c4 < C4) {
+        const float4 d = dv[k], x = xh[k], ga = g4[c4];
+        o4[c4] = make_float4(s * (d.x * ga.x - mg - x.x * mgx), s * (d.y * ga.y - mg - x.y * mgx),
+                             s * (d.z * ga.z - mg - x.z * mgx), s * (d.w * ga.w - mg - x.w * mgx));
+      }
+    }
+  }
+
+  // The block's partial row: the teams' partials added in team order 0, 1, ...
+  __syncthreads();
+  float4* prow = reinterpret_cast<float4*>(part) + (int64_t)blockIdx.x * 2 * C4;
+  for (int i = threadIdx.x; i < 2 * C4; i += kThreadsLn) {
+    float4 a = acc4[i];
+    for (int t = 1; t < teams; ++t) {
+      const float4 b = acc4[(int64_t)t * 2 * C4 + i];
+      a = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+    }
+    prow[i] = a;
+  }
+}
+
+using LnFwdFn = decltype(&k_ln_fwd_team<1>);
+using LnBwdFn = decltype(&k_ln_bwd_team<1>);
+const LnFwdFn kLnFwd[kMaxV4] = {&k_ln_fwd_team<1>, &k_ln_fwd_team<2>, &k_ln_fwd_team<3>,
+                                &k_ln_fwd_team<4>, &k_ln_fwd_team<5>, &k_ln_fwd_team<6>,
+                                &k_ln_fwd_team<7>, &k_ln_fwd_team<8>};
+const LnBwdFn kLnBwd[kMaxV4Bwd] = {&k_ln_bwd_team<1>, &k_ln_bwd_team<2>, &k_ln_bwd_team<3>,
+                                   &k_ln_bwd_team<4>, &k_ln_bwd_team<5>, &k_ln_bwd_team<6>};
+unsigned g_bwd_smem_done[kMaxV4Bwd] = {0};
 
 __global__ void __launch_bounds__(256)
     k_ln_fwd_gen(float* out, float* mean, float* rstd, float* hsave, const float* x,
@@ -123,51 +278,6 @@ __global__ void __launch_bounds__(256)
   if (lane == 0) {
     mean[row] = m;
     rstd[row] = s;
-  }
-}
-
-__global__ void __launch_bounds__(256)
-    k_ln_bwd_vec(float* dh, const float* dout, const float* h, const float* mean,
-                 const float* rstd, const float* gamma, int N, int C) {
-  const int lane = threadIdx.x & 31;
-  const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
-  if (row >= N) return;
-  const int C4 = C >> 2;
-  const float4* d4 = reinterpret_cast<const float4*>(dout + (int64_t)row * C);
-  const float4* h4 = reinterpret_cast<const float4*>(h + (int64_t)row * C);
-  const float4* g4 = reinterpret_cast<const float4*>(gamma);
-  const float m = mean[row], s = rstd[row];
-  float4 gg[kMaxV4], xh[kMaxV4];
-  double sg = 0.0, sgx = 0.0;
-#pragma unroll
-  for (int k = 0; k < kMaxV4; ++k) {
-    const int c4 = lane + 32 * k;
-    if (c4 < C4) {
-      const float4 d = d4[c4], hh = h4[c4], ga = g4[c4];
-      gg[k] = make_float4(d.x * ga.x, d.y * ga.y, d.z * ga.z, d.w * ga.w);
-      xh[k] = make_float4((hh.x - m) * s, (hh.y - m) * s, (hh.z - m) * s, (hh.w - m) * s);
-      sg += (double)gg[k].x;
-      sg += (double)gg[k].y;
-      sg += (double)gg[k].z;
-      sg += (double)gg[k].w;
-      sgx += (double)gg[k].x * xh[k].x;
-      sgx += (double)gg[k].y * xh[k].y;
-      sgx += (double)gg[k].z * xh[k].z;
-      sgx += (double)gg[k].w * xh[k].w;
-    }
-  }
-  sg = bjc::warp_sum(sg);
-  sgx = bjc::warp_sum(sgx);
-  const float mg = (float)(sg / C), mgx = (float)(sgx / C);
-  float4* o4 = reinterpret_cast<float4*>(dh + (int64_t)row * C);
-#pragma unroll
-  for (int k = 0; k < kMaxV4; ++k) {
-    const int c4 = lane + 32 * k;
-    if (c4 < C4) {
-      const float4 g = gg[k], x = xh[k];
-      o4[c4] = make_float4(s * (g.x - mg - x.x * mgx), s * (g.y - mg - x.y * mgx),
-                           s * (g.z - mg - x.z * mgx), s * (g.w - mg - x.w * mgx));
-    }
   }
 }
 
@@ -239,13 +349,20 @@ extern "C" int bj_cuda_layernorm_forward(float* out,             // (N, C), may 
   BJ_CHECK(C > 0, "bj_cuda_layernorm_forward", "C must be > 0 (got %d)", C);
   BJ_CHECK(eps >= 0.0f && std::isfinite(eps), "bj_cuda_layernorm_forward",
            "eps must be finite and >= 0 (got %g)", (double)eps);
-  const bool vec = C % 4 == 0 && C <= 32 * 4 * kMaxV4 && bjc::aligned16(out) &&
+  const bool vec = C % 4 == 0 && C <= kMaxVecC && bjc::aligned16(out) &&
                    bjc::aligned16(hsave) && bjc::aligned16(x) && bjc::aligned16(residual) &&
                    bjc::aligned16(gamma) && bjc::aligned16(beta);
+  if (vec) {
+    const int C4 = C / 4, nw = team_warps(C4, kMaxV4), v4 = (C4 + 32 * nw - 1) / (32 * nw);
+    const int teams = kThreadsLn / 32 / nw;
+    const unsigned blocks = (unsigned)((N + teams - 1) / teams);
+    BJ_LAUNCH(kLnFwd[v4 - 1], blocks, kThreadsLn, 0, bjc::as_stream(stream), out, mean, rstd,
+              hsave, x, residual, gamma, beta, N, C, eps, nw);
+    return bjc::check_launch(op);
+  }
   const unsigned blocks = (unsigned)((N + kRowsPerBlock - 1) / kRowsPerBlock);
-  auto kern = vec ? &k_ln_fwd_vec : &k_ln_fwd_gen;
-  BJ_LAUNCH(kern, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), out, mean, rstd, hsave,
-            x, residual, gamma, beta, N, C, eps);
+  BJ_LAUNCH(k_ln_fwd_gen, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), out, mean, rstd,
+            hsave, x, residual, gamma, beta, N, C, eps);
   return bjc::check_launch(op);
 }
 
@@ -267,14 +384,30 @@ extern "C" int bj_cuda_layernorm_backward(float* dh,           // (N, C), "="
            "mean, rstd or gamma is NULL");
   BJ_CHECK(N > 0, "bj_cuda_layernorm_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_layernorm_backward", "C must be > 0 (got %d)", C);
+  const bool vec = C % 4 == 0 && C <= kMaxVecCBwd && bjc::aligned16(dh) &&
+                   bjc::aligned16(dout) && bjc::aligned16(h) && bjc::aligned16(gamma);
+  float* part = vec ? bjc::scratch_for(stream) : nullptr;
+  if (part != nullptr) {  // fused: one pass, partials in scratch, then their fixed-order sum
+    const int C4 = C / 4, nw = team_warps(C4, kMaxV4Bwd), v4 = (C4 + 32 * nw - 1) / (32 * nw);
+    const int teams = kThreadsLn / 32 / nw;
+    int64_t G = 3LL * bjc::sm_count();
+    const int64_t need = (N + teams - 1) / teams;
+    if (G > need) G = need;
+    if (G * 2 * C * 4 > bjc::kScratchBytes) G = bjc::kScratchBytes / (8LL * C);  // >= 512
+    const int smem = teams * 2 * C * (int)sizeof(float);  // <= 48 KiB for NW = 1
+    // (+ 1 KiB: the static `red` also counts against the 48 KiB that need no opt-in)
+    BJ_TRY(bjc::allow_smem((const void*)kLnBwd[v4 - 1], smem + 1024, &g_bwd_smem_done[v4 - 1],
+                           op));
+    BJ_LAUNCH(kLnBwd[v4 - 1], (unsigned)G, kThreadsLn, smem, bjc::as_stream(stream), dh, part,
+              dout, h, mean, rstd, gamma, N, C, nw);
+    BJ_TRY(bjc::check_launch(op));
+    return bjc::launch_sum_partials(op, dgamma, dbeta, part, (int)G, 2 * C, C, stream);
+  }
   // Parameter gradients first: dh may alias dout.
   BJ_TRY(bjc::launch_colreduce<2>(op, LnParamGradOp{dgamma, dbeta, dout, h, mean, rstd, C}, N, C,
                                   1, stream));
-  const bool vec = C % 4 == 0 && C <= 32 * 4 * kMaxV4 && bjc::aligned16(dh) &&
-                   bjc::aligned16(dout) && bjc::aligned16(h) && bjc::aligned16(gamma);
   const unsigned blocks = (unsigned)((N + kRowsPerBlock - 1) / kRowsPerBlock);
-  auto kern = vec ? &k_ln_bwd_vec : &k_ln_bwd_gen;
-  BJ_LAUNCH(kern, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), dh, dout, h, mean, rstd,
-            gamma, N, C);
+  BJ_LAUNCH(k_ln_bwd_gen, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), dh, dout, h,
+            mean, rstd, gamma, N, C);
   return bjc::check_launch(op);
 }

@@ -213,7 +213,9 @@ void test_layernorm() {
   };
   for (S s : {S{1, 7, true, true, false, 0}, S{37, 768, true, true, false, 0},
               S{64, 1000, false, false, false, 0}, S{19, 1536, true, true, true, 0},
-              S{8, 384, true, true, true, 0}, S{5, 768, true, true, false, 1}}) {
+              S{8, 384, true, true, true, 0}, S{5, 768, true, true, false, 1},
+              S{70, 3072, true, true, false, 0}, S{9, 6000, true, false, false, 0},
+              S{300, 256, false, true, true, 0}}) {
     const std::string sh = fmt("N=%d C=%d res=%d hsave=%d alias=%d pad=%d", s.N, s.C, s.res,
                                s.hsave, s.alias, s.pad);
     const size_t n = (size_t)s.N * s.C;
@@ -407,7 +409,9 @@ void test_attention() {
   for (S s : {S{2, 70, 2, 64, 0.1f, 2, 0}, S{1, 1, 1, 64, 0.0f, 0, 0}, S{2, 128, 3, 32, 0.0f, 1, 0},
               S{2, 33, 2, 128, 0.1f, 2, 0}, S{1, 512, 1, 64, 0.1f, 1, 0},
               S{3, 97, 4, 64, 0.1f, 0, 0}, S{2, 17, 2, 32, 0.1f, 2, 1},
-              S{2, 65, 1, 128, 0.0f, 1, 1}, S{1, 1, 2, 32, 0.1f, 2, 0}}) {
+              S{2, 65, 1, 128, 0.0f, 1, 1}, S{1, 1, 2, 32, 0.1f, 2, 0},
+              S{3, 128, 4, 16, 0.0f, 1, 0}, S{2, 45, 4, 16, 0.1f, 2, 1},
+              S{1, 7, 2, 16, 0.1f, 0, 0}}) {
     const std::string sh = fmt("B=%d T=%d NH=%d D=%d p=%.1f mask=%d pad=%d", s.B, s.T, s.NH, s.D,
                                s.p, s.mask, s.pad);
     const int C = s.NH * s.D;

@@ -64,6 +64,12 @@ enum cudaMemcpyKind {
   cudaMemcpyDefault = 4
 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2
+};
 
 namespace emu {
 
@@ -93,8 +99,8 @@ struct Sched {
 };
 
 inline Sched& S() {
-  static Sched s;
-  return s;
+  static Sched* s = new Sched;  // never destroyed: the fiber stacks stay reachable (LeakSanitizer)
+  return *s;
 }
 inline Fiber& me() { return S().f[S().cur]; }
 
@@ -350,6 +356,15 @@ inline cudaError_t cudaGetDevice(int* d) {
   return cudaSuccess;
 }
 inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+// Two "SMs": small grids, so kernels sized by the SM count also run their grid-stride loops.
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) {
+  *v = 2;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamIsCapturing(cudaStream_t, cudaStreamCaptureStatus* s) {
+  *s = cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
 inline cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int) { return cudaSuccess; }
 inline cudaError_t cudaMalloc(void** p, size_t bytes) {
   *p = std::malloc(bytes ? bytes : 1);

@@ -18,7 +18,7 @@ for f in "$native"/cuda/*.cu; do
   jobs+=("g++ $emu -x c++ -c $f -o $out/cuda_$(basename "$f" .cu).o")
 done
 for f in "$native"/cpu/*.cpp; do
-  jobs+=("g++ $common -fopenmp -c $f -o $out/cpu_$(basename "$f" .cpp).o")
+  jobs+=("g++ $common -fopenmp -march=x86-64-v2 -c $f -o $out/cpu_$(basename "$f" .cpp).o")
 done
 jobs+=("g++ $emu -c $native/tests/test_cuda_vs_cpu.cpp -o $out/test_cuda_vs_cpu.o")
 printf '%s\n' "${jobs[@]}" | xargs -P 2 -I{} sh -c '{}'
