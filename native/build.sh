@@ -14,6 +14,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake_cuda=AUTO
 case "${cuda,,}" in on|true) cmake_cuda=ON ;; off|false) cmake_cuda=OFF ;; esac
 
+[ "$cmake_cuda" = OFF ] && rm -f "$build/libbertj_cuda.so"
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBERTJ_CUDA="$cmake_cuda" >"$target/native-cmake.log" 2>&1 \
   || { cat "$target/native-cmake.log"; exit 1; }
 cmake --build "$build" -j "$jobs" 2>&1 | grep -v -E '^\[ *[0-9]+%\]' || true

@@ -7,11 +7,27 @@
 //   philox_uniform: u[i] = u_i                         (for tests)
 //
 // p = 0 is the identity (every u >= 0). Elementwise and counter-based: the result does not
-// depend on the thread count.
+// depend on the thread count. The draws are made kDrawChunk at a time into a stack buffer by
+// bj::philox_uniforms_{avx2,sse} (8 or 4 counters per vector, the same bits as the scalar
+// bj_dropout_uniform), then the mask is applied over the chunk.
 #include "bertj_philox.h"
 #include "common.h"
 
 namespace {
+constexpr int64_t kDrawChunk = 1024;  // draws per task (a 4 KiB stack buffer)
+
+// u (n) = the uniforms of elements offset .. offset + n - 1, in kDrawChunk tasks.
+void draw(float* u, int64_t n, uint64_t seed, uint64_t offset) {
+  const bool avx2 = bj::use_avx2();
+  const int64_t tasks = (n + kDrawChunk - 1) / kDrawChunk;
+#pragma omp parallel for if (n >= bj::kParallelMin / 16)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t i0 = t * kDrawChunk, m = i0 + kDrawChunk < n ? kDrawChunk : n - i0;
+    if (avx2) bj::philox_uniforms_avx2(u + i0, seed, offset + (uint64_t)i0, m);
+    else bj::philox_uniforms_sse(u + i0, seed, offset + (uint64_t)i0, m);
+  }
+}
+
 // Shared by forward and backward: y = x * keep / (1 - p).
 void apply_mask(float* y, const float* x, int64_t n, float p, uint64_t seed, uint64_t offset) {
   if (p == 0.0f) {
@@ -22,10 +38,17 @@ void apply_mask(float* y, const float* x, int64_t n, float p, uint64_t seed, uin
     return;
   }
   const float scale = 1.0f / (1.0f - p);
+  const bool avx2 = bj::use_avx2();
+  const int64_t tasks = (n + kDrawChunk - 1) / kDrawChunk;
 #pragma omp parallel for if (n >= bj::kParallelMin / 16)
-  for (int64_t i = 0; i < n; ++i) {
-    const float u = bj_dropout_uniform(seed, offset + (uint64_t)i);
-    y[i] = u >= p ? x[i] * scale : 0.0f;
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t i0 = t * kDrawChunk, m = i0 + kDrawChunk < n ? kDrawChunk : n - i0;
+    float u[kDrawChunk];  // (kDrawChunk) stack scratch: this chunk's uniforms
+    if (avx2) bj::philox_uniforms_avx2(u, seed, offset + (uint64_t)i0, m);
+    else bj::philox_uniforms_sse(u, seed, offset + (uint64_t)i0, m);
+    float* yc = y + i0;
+    const float* xc = x + i0;
+    for (int64_t i = 0; i < m; ++i) yc[i] = u[i] >= p ? xc[i] * scale : 0.0f;
   }
 }
 }  // namespace
@@ -58,7 +81,6 @@ extern "C" int bj_cpu_philox_uniform(float* u,  // (n)
                                      int64_t n, uint64_t seed, uint64_t offset, void* stream) {
   BJ_CHECK(u != nullptr, "bj_cpu_philox_uniform", "u is NULL");
   BJ_CHECK(n > 0, "bj_cpu_philox_uniform", "n must be > 0 (got %lld)", (long long)n);
-#pragma omp parallel for if (n >= bj::kParallelMin / 16)
-  for (int64_t i = 0; i < n; ++i) u[i] = bj_dropout_uniform(seed, offset + (uint64_t)i);
+  draw(u, n, seed, offset);
   return BJ_OK;
 }

@@ -9,18 +9,111 @@
 //
 // Determinism: elementwise parts are row-parallel; column sums are reduced per column block of
 // kColBlock channels (one thread per block, rows in order, double partial sums).
+//
+// The erf is vectorized (bj::Vec lanes, SSE4.2 or AVX2 + FMA picked at run time): for
+// |z| < 0.5 the Taylor series erf(z) = 2/sqrt(pi) sum (-1)^n z^(2n+1) / (n! (2n+1)) to z^15
+// (relative error < 1e-9 before rounding), beyond it 1 + erf(z) = 2 - erfc(|z|) (z > 0) or
+// erfc(|z|) (z < 0) with bj::verfc_pos (relative error a few 1e-7), which keeps 1 + erf
+// accurate in the negative tail where it would cancel. Max error of gelu and gelu' against the
+// double formulas: a few 1e-7 relative (with an absolute floor of ~1e-7 around the zero of gelu').
 #include <cmath>
 
 #include "common.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace {
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
 
-inline float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * kInvSqrt2)); }
+// 1 + erf(z), lane-wise.
+template <int W> BJ_INLINE typename bj::Vec<W>::f one_plus_erf(const typename bj::Vec<W>::f& z) {
+  typedef typename bj::Vec<W>::f F;
+  typedef typename bj::Vec<W>::i I;
+  const F az = (F)((I)z & 0x7fffffff);
+  // small |z|: Taylor, 2/sqrt(pi) * z * P(z^2)
+  const F z2 = z * z;
+  F p = bj::vsplat<W>(-1.0f / 75600.0f);
+  p = p * z2 + 1.0f / 9360.0f;
+  p = p * z2 + -1.0f / 1320.0f;
+  p = p * z2 + 1.0f / 216.0f;
+  p = p * z2 + -1.0f / 42.0f;
+  p = p * z2 + 1.0f / 10.0f;
+  p = p * z2 + -1.0f / 3.0f;
+  p = p * z2 + 1.0f;
+  const F small = 1.0f + (z * 1.12837916709551257390f) * p;
+  // large |z|: erfc
+  const F e = bj::verfc_pos<W>(az);
+  const F large = z > 0.0f ? 2.0f - e : e;
+  return az < 0.5f ? small : large;
+}
 
-inline float gelu_grad(float x) {
-  return 0.5f * (1.0f + std::erf(x * kInvSqrt2)) + x * std::exp(-0.5f * x * x) * kInvSqrt2Pi;
+template <int W> BJ_INLINE typename bj::Vec<W>::f gelu_v(const typename bj::Vec<W>::f& x) {
+  return 0.5f * x * one_plus_erf<W>(x * kInvSqrt2);
+}
+
+template <int W> BJ_INLINE typename bj::Vec<W>::f gelu_grad_v(const typename bj::Vec<W>::f& x) {
+  return 0.5f * one_plus_erf<W>(x * kInvSqrt2) +
+         x * bj::vexp<W>(-0.5f * x * x) * kInvSqrt2Pi;
+}
+
+// Row n of the forward: pre = x + bias, out = gelu(pre). Element by element, pre is stored before
+// out, so any aliasing of out / pre / x gives what the scalar loop gives.
+template <int W>
+BJ_INLINE void gelu_fwd_rows(float* out, float* pre, const float* x, const float* bias, int n0,
+                             int n1, int C) {
+  typedef typename bj::Vec<W>::f F;
+  for (int n = n0; n < n1; ++n) {
+    const int64_t base = (int64_t)n * C;
+    int c = 0;
+    for (; c + W <= C; c += W) {
+      F v = bj::vload<W>(x + base + c);
+      if (bias) v += bj::vload<W>(bias + c);
+      bj::vstore<W>(pre + base + c, v);
+      bj::vstore<W>(out + base + c, gelu_v<W>(v));
+    }
+    if (c < C) {  // tail through a lane buffer
+      float t[W] = {};
+      for (int k = c; k < C; ++k) t[k - c] = bias ? x[base + k] + bias[k] : x[base + k];
+      const F g = gelu_v<W>(bj::vload<W>(t));
+      for (int k = c; k < C; ++k) {
+        pre[base + k] = t[k - c];
+        out[base + k] = g[k - c];
+      }
+    }
+  }
+}
+
+// dpre[i] = dout[i] * gelu'(pre[i]) over [i0, i1).
+template <int W>
+BJ_INLINE void gelu_bwd_range(float* dpre, const float* dout, const float* pre, int64_t i0,
+                              int64_t i1) {
+  typedef typename bj::Vec<W>::f F;
+  int64_t i = i0;
+  for (; i + W <= i1; i += W)
+    bj::vstore<W>(dpre + i, bj::vload<W>(dout + i) * gelu_grad_v<W>(bj::vload<W>(pre + i)));
+  if (i < i1) {
+    float t[W] = {};
+    for (int64_t k = i; k < i1; ++k) t[k - i] = pre[k];
+    const F g = gelu_grad_v<W>(bj::vload<W>(t));
+    for (int64_t k = i; k < i1; ++k) dpre[k] = dout[k] * g[k - i];
+  }
+}
+
+void gelu_fwd_sse(float* out, float* pre, const float* x, const float* bias, int n0, int n1,
+                  int C) {
+  gelu_fwd_rows<4>(out, pre, x, bias, n0, n1, C);
+}
+BJ_TARGET_AVX2 void gelu_fwd_avx2(float* out, float* pre, const float* x, const float* bias,
+                                  int n0, int n1, int C) {
+  gelu_fwd_rows<8>(out, pre, x, bias, n0, n1, C);
+}
+void gelu_bwd_sse(float* dpre, const float* dout, const float* pre, int64_t i0, int64_t i1) {
+  gelu_bwd_range<4>(dpre, dout, pre, i0, i1);
+}
+BJ_TARGET_AVX2 void gelu_bwd_avx2(float* dpre, const float* dout, const float* pre, int64_t i0,
+                                  int64_t i1) {
+  gelu_bwd_range<8>(dpre, dout, pre, i0, i1);
 }
 
 // dbias (C) += column sums of d (N, C); deterministic for any thread count.
@@ -73,14 +166,14 @@ extern "C" int bj_cpu_bias_gelu_forward(float* out,         // (N, C), may alias
            "out, pre or x is NULL");
   BJ_CHECK(N > 0, "bj_cpu_bias_gelu_forward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cpu_bias_gelu_forward", "C must be > 0 (got %d)", C);
+  const bool avx2 = bj::use_avx2();
+  constexpr int kRowsPerTask = 8;
+  const int tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
 #pragma omp parallel for if ((int64_t)N * C >= bj::kParallelMin)
-  for (int n = 0; n < N; ++n) {
-    const int64_t base = (int64_t)n * C;
-    for (int c = 0; c < C; ++c) {
-      const float p = bias ? x[base + c] + bias[c] : x[base + c];
-      pre[base + c] = p;
-      out[base + c] = gelu(p);
-    }
+  for (int t = 0; t < tasks; ++t) {
+    const int n0 = t * kRowsPerTask, n1 = n0 + kRowsPerTask < N ? n0 + kRowsPerTask : N;
+    if (avx2) gelu_fwd_avx2(out, pre, x, bias, n0, n1, C);
+    else gelu_fwd_sse(out, pre, x, bias, n0, n1, C);
   }
   return BJ_OK;
 }
@@ -95,8 +188,15 @@ extern "C" int bj_cpu_bias_gelu_backward(float* dpre,        // (N, C), "=", may
   BJ_CHECK(N > 0, "bj_cpu_bias_gelu_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cpu_bias_gelu_backward", "C must be > 0 (got %d)", C);
   const int64_t n = (int64_t)N * C;
+  const bool avx2 = bj::use_avx2();
+  constexpr int64_t kChunk = 4096;  // elements per task
+  const int64_t tasks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for if (n >= bj::kParallelMin)
-  for (int64_t i = 0; i < n; ++i) dpre[i] = dout[i] * gelu_grad(pre[i]);
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t i0 = t * kChunk, i1 = i0 + kChunk < n ? i0 + kChunk : n;
+    if (avx2) gelu_bwd_avx2(dpre, dout, pre, i0, i1);
+    else gelu_bwd_sse(dpre, dout, pre, i0, i1);
+  }
   if (dbias != nullptr) column_sums_add(dbias, dpre, N, C);
   return BJ_OK;
 }

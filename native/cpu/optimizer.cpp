@@ -3,7 +3,9 @@
 //   sum_squares: out[0] = sum_i x[i]^2, accumulated in double. The range [0, n) is cut into
 //                kChunks fixed chunks (their bounds depend on n only); each chunk is summed in
 //                order and the partials are added in chunk order, so the bits do not depend on the
-//                thread count.
+//                thread count. Within a chunk, kLanes interleaved double accumulators (element i
+//                goes to lane i % kLanes, from the chunk start) are summed lane by lane and then
+//                combined in a fixed order: a vectorizable loop, still one fixed order.
 //   clip_scale:  scale[0] = min(1, max_norm / (sqrt(norm_sq[0]) + 1e-6)) (torch
 //                clip_grad_norm_); a NaN norm gives a NaN scale (so the caller can see it).
 //   adamw:       torch.optim.AdamW on one flat buffer, gradient g * (*grad_scale) (g untouched):
@@ -18,6 +20,40 @@
 
 namespace {
 constexpr int kChunks = 256;  // fixed partition of sum_squares: 2 KiB of stack partials
+constexpr int kLanes = 8;     // independent accumulators per chunk
+
+// sum of x[i]^2 over [0, n) in double, kLanes interleaved accumulators, fixed combination order.
+double sum_sq_chunk(const float* x, int64_t n) {
+  double acc[kLanes] = {0.0};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += (double)x[i + l] * x[i + l];
+  for (int l = 0; i + l < n; ++l) acc[l] += (double)x[i + l] * x[i + l];
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+constexpr int64_t kAdamChunk = 1 << 14;  // elements per AdamW task
+
+struct AdamScalars {
+  float gs, beta1, beta2, eps, step_size, bc2_sqrt;
+};
+
+// One AdamW span [i0, i1) with the weight-decay factor dec (1 = no decay).
+void adamw_span(float* p, const float* g, float* m, float* v, int64_t i0, int64_t i1, float dec,
+                const AdamScalars& s) {
+  const float gs = s.gs, beta1 = s.beta1, beta2 = s.beta2, eps = s.eps;
+  const float step_size = s.step_size, bc2_sqrt = s.bc2_sqrt;
+  for (int64_t i = i0; i < i1; ++i) {
+    const float gi = g[i] * gs;
+    const float pi = p[i] * dec;
+    const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = std::sqrt(vi) / bc2_sqrt + eps;
+    p[i] = pi - step_size * (mi / denom);
+  }
+}
 }
 
 extern "C" int bj_cpu_sum_squares(float* out,      // (1)
@@ -30,9 +66,7 @@ extern "C" int bj_cpu_sum_squares(float* out,      // (1)
 #pragma omp parallel for if (n >= bj::kParallelMin)
   for (int c = 0; c < kChunks; ++c) {
     const int64_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
-    double acc = 0.0;
-    for (int64_t i = lo; i < hi; ++i) acc += (double)x[i] * x[i];
-    partial[c] = acc;
+    partial[c] = lo < hi ? sum_sq_chunk(x + lo, hi - lo) : 0.0;
   }
   double total = 0.0;
   for (int c = 0; c < kChunks; ++c) total += partial[c];
@@ -82,17 +116,19 @@ extern "C" int bj_cpu_adamw(float* p,        // (n), updated in place
   const float step_size = (float)((double)lr / bc1);      // lr / (1 - b1^step)
   const float bc2_sqrt = (float)std::sqrt(bc2);           // sqrt(1 - b2^step)
   const float decay = (float)(1.0 - (double)lr * wd);     // 1 - lr * wd
+  // Fixed tasks of kAdamChunk elements, each split at decay_begin / decay_end into spans with a
+  // constant decay factor (1 outside the decay range: p * 1 is exact), so the loop has no branch
+  // and vectorizes.
+  const int64_t tasks = (n + kAdamChunk - 1) / kAdamChunk;
 #pragma omp parallel for if (n >= bj::kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i] * gs;
-    float pi = p[i];
-    if (i >= decay_begin && i < decay_end) pi *= decay;
-    const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-    const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = std::sqrt(vi) / bc2_sqrt + eps;
-    p[i] = pi - step_size * (mi / denom);
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t i0 = t * kAdamChunk, i1 = i0 + kAdamChunk < n ? i0 + kAdamChunk : n;
+    const int64_t a = decay_begin < i0 ? i0 : (decay_begin > i1 ? i1 : decay_begin);
+    const int64_t b = decay_end < a ? a : (decay_end > i1 ? i1 : decay_end);
+    const AdamScalars sc = {gs, beta1, beta2, eps, step_size, bc2_sqrt};
+    adamw_span(p, g, m, v, i0, a, 1.0f, sc);
+    adamw_span(p, g, m, v, a, b, decay, sc);
+    adamw_span(p, g, m, v, b, i1, 1.0f, sc);
   }
   return BJ_OK;
 }

@@ -1,11 +1,14 @@
 // Smoke test of the CPU kernels through the C API: hand-computed values on tiny inputs, finite
 // differences for the layer norm and attention backward passes, argument errors, and bit-identical
-// parameter-gradient reductions for 1 and 2 OpenMP threads. Returns nonzero on any failure.
+// parameter-gradient reductions for 1 and 2 OpenMP threads; the vectorized kernels (batched Philox,
+// blocked attention, vector erf GELU) against scalar double references. Returns nonzero on any
+// failure. (BERTJ_CPU_NO_AVX2=1 in the environment runs the SSE paths instead of AVX2.)
 #include <omp.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -259,6 +262,177 @@ void test_attention() {
   near(padded_dk, 0, 0, "attention: a padded key gets no dk");
 }
 
+// The batched Philox draws equal the scalar bj_dropout_uniform, including odd lengths and counters
+// that cross a 2^32 boundary (the high counter word changes inside a vector).
+void test_philox_batch() {
+  const int n = 1037;
+  const uint64_t seed = 0x0123456789abcdefull;
+  for (uint64_t offset : {0ull, 5ull, (1ull << 32) - 13, (3ull << 32) - 600}) {
+    std::vector<float> u(n), d(n, 1.0f), y(n);
+    ok_rc(bj_cpu_philox_uniform(u.data(), n, seed, offset, nullptr), "philox_uniform (batch)");
+    bool same = true;
+    for (int i = 0; i < n; ++i) same &= u[i] == bj_dropout_uniform(seed, offset + (uint64_t)i);
+    check(same, "batched philox_uniform == bj_dropout_uniform");
+    ok_rc(bj_cpu_dropout_forward(y.data(), d.data(), n, 0.3f, seed, offset, nullptr), "dropout");
+    for (int i = 0; i < n; ++i)
+      same &= y[i] == (bj_dropout_uniform(seed, offset + (uint64_t)i) >= 0.3f ? 1.0f / 0.7f : 0.0f);
+    check(same, "dropout mask == scalar Philox");
+  }
+}
+
+// gelu and gelu' against the double formulas over [-10, 10] (erfc for the negative tail, where
+// 1 + erf cancels): relative error <= 1e-5 where |ref| > 1e-20 (a few 1e-7 but near -10, where
+// the exp(-z^2) argument rounds), absolute <= 1e-6.
+void test_gelu_accuracy() {
+  const int n = 20001;
+  std::vector<float> x(n), out(n), pre(n), g(n, 1.0f), dpre(n);
+  for (int i = 0; i < n; ++i) x[i] = -10.0f + 20.0f * (float)i / (float)(n - 1);
+  ok_rc(bj_cpu_bias_gelu_forward(out.data(), pre.data(), x.data(), nullptr, 1, n, nullptr),
+        "bias_gelu_forward (accuracy)");
+  ok_rc(bj_cpu_bias_gelu_backward(dpre.data(), nullptr, g.data(), pre.data(), 1, n, nullptr),
+        "bias_gelu_backward (accuracy)");
+  double max_rel = 0, max_abs = 0, max_abs_g = 0;
+  for (int i = 0; i < n; ++i) {
+    const double xd = x[i], phi = 0.5 * std::erfc(-xd / std::sqrt(2.0));
+    const double ref = xd * phi;
+    const double refg = phi + xd * std::exp(-0.5 * xd * xd) / std::sqrt(2.0 * M_PI);
+    const double e = std::fabs(out[i] - ref);
+    max_abs = std::max(max_abs, e);
+    if (std::fabs(ref) > 1e-20) max_rel = std::max(max_rel, e / std::fabs(ref));
+    max_abs_g = std::max(max_abs_g, std::fabs(dpre[i] - refg));
+  }
+  std::printf("gelu vs double: max rel %.3g, max abs %.3g; gelu' max abs %.3g\n", max_rel, max_abs,
+              max_abs_g);
+  near(max_rel, 0, 1e-5, "gelu max relative error");
+  near(max_abs, 0, 1e-6, "gelu max absolute error");
+  near(max_abs_g, 0, 1e-6, "gelu' max absolute error");
+  float sp[3] = {INFINITY, NAN, 1e30f}, so[3], sq[3];
+  ok_rc(bj_cpu_bias_gelu_forward(so, sq, sp, nullptr, 1, 3, nullptr), "gelu special values");
+  check(so[0] == INFINITY && std::isnan(so[1]) && so[2] == 1e30f, "gelu(inf, nan, 1e30)");
+}
+
+// Scalar double reference of the attention forward / backward (the formulas of bertj.h).
+void attention_ref(std::vector<double>& out, std::vector<double>& dqkv, const float* qkv,
+                   const float* dout, const int32_t* mask, int B, int T, int NH, int D, float p,
+                   uint64_t seed, uint64_t offset) {
+  const int64_t C = (int64_t)NH * D, C3 = 3 * C;
+  const double scale = 1.0 / std::sqrt((double)D), inv_keep = 1.0 / (1.0 - p);
+  out.assign((size_t)B * T * C, 0.0);
+  dqkv.assign((size_t)B * T * C3, 0.0);
+  std::vector<double> P(T), f(T), dP(T);
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h)
+      for (int i = 0; i < T; ++i) {
+        const float* q = qkv + ((int64_t)b * T + i) * C3 + (int64_t)h * D;
+        int nreal = 0;
+        double mx = -1e300;
+        for (int j = 0; j < T; ++j) {
+          const uint64_t idx = offset + (((uint64_t)b * NH + h) * T + i) * T + j;
+          f[j] = p == 0.0f ? 1.0 : (bj_dropout_uniform(seed, idx) >= p ? inv_keep : 0.0);
+          P[j] = -1e300;
+          if (mask && mask[b * T + j] == 0) continue;
+          const float* k = qkv + ((int64_t)b * T + j) * C3 + C + (int64_t)h * D;
+          double s = 0;
+          for (int d = 0; d < D; ++d) s += (double)q[d] * k[d];
+          P[j] = s * scale;
+          mx = std::max(mx, P[j]);
+          ++nreal;
+        }
+        double sum = 0;
+        for (int j = 0; j < T; ++j) {
+          P[j] = nreal == 0 ? 1.0 / T : (P[j] == -1e300 ? 0.0 : std::exp(P[j] - mx));
+          sum += P[j];
+        }
+        for (int j = 0; j < T; ++j) P[j] /= sum;
+        const float* go = dout + ((int64_t)b * T + i) * C + (int64_t)h * D;
+        double* o = &out[((size_t)b * T + i) * C + (size_t)h * D];
+        double Di = 0;
+        for (int j = 0; j < T; ++j) {
+          const float* v = qkv + ((int64_t)b * T + j) * C3 + 2 * C + (int64_t)h * D;
+          double gv = 0;
+          for (int d = 0; d < D; ++d) {
+            o[d] += P[j] * f[j] * v[d];
+            gv += (double)go[d] * v[d];
+          }
+          dP[j] = f[j] * gv;
+        }
+        for (int d = 0; d < D; ++d) Di += (double)go[d] * o[d];
+        for (int j = 0; j < T; ++j) {
+          double* dv = &dqkv[((size_t)b * T + j) * C3 + 2 * C + (size_t)h * D];
+          for (int d = 0; d < D; ++d) dv[d] += P[j] * f[j] * go[d];
+          if (nreal == 0) continue;
+          const double dS = scale * P[j] * (dP[j] - Di);
+          const float* k = qkv + ((int64_t)b * T + j) * C3 + C + (int64_t)h * D;
+          double* dq = &dqkv[((size_t)b * T + i) * C3 + (size_t)h * D];
+          double* dk = &dqkv[((size_t)b * T + j) * C3 + C + (size_t)h * D];
+          for (int d = 0; d < D; ++d) {
+            dq[d] += dS * k[d];
+            dk[d] += dS * q[d];
+          }
+        }
+      }
+}
+
+double rel_err(const std::vector<float>& got, const std::vector<double>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num += (got[i] - ref[i]) * (got[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+// The blocked attention kernels against the double reference, over shapes that exercise the row
+// blocks (T > 32), key padding to 16, D not a multiple of the vector width, mask holes, an
+// all-padding batch and dropout; and the same bits for 1 and 2 threads.
+void test_attention_blocked() {
+  struct Shape {
+    int B, T, NH, D;
+    float p;
+  };
+  for (const Shape& sh : {Shape{3, 37, 2, 16, 0.0f}, Shape{3, 70, 3, 32, 0.1f},
+                          Shape{2, 19, 2, 7, 0.25f}, Shape{3, 33, 1, 64, 0.1f}}) {
+    const int B = sh.B, T = sh.T, NH = sh.NH, D = sh.D, C = NH * D;
+    std::vector<int32_t> mask((size_t)B * T, 1);
+    for (int t = 0; t < T; ++t) {
+      mask[t] = t % 5 != 3;        // batch 0: holes
+      if (B > 1) mask[T + t] = t < T / 2;  // batch 1: padded tail
+      if (B > 2) mask[2 * T + t] = 0;      // batch 2: all padding
+    }
+    auto qkv = rnd((size_t)B * T * 3 * C, 31 + T), dout = rnd((size_t)B * T * C, 32 + T);
+    for (auto& v : qkv) v *= 2.0f;
+    std::vector<double> ro, rd;
+    attention_ref(ro, rd, qkv.data(), dout.data(), mask.data(), B, T, NH, D, sh.p, 9, 1000);
+    std::vector<float> bits[2];
+    for (int k = 0; k < 2; ++k) {
+      omp_set_num_threads(k + 1);
+      std::vector<float> out((size_t)B * T * C), lse((size_t)B * NH * T),
+          dqkv(qkv.size(), 5.0f);
+      ok_rc(bj_cpu_attention_forward(out.data(), lse.data(), qkv.data(), mask.data(), B, T, NH, D,
+                                     sh.p, 9, 1000, nullptr),
+            "attention_forward (blocked)");
+      ok_rc(bj_cpu_attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(),
+                                      mask.data(), B, T, NH, D, sh.p, 9, 1000, nullptr),
+            "attention_backward (blocked)");
+      if (k == 0) {
+        const double eo = rel_err(out, ro), ed = rel_err(dqkv, rd);
+        std::printf("attention B%d T%d NH%d D%d p%.2f vs double: out %.3g, dqkv %.3g\n", B, T, NH,
+                    D, (double)sh.p, eo, ed);
+        near(eo, 0, 1e-5, "attention out vs double reference");
+        near(ed, 0, 1e-4, "attention dqkv vs double reference");
+        if (B > 2) near(lse[2 * NH * T], std::log((double)T), 1e-6, "all-padding lse = log T");
+      }
+      bits[k] = out;
+      bits[k].insert(bits[k].end(), lse.begin(), lse.end());
+      bits[k].insert(bits[k].end(), dqkv.begin(), dqkv.end());
+    }
+    check(bits[0].size() == bits[1].size() &&
+              std::memcmp(bits[0].data(), bits[1].data(), bits[0].size() * sizeof(float)) == 0,
+          "attention bit-identical for 1 and 2 threads");
+  }
+  omp_set_num_threads(omp_get_num_procs());
+}
+
 // Parameter-gradient reductions give the same bits with 1 and 2 threads.
 void test_determinism() {
   const int N = 300, C = 100, V = 7, T = 30, B = N / T;
@@ -308,6 +482,9 @@ int main() {
   test_optimizer();
   test_dropout();
   test_attention();
+  test_philox_batch();
+  test_gelu_accuracy();
+  test_attention_blocked();
   test_determinism();
   test_errors();
   if (g_failures) {
