@@ -696,91 +696,181 @@ public final class BertConfig {
 
         private Builder() {}
 
-        /** @param v {@code vocab_size} @return this builder */
+        /**
+
+         * @param v {@code vocab_size}
+
+         * @return this builder
+
+         */
         public Builder setVocabSize(int v) {
             vocabSize = v;
             return this;
         }
 
-        /** @param v {@code hidden_size} @return this builder */
+        /**
+
+         * @param v {@code hidden_size}
+
+         * @return this builder
+
+         */
         public Builder setHiddenSize(int v) {
             hiddenSize = v;
             return this;
         }
 
-        /** @param v {@code num_hidden_layers} @return this builder */
+        /**
+
+         * @param v {@code num_hidden_layers}
+
+         * @return this builder
+
+         */
         public Builder setNumHiddenLayers(int v) {
             numHiddenLayers = v;
             return this;
         }
 
-        /** @param v {@code num_attention_heads} @return this builder */
+        /**
+
+         * @param v {@code num_attention_heads}
+
+         * @return this builder
+
+         */
         public Builder setNumAttentionHeads(int v) {
             numAttentionHeads = v;
             return this;
         }
 
-        /** @param v {@code intermediate_size} @return this builder */
+        /**
+
+         * @param v {@code intermediate_size}
+
+         * @return this builder
+
+         */
         public Builder setIntermediateSize(int v) {
             intermediateSize = v;
             return this;
         }
 
-        /** @param v {@code hidden_act}; only {@code "gelu"} builds @return this builder */
+        /**
+
+         * @param v {@code hidden_act}; only {@code "gelu"} builds
+
+         * @return this builder
+
+         */
         public Builder optHiddenAct(String v) {
             hiddenAct = v;
             return this;
         }
 
-        /** @param v {@code hidden_dropout_prob} @return this builder */
+        /**
+
+         * @param v {@code hidden_dropout_prob}
+
+         * @return this builder
+
+         */
         public Builder optHiddenDropoutProb(double v) {
             hiddenDropoutProb = v;
             return this;
         }
 
-        /** @param v {@code attention_probs_dropout_prob} @return this builder */
+        /**
+
+         * @param v {@code attention_probs_dropout_prob}
+
+         * @return this builder
+
+         */
         public Builder optAttentionProbsDropoutProb(double v) {
             attentionProbsDropoutProb = v;
             return this;
         }
 
-        /** @param v {@code max_position_embeddings} @return this builder */
+        /**
+
+         * @param v {@code max_position_embeddings}
+
+         * @return this builder
+
+         */
         public Builder optMaxPositionEmbeddings(int v) {
             maxPositionEmbeddings = v;
             return this;
         }
 
-        /** @param v {@code type_vocab_size} @return this builder */
+        /**
+
+         * @param v {@code type_vocab_size}
+
+         * @return this builder
+
+         */
         public Builder optTypeVocabSize(int v) {
             typeVocabSize = v;
             return this;
         }
 
-        /** @param v {@code initializer_range} @return this builder */
+        /**
+
+         * @param v {@code initializer_range}
+
+         * @return this builder
+
+         */
         public Builder optInitializerRange(double v) {
             initializerRange = v;
             return this;
         }
 
-        /** @param v {@code layer_norm_eps} @return this builder */
+        /**
+
+         * @param v {@code layer_norm_eps}
+
+         * @return this builder
+
+         */
         public Builder optLayerNormEps(double v) {
             layerNormEps = v;
             return this;
         }
 
-        /** @param v {@code pad_token_id}, or -1 for none @return this builder */
+        /**
+
+         * @param v {@code pad_token_id}, or -1 for none
+
+         * @return this builder
+
+         */
         public Builder optPadTokenId(int v) {
             padTokenId = v;
             return this;
         }
 
-        /** @param v {@code classifier_dropout}, or {@code null} to use {@code hidden_dropout_prob} @return this builder */
+        /**
+
+         * @param v {@code classifier_dropout}, or {@code null} to use {@code hidden_dropout_prob}
+
+         * @return this builder
+
+         */
         public Builder optClassifierDropout(Double v) {
             classifierDropout = v;
             return this;
         }
 
-        /** @param v {@code problem_type}, or {@code null} @return this builder */
+        /**
+
+         * @param v {@code problem_type}, or {@code null}
+
+         * @return this builder
+
+         */
         public Builder optProblemType(ProblemType v) {
             problemType = v;
             return this;
@@ -811,13 +901,25 @@ public final class BertConfig {
             return optLabels(defaultLabels(n));
         }
 
-        /** @param v {@code architectures}, e.g. {@code List.of("BertForSequenceClassification")} @return this builder */
+        /**
+
+         * @param v {@code architectures}, e.g. {@code List.of("BertForSequenceClassification")}
+
+         * @return this builder
+
+         */
         public Builder optArchitectures(List<String> v) {
             architectures = new ArrayList<>(v);
             return this;
         }
 
-        /** @param v {@code position_embedding_type}; only {@code "absolute"} builds @return this builder */
+        /**
+
+         * @param v {@code position_embedding_type}; only {@code "absolute"} builds
+
+         * @return this builder
+
+         */
         public Builder optPositionEmbeddingType(String v) {
             positionEmbeddingType = v;
             return this;

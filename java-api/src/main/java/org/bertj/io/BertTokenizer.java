@@ -381,13 +381,25 @@ public final class BertTokenizer implements AutoCloseable {
 
         private Builder() {}
 
-        /** @param v the {@code tokenizer.json} file @return this builder */
+        /**
+
+         * @param v the {@code tokenizer.json} file
+
+         * @return this builder
+
+         */
         public Builder setPath(Path v) {
             path = v;
             return this;
         }
 
-        /** @param v the default most tokens per example, special tokens included (default 512) @return this builder */
+        /**
+
+         * @param v the default most tokens per example, special tokens included (default 512)
+
+         * @return this builder
+
+         */
         public Builder optMaxLength(int v) {
             if (v < 3) {
                 throw new IllegalArgumentException("maxLength " + v + " must be at least 3");
@@ -396,7 +408,13 @@ public final class BertTokenizer implements AutoCloseable {
             return this;
         }
 
-        /** @param v round the padded length of a batch up to a multiple of this (default 1) @return this builder */
+        /**
+
+         * @param v round the padded length of a batch up to a multiple of this (default 1)
+
+         * @return this builder
+
+         */
         public Builder optPadToMultipleOf(int v) {
             if (v < 1) {
                 throw new IllegalArgumentException("padToMultipleOf must be at least 1");

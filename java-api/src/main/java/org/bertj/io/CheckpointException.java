@@ -10,9 +10,12 @@ import java.nio.file.Path;
  */
 public class CheckpointException extends RuntimeException {
 
+    /** Serialization version. */
     private static final long serialVersionUID = 1L;
 
+    /** The file at fault (not serialized). */
     private final transient Path file;
+    /** The tensor or field at fault, or null. */
     private final String field;
 
     /**

@@ -121,7 +121,9 @@ public final class MiniLmConverter {
         Path tmp = null;
         try {
             Files.createDirectories(target.getParent());
-            tmp = Files.createTempDirectory(target.getParent(), "." + MODEL_NAME + ".tmp-");
+            // not createTempDirectory: that folder would be private (0700) once renamed into place
+            tmp = Files.createDirectory(target.resolveSibling(
+                    "." + MODEL_NAME + ".tmp-" + ProcessHandle.current().pid() + "-" + System.nanoTime()));
             convert(tmp);
             try {
                 Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
@@ -186,6 +188,7 @@ public final class MiniLmConverter {
      * @param outDir the destination folder (created if needed)
      * @return the configuration written
      * @throws CheckpointException if the graph does not hold a complete BERT encoder
+     * @throws IOException if reading the streams or writing the folder fails
      */
     public static BertConfig convert(InputStream onnx, String onnxName, InputStream tokenizerJson, Path outDir)
             throws IOException {
