@@ -9,7 +9,10 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "bertj", mixinStandardHelpOptions = true, versionProvider = Version.class,
     description = "A BERT engine for the JVM: fine-tune, evaluate, predict, embed, bench.",
-    subcommands = {CommandLine.HelpCommand.class})
+    subcommands = {CommandLine.HelpCommand.class,
+        FinetuneCommand.class,
+        EvaluateCommand.class,
+        PredictCommand.class})
 public final class Main implements Runnable {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
