@@ -70,6 +70,9 @@ public final class Trainer implements AutoCloseable {
   /** The plot in the output folder. */
   public static final String PLOT_FILE = "training.png";
 
+  /** Test hook: runs while a checkpoint is half written (to simulate a crash there). */
+  static volatile Runnable midCheckpointHook;
+
   private final Builder args;
   private final Backend be;
   private final boolean ownsBackend;
@@ -536,6 +539,10 @@ public final class Trainer implements AutoCloseable {
       deleteTree(tmp);
       Files.createDirectories(tmp);
       model.save(tmp);
+      Runnable hook = midCheckpointHook;
+      if (hook != null) {
+        hook.run();
+      }
       Files.copy(output.resolve("tokenizer.json"), tmp.resolve("tokenizer.json"));
       new SafetensorsWriter()
           .putF32("exp_avg", be.download(optimizer.m()), optimizer.m().numel())
