@@ -27,8 +27,8 @@ final class TerminalProgress implements TrainingListener {
 
   @Override
   public void onStart(int totalSteps, int startStep, int samplesPerStep) {
-    bar = new ProgressBarBuilder().setTaskName("finetune").setInitialMax(totalSteps)
-        .setStyle(ProgressBarStyle.ASCII).setUnit(" steps", 1).setUpdateIntervalMillis(500)
+    bar = new ProgressBarBuilder().setTaskName("train").setInitialMax(totalSteps)
+        .setStyle(ProgressBarStyle.ASCII).setUpdateIntervalMillis(500)
         .setConsumer(new ConsoleProgressBarConsumer(err)).startsFrom(startStep,
             java.time.Duration.ZERO)
         .build();
@@ -39,7 +39,7 @@ final class TerminalProgress implements TrainingListener {
     emaLoss = Double.isNaN(emaLoss) ? loss : 0.9 * emaLoss + 0.1 * loss;
     if (bar != null) {
       bar.stepTo(step);
-      bar.setExtraMessage(String.format(Locale.ROOT, "loss %.4f, %.1f samples/s", emaLoss,
+      bar.setExtraMessage(String.format(Locale.ROOT, "loss %.3f, %.0f samples/s", emaLoss,
           seconds > 0 ? samples / seconds : 0));
     }
   }
