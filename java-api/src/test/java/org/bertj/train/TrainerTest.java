@@ -325,6 +325,21 @@ class TrainerTest {
     }
   }
 
+  @Test
+  void weightDecayGroupingIsHuggingFaces() {
+    // transformers decays every parameter but biases and LayerNorm weights; the store puts those
+    // after nDecay, and AdamW decays [0, nDecay) only
+    try (Trainer t = TinyTask.builder(model, train, be).optMaxSteps(1).build()) {
+      var ps = t.model().parameters();
+      for (Parameter p : ps.list()) {
+        boolean hfDecay = !(p.name().endsWith(".bias") || p.name().contains("LayerNorm."));
+        assertEquals(hfDecay, p.offset() + p.numel() <= ps.nDecay(), p.name());
+        assertEquals(hfDecay, p.decay(), p.name());
+      }
+      assertTrue(ps.nDecay() > 0 && ps.nDecay() < ps.size());
+    }
+  }
+
   // ---------------------------------------------------------------- bad input
 
   static String buildError(Path trainFile, Path evalFile) {
