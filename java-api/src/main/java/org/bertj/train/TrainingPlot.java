@@ -66,6 +66,13 @@ public final class TrainingPlot {
       s.setLineColor(new Color(0xd62728));
       s.setMarkerColor(new Color(0xd62728));
       chart.setYAxisGroupTitle(1, "eval " + metric);
+      chart.getStyler().putYAxisGroupDecimalPatternMap(1, "0.000");
+      if (!metric.equals("mse")) { // a fraction: a range around the points, inside [0, 1]
+        double lo = ev.stream().mapToDouble(Double::doubleValue).min().orElse(0);
+        double hi = ev.stream().mapToDouble(Double::doubleValue).max().orElse(1);
+        chart.getStyler().setYAxisMin(1, Math.max(0, lo - 0.05));
+        chart.getStyler().setYAxisMax(1, Math.min(1, hi + 0.05));
+      }
     }
     Path abs = png.toAbsolutePath();
     Path tmp = abs.resolveSibling(abs.getFileName() + ".tmp.png");
