@@ -9,7 +9,12 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "bertj", mixinStandardHelpOptions = true, versionProvider = Version.class,
     description = "A BERT engine for the JVM: fine-tune, evaluate, predict, embed, bench.",
-    subcommands = {CommandLine.HelpCommand.class, EmbedCommand.class, BenchCommand.class})
+    subcommands = {CommandLine.HelpCommand.class,
+        FinetuneCommand.class,
+        EvaluateCommand.class,
+        PredictCommand.class,
+        EmbedCommand.class,
+        BenchCommand.class})
 public final class Main implements Runnable {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;

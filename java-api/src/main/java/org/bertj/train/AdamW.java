@@ -9,7 +9,8 @@ import org.bertj.model.Parameters;
  * {@code torch.optim.AdamW} over a model's flat {@link Parameters}: one {@link Backend#adamw}
  * call per step. The moments m, v are flat buffers of the store's size. Weight decay applies to
  * {@code [decayBegin, decayEnd)}, by default {@code [0, nDecay)} (Linear weights and embeddings,
- * Hugging Face's grouping).
+ * Hugging Face's grouping). {@link #updateRanges} restricts the update to parts of the store
+ * (frozen parameters are neither stepped nor decayed, as if absent from the optimizer).
  */
 public final class AdamW implements AutoCloseable {
   private final Parameters params;
@@ -22,6 +23,7 @@ public final class AdamW implements AutoCloseable {
   private final float weightDecay;
   private long decayBegin;
   private long decayEnd;
+  private long[][] ranges;
   private int step;
 
   /** AdamW with the given hyper-parameters; decay on the store's decayed group. */
@@ -34,6 +36,7 @@ public final class AdamW implements AutoCloseable {
     this.weightDecay = weightDecay;
     this.decayBegin = 0;
     this.decayEnd = params.nDecay();
+    this.ranges = new long[][] {{0, params.size()}};
     Tensor mm = be.alloc(DType.F32, params.size());
     try {
       this.v = be.alloc(DType.F32, params.size());
@@ -55,6 +58,28 @@ public final class AdamW implements AutoCloseable {
     return this;
   }
 
+  /**
+   * Restricts the update to these element ranges {@code [begin, end)} of the store (sorted,
+   * disjoint); the rest is frozen. Default: the whole store.
+   */
+  public AdamW updateRanges(long[][] r) {
+    long prev = 0;
+    for (long[] x : r) {
+      if (x.length != 2 || x[0] < prev || x[0] > x[1] || x[1] > params.size()) {
+        throw new IllegalArgumentException("update ranges must be sorted, disjoint and inside [0, "
+            + params.size() + ")");
+      }
+      prev = x[1];
+    }
+    this.ranges = r.clone();
+    return this;
+  }
+
+  /** The element ranges this optimizer updates. */
+  public long[][] updateRanges() {
+    return ranges.clone();
+  }
+
   /** One step with learning rate lr. */
   public void step(float lr) {
     step(lr, null);
@@ -63,8 +88,29 @@ public final class AdamW implements AutoCloseable {
   /** One step with lr and gradScale (one F32 element multiplying the gradients, may be null). */
   public void step(float lr, Tensor gradScale) {
     step++;
-    be.adamw(params.values(), params.grads(), m, v, decayBegin, decayEnd, lr, beta1, beta2, eps,
-        weightDecay, step, gradScale);
+    if (ranges.length == 1 && ranges[0][0] == 0 && ranges[0][1] == params.size()) {
+      be.adamw(params.values(), params.grads(), m, v, decayBegin, decayEnd, lr, beta1, beta2, eps,
+          weightDecay, step, gradScale);
+      return;
+    }
+    for (long[] r : ranges) {
+      long n = r[1] - r[0];
+      if (n == 0) {
+        continue;
+      }
+      long db = Math.min(n, Math.max(0, decayBegin - r[0]));
+      long de = Math.max(db, Math.min(n, decayEnd - r[0]));
+      be.adamw(params.values().view(r[0], n), params.grads().view(r[0], n), m.view(r[0], n),
+          v.view(r[0], n), db, de, lr, beta1, beta2, eps, weightDecay, step, gradScale);
+    }
+  }
+
+  /** Sets the steps taken (when resuming: the bias correction continues from there). */
+  public void setStepCount(int steps) {
+    if (steps < 0) {
+      throw new IllegalArgumentException("step count " + steps + " must be >= 0");
+    }
+    this.step = steps;
   }
 
   /** Steps taken so far. */
