@@ -21,7 +21,16 @@
 //   micro-tiles (rows ty + 16i, keys tx + 16j), online softmax per row (max/sum over the 16 tx
 //   lanes by shuffles), dropout, P (BQ x BK) through shared memory, O += P V with each thread
 //   owning rows ty + 16i x D/16 channels. The T x T scores never reach global memory; the
-//   output is O / l and lse = m + log(l). Key tiles without a real key are skipped.
+//   output is O / l and lse = m + log(l). Keys after the batch's last real key are not visited
+//   (16-key granularity: the tile body is instantiated for 1..BK/16 key micro-tiles), and key
+//   tiles without a real key are skipped.
+// - k_attn_bwd_fused<D, BQ = 32>: the backward for D in {32, 64} and T <= 128: grid (NH, B), one
+//   block owns every key of its head (K, V in shared memory, dK, dV in registers), walks the query
+//   tiles and computes P once per element: S^T, dP^T, then dV += Pdrop^T dO, dK += dS^T Q and
+//   dQ = dS K of the tile (written directly). Keys after the last real key are not computed (the
+//   body is instantiated per 16-key count). 153 KB of shared memory at D = 64, 224 registers:
+//   one block per SM. Deterministic (fixed summation order, no atomics).
+//   The two kernels below remain the backward for other D or T (or BJ_ATTN_FUSED_BWD=0).
 // - k_attn_bwd_kv<D, BK, BQ>: grid (ceil(T/BK), NH, B). The block owns BK keys (K, V in shared
 //   memory, dK and dV in registers) and walks all query tiles in order: recompute S^T and dP^T,
 //   P = exp(S - lse) (lse from the forward), dS, then dV += Pdrop^T dO and dK += dS^T Q. D_i is
@@ -42,6 +51,11 @@ constexpr int kThreads = 256;
 // dQ kernel (QQ queries x QK keys). BJ_ATTN_D64_KV_QTILE (64 or 32) picks the dK/dV kernel's
 // query tile at D = 64: 64 gives more FMAs per shared-memory load but spills ~14 registers at two
 // blocks per SM; 32 does not spill (a build-time knob for benchmarking both).
+// BJ_ATTN_FUSED_BWD (default 1): D in {32, 64} with T <= 128 use the one-kernel backward
+// k_attn_bwd_fused; 0 keeps the two-kernel path everywhere (for benchmarking both).
+#ifndef BJ_ATTN_FUSED_BWD
+#define BJ_ATTN_FUSED_BWD 1
+#endif
 #ifndef BJ_ATTN_D64_KV_QTILE
 #define BJ_ATTN_D64_KV_QTILE 64
 #endif
@@ -167,6 +181,23 @@ __device__ __forceinline__ bool batch_has_real_key(const int32_t* mask, int b, i
   return __syncthreads_or(any) != 0;
 }
 
+// One past the last real key of batch b (block-wide; every thread gets it): 0 when the batch has
+// no real key, T without a mask. Keys at or after it are padded and contribute exactly 0.
+__device__ __forceinline__ int key_end(const int32_t* mask, int b, int T) {
+  if (mask == nullptr) return T;
+  __shared__ int s_kend[kThreads / 32];
+  int last = 0;
+  for (int j = threadIdx.x; j < T; j += kThreads)
+    if (mask[(int64_t)b * T + j] != 0) last = j + 1;
+  last = bjc::warp_max(last);
+  if ((threadIdx.x & 31) == 0) s_kend[threadIdx.x >> 5] = last;
+  __syncthreads();
+  int r = 0;
+#pragma unroll
+  for (int w = 0; w < kThreads / 32; ++w) r = max(r, s_kend[w]);
+  return r;
+}
+
 __device__ __forceinline__ int key_ok(const int32_t* mask, int b, int T, int j, bool uniform) {
   return j < T && (uniform || mask == nullptr || mask[(int64_t)b * T + j] != 0);
 }
@@ -195,25 +226,116 @@ __device__ __forceinline__ float drop_factor(float p, float dscale, uint64_t see
 }
 
 // ---------------------------------------------------------------------------------------------
+// One key tile of the forward: keys k0 + tx + 16j for j < NJ only (the tile's keys from 16 * NJ
+// on are padded: NJ is a template parameter so that the loops carry no guards).
+template <int D, int BQ, int BK, int NJ>
+__device__ __forceinline__ void fwd_tile(const float* Qs, const float* Ks, const float* Vs,
+                                         float* Ps, const int* s_valid, float (&m)[BQ / 16],
+                                         float (&l)[BQ / 16], float (&o)[BQ / 16][D / 16],
+                                         int q0, int k0, int T, uint64_t bh, bool uniform,
+                                         float scale, float p, float dscale, uint64_t seed,
+                                         uint64_t offset) {
+  constexpr int LD = D + 4, LP = BK + 16, RM = BQ / 16, NV = D / 16, KP = 16 * NJ;
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  float s[RM][NJ];
+#pragma unroll
+  for (int i = 0; i < RM; ++i)
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) s[i][j] = 0.0f;
+#pragma unroll 4
+  for (int d = 0; d < D; d += 4) {
+    float4 qa[RM], kb[NJ];
+#pragma unroll
+    for (int i = 0; i < RM; ++i)
+      qa[i] = *reinterpret_cast<const float4*>(Qs + (ty + 16 * i) * LD + d);
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+      kb[j] = *reinterpret_cast<const float4*>(Ks + (tx + 16 * j) * LD + d);
+#pragma unroll
+    for (int i = 0; i < RM; ++i)
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) s[i][j] = dot4(qa[i], kb[j], s[i][j]);
+  }
+
+  int kvj[NJ];
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) kvj[j] = s_valid[tx + 16 * j];
+#pragma unroll
+  for (int i = 0; i < RM; ++i) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) {
+      s[i][j] = kvj[j] ? (uniform ? 0.0f : scale * s[i][j]) : -INFINITY;
+      mx = fmaxf(mx, s[i][j]);
+    }
+    mx = max16(mx);
+    const float mnew = fmaxf(m[i], mx);  // finite: this tile has a real key
+    const float corr = expf(m[i] - mnew);
+    const int qi = q0 + ty + 16 * i;
+    const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T + k0;
+    float rs = 0.0f;
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) {
+      const float e = kvj[j] ? expf(s[i][j] - mnew) : 0.0f;
+      rs += e;
+      float pd = e;
+      if (p > 0.0f && e != 0.0f) pd = e * drop_factor(p, dscale, seed, idx0 + tx + 16 * j);
+      Ps[(ty + 16 * i) * LP + tx + 16 * j] = pd;
+    }
+    rs = sum16(rs);
+    l[i] = l[i] * corr + rs;
+    m[i] = mnew;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) o[i][v] *= corr;
+  }
+  __syncthreads();
+
+#pragma unroll 2
+  for (int c = 0; c < KP; c += 4) {
+    float4 pa[RM];
+#pragma unroll
+    for (int i = 0; i < RM; ++i)
+      pa[i] = *reinterpret_cast<const float4*>(Ps + (ty + 16 * i) * LP + c);
+    float vv[4][NV];
+#pragma unroll
+    for (int cc = 0; cc < 4; ++cc) load_dims<D>(Vs + (c + cc) * LD, tx, vv[cc]);
+#pragma unroll
+    for (int i = 0; i < RM; ++i)
+#pragma unroll
+      for (int v = 0; v < NV; ++v) {
+        float a = o[i][v];
+        a = fmaf(pa[i].x, vv[0][v], a);
+        a = fmaf(pa[i].y, vv[1][v], a);
+        a = fmaf(pa[i].z, vv[2][v], a);
+        a = fmaf(pa[i].w, vv[3][v], a);
+        o[i][v] = a;
+      }
+  }
+}
+
 template <int D, int BQ, int BK>
 __global__ void __launch_bounds__(kThreads)
     k_attn_fwd(float* out, float* lse, const float* qkv, const int32_t* mask, int T, int NH,
                float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
                int vec_out) {
-  constexpr int LD = D + 4, LP = BK + 16, RM = BQ / 16, RN = BK / 16, NV = D / 16;
+  constexpr int LD = D + 4, RM = BQ / 16, RN = BK / 16, NV = D / 16;
+  static_assert(RN >= 1 && RN <= 4, "key micro-tiles per tile");
   BJ_DYN_SMEM(float, smem);
   float* Qs = smem;          // (BQ, LD)
   float* Ks = Qs + BQ * LD;  // (BK, LD)
   float* Vs = Ks + BK * LD;  // (BK, LD)
-  float* Ps = Vs + BK * LD;  // (BQ, LP) dropped, unnormalized probabilities of this key tile
+  float* Ps = Vs + BK * LD;  // (BQ, BK + 16) dropped, unnormalized probabilities of this key tile
   __shared__ int s_valid[BK];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int tid = threadIdx.x;
   const int q0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z;
   const int C = NH * D;
   const int64_t C3 = 3LL * C;
   const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;  // q of token 0, head h
   const uint64_t bh = (uint64_t)b * NH + h;
-  const bool uniform = !batch_has_real_key(mask, b, T);
+  // keys from kend on are padded (P = 0): not visited
+  int kend = key_end(mask, b, T);
+  const bool uniform = kend == 0;
+  if (uniform) kend = T;
 
   load_tile<D, BQ, LD>(Qs, qkv_b + (int64_t)q0 * C3, C3, min(BQ, T - q0), vec_in);
 
@@ -226,95 +348,34 @@ __global__ void __launch_bounds__(kThreads)
     for (int v = 0; v < NV; ++v) o[i][v] = 0.0f;
   }
 
-  for (int k0 = 0; k0 < T; k0 += BK) {
+  for (int k0 = 0; k0 < kend; k0 += BK) {
     int kv = 0;
     if (tid < BK) {
       kv = key_ok(mask, b, T, k0 + tid, uniform);
       s_valid[tid] = kv;
     }
     if (!__syncthreads_or(kv)) continue;  // no real key in this tile (also orders Qs loads)
-    const int nk = min(BK, T - k0);
+    const int nk = min(BK, kend - k0);
     load_tile<D, BK, LD>(Ks, qkv_b + (int64_t)k0 * C3 + C, C3, nk, vec_in);
     load_tile<D, BK, LD>(Vs, qkv_b + (int64_t)k0 * C3 + 2 * C, C3, nk, vec_in);
     __syncthreads();
-
-    float s[RM][RN];
-#pragma unroll
-    for (int i = 0; i < RM; ++i)
-#pragma unroll
-      for (int j = 0; j < RN; ++j) s[i][j] = 0.0f;
-#pragma unroll 4
-    for (int d = 0; d < D; d += 4) {
-      float4 qa[RM], kb[RN];
-#pragma unroll
-      for (int i = 0; i < RM; ++i)
-        qa[i] = *reinterpret_cast<const float4*>(Qs + (ty + 16 * i) * LD + d);
-#pragma unroll
-      for (int j = 0; j < RN; ++j)
-        kb[j] = *reinterpret_cast<const float4*>(Ks + (tx + 16 * j) * LD + d);
-#pragma unroll
-      for (int i = 0; i < RM; ++i)
-#pragma unroll
-        for (int j = 0; j < RN; ++j) s[i][j] = dot4(qa[i], kb[j], s[i][j]);
-    }
-
-    int kvj[RN];
-#pragma unroll
-    for (int j = 0; j < RN; ++j) kvj[j] = s_valid[tx + 16 * j];
-#pragma unroll
-    for (int i = 0; i < RM; ++i) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < RN; ++j) {
-        s[i][j] = kvj[j] ? (uniform ? 0.0f : scale * s[i][j]) : -INFINITY;
-        mx = fmaxf(mx, s[i][j]);
-      }
-      mx = max16(mx);
-      const float mnew = fmaxf(m[i], mx);  // finite: this tile has a real key
-      const float corr = expf(m[i] - mnew);
-      const int qi = q0 + ty + 16 * i;
-      const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T + k0;
-      float rs = 0.0f;
-#pragma unroll
-      for (int j = 0; j < RN; ++j) {
-        const float e = kvj[j] ? expf(s[i][j] - mnew) : 0.0f;
-        rs += e;
-        float pd = e;
-        if (p > 0.0f && e != 0.0f) pd = e * drop_factor(p, dscale, seed, idx0 + tx + 16 * j);
-        Ps[(ty + 16 * i) * LP + tx + 16 * j] = pd;
-      }
-      rs = sum16(rs);
-      l[i] = l[i] * corr + rs;
-      m[i] = mnew;
-#pragma unroll
-      for (int v = 0; v < NV; ++v) o[i][v] *= corr;
-    }
-    __syncthreads();
-
-#pragma unroll 2
-    for (int c = 0; c < BK; c += 4) {
-      float4 pa[RM];
-#pragma unroll
-      for (int i = 0; i < RM; ++i)
-        pa[i] = *reinterpret_cast<const float4*>(Ps + (ty + 16 * i) * LP + c);
-      float vv[4][NV];
-#pragma unroll
-      for (int cc = 0; cc < 4; ++cc) load_dims<D>(Vs + (c + cc) * LD, tx, vv[cc]);
-#pragma unroll
-      for (int i = 0; i < RM; ++i)
-#pragma unroll
-        for (int v = 0; v < NV; ++v) {
-          float a = o[i][v];
-          a = fmaf(pa[i].x, vv[0][v], a);
-          a = fmaf(pa[i].y, vv[1][v], a);
-          a = fmaf(pa[i].z, vv[2][v], a);
-          a = fmaf(pa[i].w, vv[3][v], a);
-          o[i][v] = a;
-        }
-    }
+    const int nj = (nk + 15) / 16;
+    if (nj >= RN)
+      fwd_tile<D, BQ, BK, RN>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh, uniform, scale,
+                              p, dscale, seed, offset);
+    else if (nj == 1)
+      fwd_tile<D, BQ, BK, 1>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh, uniform, scale, p,
+                             dscale, seed, offset);
+    else if (nj == 2)
+      fwd_tile<D, BQ, BK, (RN > 2 ? 2 : 1)>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh,
+                                            uniform, scale, p, dscale, seed, offset);
+    else
+      fwd_tile<D, BQ, BK, (RN > 3 ? 3 : 1)>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh,
+                                            uniform, scale, p, dscale, seed, offset);
     __syncthreads();  // Ks, Vs, Ps, s_valid are rewritten by the next tile
   }
 
+  const int tx = tid & 15, ty = tid >> 4;
 #pragma unroll
   for (int i = 0; i < RM; ++i) {
     const int qi = q0 + ty + 16 * i;
@@ -596,6 +657,231 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Fused backward for T <= kFusedT (one block per (b, h), owning every key). K, V of the head stay
+// in shared memory; the block walks query tiles of BQ: S^T and dP^T (keys x queries) in
+// registers, P = exp(S - lse) once, Pdrop^T and dS^T (key-major) and dS (query-major) through
+// shared memory, then dV += Pdrop^T dO and dK += dS^T Q in registers (each element owned by one
+// thread, summed over the query tiles in order: deterministic) and dQ = dS K of the tile written
+// directly. Only the first NA * 16 keys are computed, NA = ceil(key_end / 16) (a template
+// parameter, so the loops carry no guards): keys after the last real key are padded, their P is
+// exactly 0, and they add nothing to any sum; their dk = dv = 0 are still written.
+constexpr int kFusedT = 128;
+
+template <int D, int BQ, int NA>
+__device__ __forceinline__ void bwd_fused_body(float* smem, float* s_lse, float* s_D,
+                                               float* dqkv_b, const float* dout_b,
+                                               const float* qkv_b, const float* out_b,
+                                               const float* lse_bh, const int32_t* mask, int b,
+                                               int T, int C, int64_t C3, float scale, float p,
+                                               float dscale, uint64_t seed, uint64_t idx_bh,
+                                               bool uniform, int vec_in, int vec_o,
+                                               int vec_out) {
+  constexpr int TK = kFusedT, LD = D + 4, LS = BQ + 16, LK = TK + 4, RQ = BQ / 16, NV = D / 16;
+  constexpr int KP = 16 * NA;  // keys computed
+  float* Ks = smem;
+  float* Vs = Ks + TK * LD;
+  float* Qs = Vs + TK * LD;
+  float* dOs = Qs + BQ * LD;
+  float* PdT = dOs + BQ * LD;  // (TK, LS) Pdrop^T of the current query tile
+  float* dST = PdT + TK * LS;  // (TK, LS) dS^T
+  float* dSq = dST + TK * LS;  // (BQ, LK) dS
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const float inv_t = 1.0f / (float)T;
+
+  int kval[NA];
+#pragma unroll
+  for (int a = 0; a < NA; ++a) kval[a] = key_ok(mask, b, T, ty + 16 * a, uniform);
+  float dk[NA][NV], dv[NA][NV];
+#pragma unroll
+  for (int a = 0; a < NA; ++a)
+#pragma unroll
+    for (int v = 0; v < NV; ++v) dk[a][v] = dv[a][v] = 0.0f;
+
+  for (int q0 = 0; q0 < T; q0 += BQ) {
+    const int nq = min(BQ, T - q0);
+    load_tile<D, BQ, LD>(Qs, qkv_b + (int64_t)q0 * C3, C3, nq, vec_in);
+    load_dout_and_delta<D, BQ, LD>(dOs, s_D, dout_b + (int64_t)q0 * C, out_b + (int64_t)q0 * C, C,
+                                   nq, vec_o != 0);
+    if (tid < BQ) s_lse[tid] = tid < nq ? lse_bh[q0 + tid] : 0.0f;
+    __syncthreads();  // (the first one also orders the K, V loads)
+
+    // S^T, dP^T: keys ty + 16a (a < NA) x queries tx + 16q (q < RQ)
+    float st[NA][RQ], dpt[NA][RQ];
+#pragma unroll
+    for (int a = 0; a < NA; ++a)
+#pragma unroll
+      for (int q = 0; q < RQ; ++q) st[a][q] = dpt[a][q] = 0.0f;
+#pragma unroll 2
+    for (int d = 0; d < D; d += 4) {
+      float4 qb[RQ], ob[RQ];
+#pragma unroll
+      for (int q = 0; q < RQ; ++q) {
+        qb[q] = *reinterpret_cast<const float4*>(Qs + (tx + 16 * q) * LD + d);
+        ob[q] = *reinterpret_cast<const float4*>(dOs + (tx + 16 * q) * LD + d);
+      }
+#pragma unroll
+      for (int a = 0; a < NA; ++a) {
+        const float4 ka = *reinterpret_cast<const float4*>(Ks + (ty + 16 * a) * LD + d);
+        const float4 va = *reinterpret_cast<const float4*>(Vs + (ty + 16 * a) * LD + d);
+#pragma unroll
+        for (int q = 0; q < RQ; ++q) {
+          st[a][q] = dot4(ka, qb[q], st[a][q]);
+          dpt[a][q] = dot4(va, ob[q], dpt[a][q]);
+        }
+      }
+    }
+#pragma unroll
+    for (int a = 0; a < NA; ++a) {
+      const int kj = ty + 16 * a;
+#pragma unroll
+      for (int q = 0; q < RQ; ++q) {
+        const int ql = tx + 16 * q, qi = q0 + ql;
+        float P = 0.0f;
+        if (kval[a] && qi < T) P = uniform ? inv_t : expf(scale * st[a][q] - s_lse[ql]);
+        float f = 1.0f;
+        if (p > 0.0f && P != 0.0f)
+          f = drop_factor(p, dscale, seed, idx_bh + (uint64_t)qi * (uint64_t)T + kj);
+        const float ds = uniform ? 0.0f : P * (dpt[a][q] * f - s_D[ql]);
+        PdT[kj * LS + ql] = P * f;
+        dST[kj * LS + ql] = ds;
+        dSq[ql * LK + kj] = ds;
+      }
+    }
+    __syncthreads();
+
+    // dV += Pdrop^T dO, dK += dS^T Q: keys ty + 16a x channels dim_of(tx, v)
+#pragma unroll 1
+    for (int c = 0; c < BQ; c += 4) {
+      float ov[4][NV], qv[4][NV];
+#pragma unroll
+      for (int cc = 0; cc < 4; ++cc) {
+        load_dims<D>(dOs + (c + cc) * LD, tx, ov[cc]);
+        load_dims<D>(Qs + (c + cc) * LD, tx, qv[cc]);
+      }
+#pragma unroll
+      for (int a = 0; a < NA; ++a) {
+        const float4 pa = *reinterpret_cast<const float4*>(PdT + (ty + 16 * a) * LS + c);
+        const float4 sa = *reinterpret_cast<const float4*>(dST + (ty + 16 * a) * LS + c);
+#pragma unroll
+        for (int v = 0; v < NV; ++v) {
+          float x = dv[a][v], y = dk[a][v];
+          x = fmaf(pa.x, ov[0][v], x);
+          x = fmaf(pa.y, ov[1][v], x);
+          x = fmaf(pa.z, ov[2][v], x);
+          x = fmaf(pa.w, ov[3][v], x);
+          y = fmaf(sa.x, qv[0][v], y);
+          y = fmaf(sa.y, qv[1][v], y);
+          y = fmaf(sa.z, qv[2][v], y);
+          y = fmaf(sa.w, qv[3][v], y);
+          dv[a][v] = x;
+          dk[a][v] = y;
+        }
+      }
+    }
+
+    // dQ of this tile = scale * dS K: queries ty + 16i x channels dim_of(tx, v)
+    float dq[RQ][NV];
+#pragma unroll
+    for (int i = 0; i < RQ; ++i)
+#pragma unroll
+      for (int v = 0; v < NV; ++v) dq[i][v] = 0.0f;
+#pragma unroll 2
+    for (int c = 0; c < KP; c += 4) {
+      float4 sa[RQ];
+#pragma unroll
+      for (int i = 0; i < RQ; ++i)
+        sa[i] = *reinterpret_cast<const float4*>(dSq + (ty + 16 * i) * LK + c);
+      float kv4[4][NV];
+#pragma unroll
+      for (int cc = 0; cc < 4; ++cc) load_dims<D>(Ks + (c + cc) * LD, tx, kv4[cc]);
+#pragma unroll
+      for (int i = 0; i < RQ; ++i)
+#pragma unroll
+        for (int v = 0; v < NV; ++v) {
+          float x = dq[i][v];
+          x = fmaf(sa[i].x, kv4[0][v], x);
+          x = fmaf(sa[i].y, kv4[1][v], x);
+          x = fmaf(sa[i].z, kv4[2][v], x);
+          x = fmaf(sa[i].w, kv4[3][v], x);
+          dq[i][v] = x;
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < RQ; ++i) {
+      const int qi = q0 + ty + 16 * i;
+      if (qi < T) store_dims<D>(dqkv_b + (int64_t)qi * C3, tx, dq[i], scale, vec_out != 0);
+    }
+    __syncthreads();  // Qs, dOs, PdT, dST, dSq, s_lse, s_D are rewritten by the next query tile
+  }
+
+  // keys ty + 16a: computed for a < NA, zero (padded) for the rest
+  float zero[NV];
+#pragma unroll
+  for (int v = 0; v < NV; ++v) zero[v] = 0.0f;
+#pragma unroll
+  for (int a = 0; a < TK / 16; ++a) {
+    const int kj = ty + 16 * a;
+    if (kj < T) {
+      float* row = dqkv_b + (int64_t)kj * C3;
+      if (a < NA) {
+        store_dims<D>(row + C, tx, dk[a < NA ? a : 0], scale, vec_out != 0);
+        store_dims<D>(row + 2 * C, tx, dv[a < NA ? a : 0], 1.0f, vec_out != 0);
+      } else {
+        store_dims<D>(row + C, tx, zero, 1.0f, vec_out != 0);
+        store_dims<D>(row + 2 * C, tx, zero, 1.0f, vec_out != 0);
+      }
+    }
+  }
+}
+
+template <int D, int BQ>
+__global__ void __launch_bounds__(kThreads, 1)
+    k_attn_bwd_fused(float* dqkv, const float* dout, const float* qkv, const float* out,
+                     const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
+                     float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
+                     int vec_out) {
+  constexpr int TK = kFusedT, LD = D + 4;
+  BJ_DYN_SMEM(float, smem);
+  __shared__ float s_lse[BQ], s_D[BQ];
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const float* dout_b = dout + (int64_t)b * T * C + (int64_t)h * D;
+  const float* out_b = out + (int64_t)b * T * C + (int64_t)h * D;
+  float* dqkv_b = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const uint64_t bh = (uint64_t)b * NH + h;
+  int kend = key_end(mask, b, T);
+  const bool uniform = kend == 0;
+  if (uniform) kend = T;  // no real key: every key attends uniformly
+  float* Ks = smem;
+  float* Vs = Ks + TK * LD;
+  load_tile<D, TK, LD>(Ks, qkv_b + C, C3, kend, vec_in);
+  load_tile<D, TK, LD>(Vs, qkv_b + 2 * C, C3, kend, vec_in);
+  const float* lse_bh = lse + bh * (uint64_t)T;
+  const uint64_t idx_bh = offset + bh * (uint64_t)T * (uint64_t)T;
+#define BJ_FUSED_CASE(NA)                                                                       \
+  case NA:                                                                                      \
+    bwd_fused_body<D, BQ, NA>(smem, s_lse, s_D, dqkv_b, dout_b, qkv_b, out_b, lse_bh, mask, b,  \
+                              T, C, C3, scale, p, dscale, seed, idx_bh, uniform, vec_in, vec_o, \
+                              vec_out);                                                         \
+    break;
+  switch ((kend + 15) / 16) {
+    BJ_FUSED_CASE(1)
+    BJ_FUSED_CASE(2)
+    BJ_FUSED_CASE(3)
+    BJ_FUSED_CASE(4)
+    BJ_FUSED_CASE(5)
+    BJ_FUSED_CASE(6)
+    BJ_FUSED_CASE(7)
+    default:
+      BJ_FUSED_CASE(8)
+  }
+#undef BJ_FUSED_CASE
+}
+
 // ---------------------------------------------------------------------------------------------
 template <int D>
 int forward_impl(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
@@ -620,6 +906,22 @@ int backward_impl(const char* op, float* dqkv, const float* dout, const float* q
   const int vec_in = bjc::aligned16(qkv) ? 1 : 0;
   const int vec_o = bjc::aligned16(dout) && bjc::aligned16(out) ? 1 : 0;
   const int vec_out = bjc::aligned16(dqkv) ? 1 : 0;
+#if BJ_ATTN_FUSED_BWD
+  if constexpr (D == 32 || D == 64) {
+    if (T <= kFusedT) {
+      constexpr int BQ = 32, TK = kFusedT, LD = D + 4, LS = BQ + 16, LK = TK + 4;
+      constexpr int smem =
+          (2 * TK * LD + 2 * BQ * LD + 2 * TK * LS + BQ * LK) * (int)sizeof(float);
+      auto kern = &k_attn_bwd_fused<D, BQ>;
+      static unsigned done = 0;
+      BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
+      const dim3 grid((unsigned)NH, (unsigned)B);
+      BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse,
+                mask, T, NH, scale, p, dscale, seed, offset, vec_in, vec_o, vec_out);
+      return bjc::check_launch(op);
+    }
+  }
+#endif
   {
     constexpr int BK = Tiles<D>::KK, BQ = Tiles<D>::KQ, LD = D + 4, LS = BQ + 16;
     constexpr int smem = (2 * BK * LD + 2 * BQ * LD + 2 * BK * LS) * (int)sizeof(float);

@@ -399,7 +399,7 @@ void test_dropout() {
 
 void test_attention() {
   // mask kinds: 0 = NULL, 1 = random lengths (batch 0 full), 2 = random lengths with the last
-  // batch fully padded
+  // batch fully padded, 3 = random holes (not right-padded; batch 0 keeps its last key padded)
   struct S {
     int B, T, NH, D;
     float p;
@@ -411,7 +411,9 @@ void test_attention() {
               S{3, 97, 4, 64, 0.1f, 0, 0}, S{2, 17, 2, 32, 0.1f, 2, 1},
               S{2, 65, 1, 128, 0.0f, 1, 1}, S{1, 1, 2, 32, 0.1f, 2, 0},
               S{3, 128, 4, 16, 0.0f, 1, 0}, S{2, 45, 4, 16, 0.1f, 2, 1},
-              S{1, 7, 2, 16, 0.1f, 0, 0}}) {
+              S{1, 7, 2, 16, 0.1f, 0, 0}, S{2, 128, 2, 64, 0.0f, 1, 0},
+              S{3, 100, 2, 64, 0.1f, 3, 1}, S{2, 128, 2, 32, 0.0f, 3, 0},
+              S{2, 120, 1, 64, 0.1f, 2, 0}}) {
     const std::string sh = fmt("B=%d T=%d NH=%d D=%d p=%.1f mask=%d pad=%d", s.B, s.T, s.NH, s.D,
                                s.p, s.mask, s.pad);
     const int C = s.NH * s.D;
@@ -419,7 +421,12 @@ void test_attention() {
     const size_t nlse = (size_t)s.B * s.NH * s.T;
     auto qkv = randn(nqkv);
     std::vector<int32_t> mask((size_t)s.B * s.T, 1);
-    if (s.mask) {
+    if (s.mask == 3) {
+      std::bernoulli_distribution real(0.7);
+      for (int b = 0; b < s.B; ++b)
+        for (int t = 0; t < s.T; ++t) mask[(size_t)b * s.T + t] = real(g_rng) ? 1 : 0;
+      mask[(size_t)s.T - 1] = 0;
+    } else if (s.mask) {
       std::uniform_int_distribution<int> len(1, s.T);
       for (int b = 0; b < s.B; ++b) {
         int L = b == 0 ? s.T : len(g_rng);
