@@ -16,7 +16,7 @@ OUT=${OUT:-/tmp/bertj-out}
 mkdir -p "$OUT"
 B="$root/bundle"
 export LD_LIBRARY_PATH="/usr/local/cuda-13.0/targets/x86_64-linux/lib:$B/native:${LD_LIBRARY_PATH:-}"
-STEPS=${STEPS:-native,bench_native,junit,bench,torch}
+STEPS=${STEPS:-native,bench_native,junit,bench,torch,hf,nsys}
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/log.txt"; }
@@ -52,9 +52,26 @@ if has bench; then
 --model bert-base --batch 128 --seq 128 --mode infer
 --model minilm --batch 32 --seq 128 --mode train"}"
 fi
+if has nsys; then
+  nsys_bin=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+  if [ -n "$nsys_bin" ]; then
+    stamp "nsys kernel summary of the bert-base train step"
+    timeout 120 "$nsys_bin" profile -t cuda -o /tmp/bertj-prof --force-overwrite true \
+      "$JAVA" $JOPTS -cp "$CP" org.bertj.cli.Main bench --device cuda --model bert-base --batch 32 --seq 128 \
+      --warmup 2 --iters 5 > /dev/null 2>&1
+    timeout 60 "$nsys_bin" stats -r cuda_gpu_kern_sum -f csv /tmp/bertj-prof.nsys-rep > "$OUT/nsys-kernels.csv" 2>/dev/null
+    head -30 "$OUT/nsys-kernels.csv" | cut -c1-220
+  else
+    stamp "no nsys on this machine"
+  fi
+fi
 if has torch; then
   stamp "PyTorch reference"
   timeout 150 python3 scripts/torch_reference.py > "$OUT/torch.json" 2> "$OUT/torch.err"
+fi
+if has hf && [ -d "$B/hf/single" ]; then
+  stamp "transformers loads bertj's fine-tuned folder"
+  timeout 90 python3 scripts/check_hf_load.py "$B/hf/single" > "$OUT/hf-load.txt" 2>&1; echo "rc=$?" >> "$OUT/hf-load.txt"
 fi
 stamp "done"
 
@@ -65,4 +82,5 @@ cat "$OUT/gpu.txt"
 [ -f "$OUT/junit.txt" ] && grep -E "tests (successful|failed|skipped)|rc=" "$OUT/junit.txt"
 [ -f "$OUT/bench.jsonl" ] && cat "$OUT/bench.jsonl"
 [ -f "$OUT/torch.json" ] && cat "$OUT/torch.json"
+[ -f "$OUT/hf-load.txt" ] && tail -2 "$OUT/hf-load.txt"
 exit 0

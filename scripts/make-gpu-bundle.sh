@@ -38,6 +38,14 @@ done
 gomp=$(ldconfig -p | awk '/libgomp.so.1 /{print $NF; exit}')
 [ -n "$gomp" ] && cp "$gomp" "$b/native/"
 
+# A fine-tuned tiny model and bertj's predictions, for scripts/check_hf_load.py (transformers).
+cp_test="java-api/target/test-classes:java-api/target/classes:$(cat java-api/target/classpath.txt)"
+java -Dbertj.golden.dir="$root/../shared/golden" -cp "$cp_test" org.bertj.train.HfFixture "$b/hf/base" >/dev/null
+./bertj finetune --model "$b/hf/base" --train examples/sentiment/train.tsv --test examples/sentiment/test.tsv \
+  --epochs 1 --device cpu --seed 1 --output "$b/hf/single" >/dev/null 2>"$b/hf/finetune.log"
+./bertj predict --model "$b/hf/single" --data examples/sentiment/test.tsv --device cpu > "$b/hf/single/predictions.jsonl"
+rm -rf "$b/hf/base" "$b/hf/single/checkpoint" "$b/hf/single/training.png"
+
 mkdir -p "$b/shared/golden"
 cp -r ../shared/golden/tiny-bert "$b/shared/golden/"
 
