@@ -135,11 +135,53 @@ public final class Dataset {
         }
     }
 
+    /**
+     * The 1-based line of the first byte that is not valid UTF-8 (0 if none is found). The
+     * readers decode ahead in blocks, so their own position does not say where the bad byte is.
+     */
+    static int utf8ErrorLine(Path file) {
+        java.nio.charset.CharsetDecoder dec = java.nio.charset.StandardCharsets.UTF_8.newDecoder()
+            .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+            .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT);
+        java.nio.ByteBuffer in = java.nio.ByteBuffer.allocate(1 << 16);
+        java.nio.CharBuffer out = java.nio.CharBuffer.allocate(1 << 16);
+        int line = 1;
+        try (java.io.InputStream is = Files.newInputStream(file)) {
+            boolean eof = false;
+            while (true) {
+                int n = eof ? -1 : is.read(in.array(), in.position(), in.remaining());
+                if (n < 0) {
+                    eof = true;
+                } else {
+                    in.position(in.position() + n);
+                }
+                in.flip();
+                int start = in.position();
+                java.nio.charset.CoderResult cr = dec.decode(in, out, eof);
+                for (int i = start; i < in.position(); i++) {
+                    if (in.get(i) == '\n') {
+                        line++;
+                    }
+                }
+                if (cr.isError()) {
+                    return line;
+                }
+                out.clear();
+                in.compact();
+                if (eof && in.position() == 0) {
+                    return 0;
+                }
+            }
+        } catch (IOException e) {
+            return 0;
+        }
+    }
+
     private static String readLine(Path file, BufferedReader r, int lineNo) throws IOException {
         try {
             return r.readLine();
         } catch (CharacterCodingException e) {
-            throw new DatasetException(file, lineNo, "not valid UTF-8", e);
+            throw new DatasetException(file, utf8ErrorLine(file), "not valid UTF-8", e);
         }
     }
 
@@ -155,7 +197,7 @@ public final class Dataset {
         try (BufferedReader r = Files.newBufferedReader(file)) {
             return new CsvParser(file, r).parse();
         } catch (CharacterCodingException e) {
-            throw new DatasetException(file, 0, "not valid UTF-8", e);
+            throw new DatasetException(file, utf8ErrorLine(file), "not valid UTF-8", e);
         } catch (IOException e) {
             throw io(file, e);
         }
@@ -182,7 +224,7 @@ public final class Dataset {
             try {
                 return in.read();
             } catch (CharacterCodingException e) {
-                throw new DatasetException(file, line, "not valid UTF-8", e);
+                throw new DatasetException(file, utf8ErrorLine(file), "not valid UTF-8", e);
             }
         }
 
@@ -371,7 +413,7 @@ public final class Dataset {
                 return readJsonl(file);
             }
         } catch (CharacterCodingException e) {
-            throw new DatasetException(file, 0, "not valid UTF-8", e);
+            throw new DatasetException(file, utf8ErrorLine(file), "not valid UTF-8", e);
         } catch (IOException e) {
             throw io(file, e);
         }
@@ -409,7 +451,7 @@ public final class Dataset {
             }
             return new Dataset(file, columns, rows, toArray(lines));
         } catch (CharacterCodingException e) {
-            throw new DatasetException(file, 0, "not valid UTF-8", e);
+            throw new DatasetException(file, utf8ErrorLine(file), "not valid UTF-8", e);
         } catch (IOException e) {
             throw io(file, e);
         }

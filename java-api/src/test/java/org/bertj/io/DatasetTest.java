@@ -72,7 +72,21 @@ class DatasetTest {
         Path p = dir.resolve("latin1.tsv");
         Files.write(p, new byte[] {'t', 'e', 'x', 't', '\n', 'c', 'a', 'f', (byte) 0xE9, '\n'});
         DatasetException e = assertThrows(DatasetException.class, () -> Dataset.read(p));
-        assertTrue(e.getMessage().contains("UTF-8"), e.getMessage());
+        assertTrue(e.getMessage().contains(": line 2: not valid UTF-8"), e.getMessage());
+        // A bad byte far past the readers' decoding blocks still gets its own line number.
+        for (String ext : new String[] {"tsv", "csv"}) {
+            Path far = dir.resolve("far." + ext);
+            java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
+            b.writeBytes(("sentence" + ("tsv".equals(ext) ? "\t" : ",") + "label\n").getBytes(StandardCharsets.UTF_8));
+            for (int i = 0; i < 5000; i++) {
+                b.writeBytes(("row number " + i + ("tsv".equals(ext) ? "\t" : ",") + "1\n")
+                        .getBytes(StandardCharsets.UTF_8));
+            }
+            b.writeBytes(new byte[] {'c', 'a', 'f', (byte) 0xE9, ("tsv".equals(ext) ? (byte) '\t' : (byte) ','), '1', '\n'});
+            Files.write(far, b.toByteArray());
+            DatasetException e2 = assertThrows(DatasetException.class, () -> Dataset.read(far));
+            assertTrue(e2.getMessage().contains(": line 5002: not valid UTF-8"), e2.getMessage());
+        }
     }
 
     @Test
