@@ -15,7 +15,18 @@ cd "$root"
 OUT=${OUT:-/tmp/bertj-out}
 mkdir -p "$OUT"
 B="$root/bundle"
-export LD_LIBRARY_PATH="/usr/local/cuda-13.0/targets/x86_64-linux/lib:$B/native:${LD_LIBRARY_PATH:-}"
+NL=/tmp/bertj-native-libs
+mkdir -p "$NL"
+python3 - "$B" "$NL" <<'PY'
+import glob, os, sys, zipfile
+b, out = sys.argv[1], sys.argv[2]
+jar = [j for j in glob.glob(b + "/lib/bertj-*.jar") if not j.endswith("tests.jar")][0]
+with zipfile.ZipFile(jar) as z:
+    for n in z.namelist():
+        if n.startswith("org/bertj/nativ/linux-x86_64/libbertj_"):
+            open(os.path.join(out, os.path.basename(n)), "wb").write(z.read(n))
+PY
+export LD_LIBRARY_PATH="/usr/local/cuda-13.0/targets/x86_64-linux/lib:$NL:$B/native:${LD_LIBRARY_PATH:-}"
 STEPS=${STEPS:-native,bench_native,junit,bench,torch,hf,nsys}
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 t0=$(date +%s)
