@@ -89,14 +89,6 @@ float* scratch_for(void* stream) {
     cudaGetLastError();
     return nullptr;
   }
-  // The ticket counters of tail_reduce (common.cuh) start at zero, ordered before any kernel
-  // that this stream runs next.
-  if (cudaMemsetAsync(tickets_of(static_cast<float*>(p)), 0, (size_t)kTicketBytes,
-                      as_stream(stream)) != cudaSuccess) {
-    cudaGetLastError();
-    cudaFree(p);
-    return nullptr;
-  }
   g_scratch.push_back(ScratchEntry{dev, stream, static_cast<float*>(p)});
   return static_cast<float*>(p);
 }

@@ -7,9 +7,8 @@
 //
 // Scratch (the one exception to "allocates nothing"): ops whose parameter gradients are column
 // sums fused into a row pass (layernorm_backward, bias_gelu_backward with dbias, bias_backward)
-// write per-block partial sums into a scratch buffer and reduce them in the same launch
-// (tail_reduce: the blocks that finish last, found with integer ticket counters kept at the end of
-// the buffer, add the partials in a fixed order; deterministic, no float atomics). scratch_for() hands out one buffer of
+// write per-block partial sums into a scratch buffer and reduce them with launch_sum_partials,
+// in a fixed order (deterministic, no float atomics). scratch_for() hands out one buffer of
 // kScratchBytes (16 MiB) per (device, stream), cudaMalloc'ed on first use and never freed before
 // the process ends. Distinct streams get distinct buffers, so concurrent streams do not race; calls
 // on one stream are ordered by the stream. No allocation happens during CUDA graph capture: if the
@@ -179,95 +178,6 @@ int launch_colreduce(const char* name, const F& f, int N, int C, int grid_y, voi
   BJ_LAUNCH(kern, grid, kColsPerBlock * kRowLanes, 0, as_stream(stream), f, N, C);
   return check_launch(name);
 }
-
-// ---- in-kernel reduction of per-block partials: "the last block reduces" ----
-// Layout of a scratch buffer: per-block partial rows (float, (G, W)) from offset 0, then the group
-// sums (double, (ng, W), at part_bytes rounded up to 256), and kTicketBytes of unsigned ticket
-// counters at the end (zeroed when the buffer is allocated; every kernel leaves them zero).
-constexpr int64_t kTicketBytes = 64LL << 10;
-constexpr int64_t kPartBytes = kScratchBytes - kTicketBytes;  // partials + group sums
-constexpr int kMaxTickets = (int)(kTicketBytes / 4);
-inline unsigned* tickets_of(float* scratch) {
-  return reinterpret_cast<unsigned*>(reinterpret_cast<char*>(scratch) + kPartBytes);
-}
-inline int64_t group_sums_offset(int64_t G, int64_t W) {  // bytes
-  return (G * W * 4 + 255) / 256 * 256;
-}
-// Rows per group for G partial rows: about sqrt(2 G), so that the two serial steps of the tail
-// (K float rows, then ng = ceil(G / K) double rows) read about the same bytes.
-inline int tail_group_rows(int G) {
-  int K = 1;
-  while ((int64_t)K * K < 2LL * G) ++K;
-  return K < G ? K : G;
-}
-// Scratch bytes the tail needs: G x W floats, ng x W doubles.
-inline int64_t tail_bytes(int64_t G, int64_t W) {
-  const int64_t ng = (G + tail_group_rows((int)G) - 1) / tail_group_rows((int)G);
-  return group_sums_offset(G, W) + ng * W * 8;
-}
-
-// Called by every thread of a (1-D) block once it has written the columns [c0, c1) of partial row
-// g of part ((G, W), row-major). The block that finishes last among the K rows of g's group
-// (ticket tk[g / K]) adds those rows in row order (double) into group row g / K of grp; the block
-// that finishes the last group (ticket tk[ng]) adds the ng group rows in order and calls
-// fin(c, sum) for c in [c0, c1). Which block does it varies, the order of every sum does not:
-// the same bits on every run. tk: ng + 1 counters per column chunk, zero on entry, left zero.
-// Nothing may follow the call in the kernel that needs the whole block (threads return early).
-template <class Fin>
-__device__ __forceinline__ void tail_reduce(const float* part, double* grp, unsigned* tk, int g,
-                                            int G, int K, int W, int c0, int c1,
-                                            const Fin& fin) {
-  __shared__ int s_last;
-  const int tid = threadIdx.x, nthr = blockDim.x;
-  const int ng = (G + K - 1) / K, gi = g / K;
-  __threadfence();  // this block's partial row, before its ticket
-  __syncthreads();
-  if (tid == 0) {
-    const int n = min(K, G - gi * K);
-    const unsigned t = atomicAdd(&tk[gi], 1u);
-    s_last = t == (unsigned)(n - 1);
-    if (s_last) atomicExch(&tk[gi], 0u);
-  }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  const int r0 = gi * K, r1 = min(G, r0 + K);
-  for (int c = c0 + tid; c < c1; c += nthr) {
-    double s = 0.0;
-#pragma unroll 8
-    for (int r = r0; r < r1; ++r) s += (double)__ldcg(part + (int64_t)r * W + c);
-    grp[(int64_t)gi * W + c] = s;
-  }
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) {
-    const unsigned t = atomicAdd(&tk[ng], 1u);
-    s_last = t == (unsigned)(ng - 1);
-    if (s_last) atomicExch(&tk[ng], 0u);
-  }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  for (int c = c0 + tid; c < c1; c += nthr) {
-    double s = 0.0;
-#pragma unroll 8
-    for (int j = 0; j < ng; ++j) s += __ldcg(grp + (int64_t)j * W + c);
-    fin(c, s);
-  }
-}
-
-// fin for tail_reduce: column c < C adds into dst0[c], else into dst1[c - C].
-struct AddSums {
-  float* dst0;
-  float* dst1;
-  int C;
-  __device__ void operator()(int c, double s) const {
-    if (c < C)
-      dst0[c] += (float)s;
-    else
-      dst1[c - C] += (float)s;
-  }
-};
 
 // ---- reduction of per-block partials (see "Scratch" above) ----
 // part (G, W) row-major; for w < W: s = sum over g of part[g, w] by k_colreduce (double, fixed

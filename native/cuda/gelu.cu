@@ -7,14 +7,13 @@
 //                        gelu'(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi)
 //                        dbias += column sums of dpre                         ("+=", parameter)
 //
-// Column sums (bias_backward, and bias_gelu_backward with dbias) run in one kernel:
+// Column sums (bias_backward, and bias_gelu_backward with dbias) run in one pass over the rows:
 // k_bias_grad_part, grid (column chunks, G row groups); a thread owns one column (or float4 of
 // columns), walks rows g, g + G, ... in order, writes dpre on the way (GELU variant) and leaves its
-// column partial in row g of the per-stream scratch (common.cuh, "Scratch"); then the blocks that
-// finish last add the G partials of each column in a fixed order (double; bjc::tail_reduce: groups
-// of ~sqrt(2G) rows, then the group sums) into dbias. Deterministic for a given device (G depends
-// on N, C and the SM count), no float atomics (integer tickets only), one launch, compulsory
-// traffic plus G x C partials (G ~ 4 blocks per SM). Without scratch (first call inside graph capture) they fall back to
+// column partial in row g of the per-stream scratch (common.cuh, "Scratch"); launch_sum_partials
+// then adds the G partials of each column in order (double) into dbias. Deterministic for a given
+// device (G depends on N, C and the SM count), no atomics, compulsory traffic plus G x C partials
+// (G ~ 4 blocks per SM). Without scratch (first call inside graph capture) they fall back to
 // k_colreduce (fixed order, double partials, also deterministic). dpre may alias dout (each element
 // is read, then written, by the same thread).
 #include "common.cuh"
@@ -124,66 +123,57 @@ struct GeluBwdColOp {
   }
   __device__ void finish(int c, const double (&s)[1]) const { dbias[c] += (float)s[0]; }
 };
-// Column partials of d = GELU ? dout * gelu'(pre) (also stored to dpre) : dout, then the fixed-order
-// tail (bjc::tail_reduce) into dbias, see the header. VEC: float4 columns (C % 4 == 0, 16-byte
-// aligned pointers). Grid (column chunks of blockDim.x units, G row groups).
+// Column partials of d = GELU ? dout * gelu'(pre) (also stored to dpre) : dout, see the header.
+// VEC: float4 columns (C % 4 == 0, 16-byte aligned pointers).
 template <bool GELU, bool VEC>
 __global__ void __launch_bounds__(256)
-    k_bias_grad_part(float* dpre, float* dbias, float* part, double* grp, unsigned* tickets,
-                     const float* dout, const float* pre, int N, int C, int K) {
+    k_bias_grad_part(float* dpre, float* part, const float* dout, const float* pre, int N, int C) {
   const int CV = VEC ? C / 4 : C;
   const int u = blockIdx.x * blockDim.x + threadIdx.x;
+  if (u >= CV) return;
   const int G = gridDim.y;
-  if (u < CV) {  // no early return: the whole block takes part in the tail
-    if constexpr (VEC) {
-      const float4* d4 = reinterpret_cast<const float4*>(dout);
-      const float4* p4 = reinterpret_cast<const float4*>(pre);
-      float4* o4 = reinterpret_cast<float4*>(dpre);
-      float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if constexpr (VEC) {
+    const float4* d4 = reinterpret_cast<const float4*>(dout);
+    const float4* p4 = reinterpret_cast<const float4*>(pre);
+    float4* o4 = reinterpret_cast<float4*>(dpre);
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll 4
-      for (int r = blockIdx.y; r < N; r += G) {
-        const int64_t i = (int64_t)r * CV + u;
-        float4 d = d4[i];
-        if constexpr (GELU) {
-          const float4 p = p4[i];
-          d = make_float4(d.x * gelu_grad(p.x), d.y * gelu_grad(p.y), d.z * gelu_grad(p.z),
-                          d.w * gelu_grad(p.w));
-          o4[i] = d;
-        }
-        acc.x += d.x;
-        acc.y += d.y;
-        acc.z += d.z;
-        acc.w += d.w;
+    for (int r = blockIdx.y; r < N; r += G) {
+      const int64_t i = (int64_t)r * CV + u;
+      float4 d = d4[i];
+      if constexpr (GELU) {
+        const float4 p = p4[i];
+        d = make_float4(d.x * gelu_grad(p.x), d.y * gelu_grad(p.y), d.z * gelu_grad(p.z),
+                        d.w * gelu_grad(p.w));
+        o4[i] = d;
       }
-      reinterpret_cast<float4*>(part)[(int64_t)blockIdx.y * CV + u] = acc;
-    } else {
-      float acc = 0.0f;
-#pragma unroll 4
-      for (int r = blockIdx.y; r < N; r += G) {
-        const int64_t i = (int64_t)r * C + u;
-        float d = dout[i];
-        if constexpr (GELU) {
-          d *= gelu_grad(pre[i]);
-          dpre[i] = d;
-        }
-        acc += d;
-      }
-      part[(int64_t)blockIdx.y * C + u] = acc;
+      acc.x += d.x;
+      acc.y += d.y;
+      acc.z += d.z;
+      acc.w += d.w;
     }
+    reinterpret_cast<float4*>(part)[(int64_t)blockIdx.y * CV + u] = acc;
+  } else {
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int r = blockIdx.y; r < N; r += G) {
+      const int64_t i = (int64_t)r * C + u;
+      float d = dout[i];
+      if constexpr (GELU) {
+        d *= gelu_grad(pre[i]);
+        dpre[i] = d;
+      }
+      acc += d;
+    }
+    part[(int64_t)blockIdx.y * C + u] = acc;
   }
-  const int per = VEC ? 4 * (int)blockDim.x : (int)blockDim.x;
-  const int c0 = blockIdx.x * per, c1 = min(C, c0 + per);
-  const int ng = (G + K - 1) / K;
-  bjc::tail_reduce(part, grp, tickets + (int64_t)blockIdx.x * (ng + 1), blockIdx.y, G, K, C, c0,
-                   c1, bjc::AddSums{dbias, nullptr, C});
 }
 
-// dbias += column sums (and dpre = dout * gelu'(pre) when gelu) through per-block partials and
-// the in-kernel tail; returns -1 (nothing launched) when no scratch is available, so the caller
-// takes k_colreduce.
+// dbias += column sums (and dpre = dout * gelu'(pre) when gelu) through per-block partials;
+// returns -1 (nothing launched) when no scratch is available, so the caller takes k_colreduce.
 int bias_grad_fused(const char* op, bool gelu, float* dpre, float* dbias, const float* dout,
                     const float* pre, int N, int C, void* stream) {
-  if (bjc::tail_bytes(1, C) > bjc::kPartBytes) return -1;
+  if ((int64_t)C * 4 > bjc::kScratchBytes) return -1;
   float* part = bjc::scratch_for(stream);
   if (part == nullptr) return -1;
   const bool vec = C % 4 == 0 && bjc::aligned16(dout) && bjc::aligned16(part) &&
@@ -195,18 +185,13 @@ int bias_grad_fused(const char* op, bool gelu, float* dpre, float* dbias, const 
   if (G < 1) G = 1;
   if (G > N) G = N;
   if (G > 65535) G = 65535;
-  G = (N + (N + G - 1) / G - 1) / ((N + G - 1) / G);  // every block walks the same row count
-  while (G > 1 && bjc::tail_bytes(G, C) > bjc::kPartBytes) G = G * 3 / 4;
-  const int K = bjc::tail_group_rows((int)G);
-  const int64_t ng = (G + K - 1) / K;
-  if ((int64_t)bx * (ng + 1) > bjc::kMaxTickets) return -1;
-  double* grp = reinterpret_cast<double*>(reinterpret_cast<char*>(part) +
-                                          bjc::group_sums_offset(G, C));
+  if (G * C * 4 > bjc::kScratchBytes) G = bjc::kScratchBytes / (4LL * C);
   auto kern = gelu ? (vec ? &k_bias_grad_part<true, true> : &k_bias_grad_part<true, false>)
                    : (vec ? &k_bias_grad_part<false, true> : &k_bias_grad_part<false, false>);
   BJ_LAUNCH(kern, dim3((unsigned)bx, (unsigned)G, 1), threads, 0, bjc::as_stream(stream), dpre,
-            dbias, part, grp, bjc::tickets_of(part), dout, pre, N, C, K);
-  return bjc::check_launch(op);
+            part, dout, pre, N, C);
+  BJ_TRY(bjc::check_launch(op));
+  return bjc::launch_sum_partials(op, dbias, nullptr, part, (int)G, C, C, stream);
 }
 }  // namespace
 

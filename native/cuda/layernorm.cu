@@ -11,19 +11,16 @@
 //
 // Fast path (C % 4 == 0, C <= 8192, 16-byte aligned pointers): a row is held in registers by a
 // "team" of NW warps (NW = 1, 2, 4 or 8, the fewest that keep V4 <= 8 float4 per thread; 6 in the
-// backward, which runs 2 blocks per SM and prefetches a row and so needs C <= 6144; element
+// backward, which runs 3 blocks per SM and so needs C <= 6144; element
 // float4 c4 = tl + 32 NW k belongs to team thread tl); 8 / NW rows per 256-thread block. Team sums
 // are warp shuffles, then (NW > 1) the NW warp sums added in order through shared memory.
 // - k_ln_fwd_team<V4>: one row per team; the row is read once and written once.
-// - k_ln_bwd_team<V4>: grid G (<= 2 blocks per SM), teams walk rows in a grid-stride loop, write dh,
+// - k_ln_bwd_team<V4>: grid G (3 blocks per SM), teams walk rows in a grid-stride loop, write dh,
 //   and keep their columns' dgamma/dbeta partials in shared memory (one region per team; fixed row
-//   order), each team loading its next row before it reduces the current one (2 blocks per SM;
-//   G chosen so that every team walks the same number of rows). The block adds its teams'
-//   partials in team order and writes one (2C) partial row to the per-stream scratch (common.cuh,
-//   "Scratch"); the blocks that finish last add the G rows in a fixed order (bjc::tail_reduce)
-//   into dgamma and dbeta, in the same launch. One pass over dout and h; deterministic (for a
-//   given device: G depends on the SM count); dh may alias dout (a row is read before it is
-//   written, by the same threads; the prefetched next row is another row).
+//   order). The block adds its teams' partials in team order and writes one (2C) partial row to the
+//   per-stream scratch (common.cuh, "Scratch"); launch_sum_partials adds the G rows in order
+//   into dgamma and dbeta. One pass over dout and h; deterministic (for a given device: G depends
+//   on the SM count); dh may alias dout (a row is read before it is written, by the same threads).
 // Otherwise (or without scratch: a first call inside CUDA graph capture) a scalar path: one warp
 // per row re-reading the row (L1/L2 hits), and for the backward the parameter gradients first by
 // k_colreduce (fixed order, double; deterministic), then the row kernel, so dh may alias dout.
@@ -35,7 +32,7 @@ namespace {
 constexpr int kRowsPerBlock = 8;  // scalar path: one warp per row
 constexpr int kThreadsLn = 256;
 constexpr int kMaxV4 = 8;          // float4 per thread in the forward's register path
-constexpr int kMaxV4Bwd = 6;       // the backward keeps two rows in registers
+constexpr int kMaxV4Bwd = 6;       // the backward runs 3 blocks per SM: 6 avoids register spills
 constexpr int kMaxVecC = 8192;     // 8 warps x 32 lanes x 4 x kMaxV4
 constexpr int kMaxVecCBwd = 6144;  // 8 warps x 32 lanes x 4 x kMaxV4Bwd
 
@@ -145,23 +142,16 @@ __global__ void __launch_bounds__(kThreadsLn)
 
 // Dynamic shared memory: per team 2 C4 float4 (its dgamma partials, then its dbeta partials); a
 // thread only ever touches its own columns of its own team's region until the final barrier.
-// The next row of the team (row + teams * gridDim.x) is loaded into registers before the current
-// one is reduced, so each team keeps two rows in flight (for V4 > 4 only the next row's dout).
 template <int V4>
-__global__ void __launch_bounds__(kThreadsLn, 2)
-    k_ln_bwd_team(float* dh, float* dgamma, float* dbeta, float* part, double* grp,
-                  unsigned* tickets, const float* dout, const float* h, const float* mean,
-                  const float* rstd, const float* gamma, int N, int C, int NW, int K) {
+__global__ void __launch_bounds__(kThreadsLn, 3)
+    k_ln_bwd_team(float* dh, float* part, const float* dout, const float* h, const float* mean,
+                  const float* rstd, const float* gamma, int N, int C, int NW) {
   __shared__ double red[16];
   BJ_DYN_SMEM(float4, acc4);
-  // Two whole rows in registers fit (no spills at 2 blocks per SM) up to V4 = 4; above, only the
-  // next row's dout is prefetched and h is loaded at the top of the iteration.
-  constexpr bool kPrefetchH = V4 <= 4;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int teams = (kThreadsLn / 32) / NW, TT = 32 * NW;
   const int tl = (warp % NW) * 32 + lane, team = warp / NW;
   const int C4 = C >> 2;
-  const int stride = gridDim.x * teams;
   const float4* g4 = reinterpret_cast<const float4*>(gamma);
   float4* pg = acc4 + (int64_t)team * 2 * C4;  // this team's dgamma partials
   float4* pb = pg + C4;                        // and dbeta partials
@@ -171,64 +161,23 @@ __global__ void __launch_bounds__(kThreadsLn, 2)
     if (c4 < C4) pg[c4] = pb[c4] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   }
 
-  float4 nd[V4], nh[V4];  // the team's next row (zeros past N)
-  float nm = 0.0f, ns = 0.0f;
-  {
-    const int row = blockIdx.x * teams + team;
-    const bool valid = row < N;
+  for (int base = blockIdx.x * teams; base < N; base += gridDim.x * teams) {
+    const int row = base + team;
+    const bool valid = row < N;  // uniform per team; every team runs the same iterations
+    const float m = valid ? mean[row] : 0.0f, s = valid ? rstd[row] : 0.0f;
     const float4* d4 = reinterpret_cast<const float4*>(dout + (int64_t)row * C);
     const float4* h4 = reinterpret_cast<const float4*>(h + (int64_t)row * C);
-    if (valid) {
-      nm = mean[row];
-      ns = rstd[row];
-    }
+    float4 dv[V4], xh[V4];
+    double r[2] = {0.0, 0.0};
 #pragma unroll
     for (int k = 0; k < V4; ++k) {
       const int c4 = tl + TT * k;
-      nd[k] = nh[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      dv[k] = xh[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
       if (valid && c4 < C4) {
-        nd[k] = d4[c4];
-        if (kPrefetchH) nh[k] = h4[c4];
+        dv[k] = d4[c4];
+        xh[k] = h4[c4];
       }
     }
-  }
-  for (int base = blockIdx.x * teams; base < N; base += stride) {
-    const int row = base + team;
-    const bool valid = row < N;  // uniform per team; every team runs the same iterations
-    const float m = nm, s = ns;
-    float4 dv[V4], xh[V4];
-#pragma unroll
-    for (int k = 0; k < V4; ++k) {
-      dv[k] = nd[k];
-      xh[k] = kPrefetchH ? nh[k] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    }
-    if (!kPrefetchH) {  // h of this row, loaded now
-      const float4* h4 = reinterpret_cast<const float4*>(h + (int64_t)row * C);
-#pragma unroll
-      for (int k = 0; k < V4; ++k) {
-        const int c4 = tl + TT * k;
-        if (valid && c4 < C4) xh[k] = h4[c4];
-      }
-    }
-    {  // prefetch the next row
-      const int nrow = row + stride;
-      const bool nvalid = nrow < N;
-      const float4* d4 = reinterpret_cast<const float4*>(dout + (int64_t)nrow * C);
-      const float4* h4 = reinterpret_cast<const float4*>(h + (int64_t)nrow * C);
-      if (nvalid) {
-        nm = mean[nrow];
-        ns = rstd[nrow];
-      }
-#pragma unroll
-      for (int k = 0; k < V4; ++k) {
-        const int c4 = tl + TT * k;
-        if (nvalid && c4 < C4) {
-          nd[k] = d4[c4];
-          if (kPrefetchH) nh[k] = h4[c4];
-        }
-      }
-    }
-    double r[2] = {0.0, 0.0};
 #pragma unroll
     for (int k = 0; k < V4; ++k) {
       const int c4 = tl + TT * k;
@@ -249,7 +198,6 @@ __global__ void __launch_bounds__(kThreadsLn, 2)
         pg[c4] = a;
         pb[c4] = b;
         const float4 g = make_float4(d.x * ga.x, d.y * ga.y, d.z * ga.z, d.w * ga.w);
-        dv[k] = g;  // from here on dv holds dout * gamma (gamma is not kept in registers)
         r[0] += (double)g.x;
         r[0] += (double)g.y;
         r[0] += (double)g.z;
@@ -267,9 +215,9 @@ __global__ void __launch_bounds__(kThreadsLn, 2)
     for (int k = 0; k < V4; ++k) {
       const int c4 = tl + TT * k;
       if (valid && c4 < C4) {
-        const float4 g = dv[k], x = xh[k];
-        o4[c4] = make_float4(s * (g.x - mg - x.x * mgx), s * (g.y - mg - x.y * mgx),
-                             s * (g.z - mg - x.z * mgx), s * (g.w - mg - x.w * mgx));
+        const float4 d = dv[k], x = xh[k], ga = g4[c4];
+        o4[c4] = make_float4(s * (d.x * ga.x - mg - x.x * mgx), s * (d.y * ga.y - mg - x.y * mgx),
+                             s * (d.z * ga.z - mg - x.z * mgx), s * (d.w * ga.w - mg - x.w * mgx));
       }
     }
   }
@@ -285,9 +233,6 @@ __global__ void __launch_bounds__(kThreadsLn, 2)
     }
     prow[i] = a;
   }
-  // The G partial rows, summed in a fixed order by the blocks that finish last.
-  bjc::tail_reduce(part, grp, tickets, blockIdx.x, gridDim.x, K, 2 * C, 0, 2 * C,
-                   bjc::AddSums{dgamma, dbeta, C});
 }
 
 using LnFwdFn = decltype(&k_ln_fwd_team<1>);
@@ -442,24 +387,21 @@ extern "C" int bj_cuda_layernorm_backward(float* dh,           // (N, C), "="
   const bool vec = C % 4 == 0 && C <= kMaxVecCBwd && bjc::aligned16(dh) &&
                    bjc::aligned16(dout) && bjc::aligned16(h) && bjc::aligned16(gamma);
   float* part = vec ? bjc::scratch_for(stream) : nullptr;
-  if (part != nullptr) {  // fused: one pass, partials in scratch, their fixed-order tail
+  if (part != nullptr) {  // fused: one pass, partials in scratch, then their fixed-order sum
     const int C4 = C / 4, nw = team_warps(C4, kMaxV4Bwd), v4 = (C4 + 32 * nw - 1) / (32 * nw);
     const int teams = kThreadsLn / 32 / nw;
-    // Every team walks the same number of rows: iters rows each, G blocks (<= 2 per SM).
-    const int64_t need = (N + teams - 1) / teams, cap = 2LL * bjc::sm_count();
-    const int64_t iters = (need + cap - 1) / cap;
-    int64_t G = (need + iters - 1) / iters;
-    while (G > 1 && bjc::tail_bytes(G, 2LL * C) > bjc::kPartBytes) G = G * 3 / 4;
-    const int K = bjc::tail_group_rows((int)G);
-    double* grp = reinterpret_cast<double*>(reinterpret_cast<char*>(part) +
-                                            bjc::group_sums_offset(G, 2LL * C));
+    int64_t G = 3LL * bjc::sm_count();
+    const int64_t need = (N + teams - 1) / teams;
+    if (G > need) G = need;
+    if (G * 2 * C * 4 > bjc::kScratchBytes) G = bjc::kScratchBytes / (8LL * C);  // >= 512
     const int smem = teams * 2 * C * (int)sizeof(float);  // <= 48 KiB for NW = 1
     // (+ 1 KiB: the static `red` also counts against the 48 KiB that need no opt-in)
     BJ_TRY(bjc::allow_smem((const void*)kLnBwd[v4 - 1], smem + 1024, &g_bwd_smem_done[v4 - 1],
                            op));
-    BJ_LAUNCH(kLnBwd[v4 - 1], (unsigned)G, kThreadsLn, smem, bjc::as_stream(stream), dh, dgamma,
-              dbeta, part, grp, bjc::tickets_of(part), dout, h, mean, rstd, gamma, N, C, nw, K);
-    return bjc::check_launch(op);
+    BJ_LAUNCH(kLnBwd[v4 - 1], (unsigned)G, kThreadsLn, smem, bjc::as_stream(stream), dh, part,
+              dout, h, mean, rstd, gamma, N, C, nw);
+    BJ_TRY(bjc::check_launch(op));
+    return bjc::launch_sum_partials(op, dgamma, dbeta, part, (int)G, 2 * C, C, stream);
   }
   // Parameter gradients first: dh may alias dout.
   BJ_TRY(bjc::launch_colreduce<2>(op, LnParamGradOp{dgamma, dbeta, dout, h, mean, rstd, C}, N, C,

@@ -296,21 +296,12 @@ void launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, A... a) {
   s.bdim = b;
   s.gdim = g;
   s.dyn.assign(smem + 16, 0xff);  // NaN-filled, like uninitialized shared memory
-  // Block order: x fastest (forward), the reverse, or a random permutation (BJ_EMU_SCHED), so
-  // kernels whose last block to finish does extra work see different last blocks.
-  std::vector<dim3> order;
   for (unsigned z = 0; z < g.z; ++z)
     for (unsigned y = 0; y < g.y; ++y)
-      for (unsigned x = 0; x < g.x; ++x) order.push_back(dim3(x, y, z));
-  if (sched_mode() == 1) {
-    for (size_t i = 0, j = order.size(); i + 1 < j; ++i, --j) std::swap(order[i], order[j - 1]);
-  } else if (sched_mode() == 2) {
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[next_random() % i]);
-  }
-  for (const dim3& blk : order) {
-    s.block = blk;
-    run_block();
-  }
+      for (unsigned x = 0; x < g.x; ++x) {
+        s.block = dim3(x, y, z);
+        run_block();
+      }
   s.body = nullptr;
 }
 
@@ -336,20 +327,7 @@ inline unsigned __ballot_sync(unsigned, int p) { return emu::ballot(p); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 template <class T>
 inline T __ldg(const T* p) { return *p; }
-template <class T>
-inline T __ldcg(const T* p) { return *p; }
 inline void __threadfence() {}
-// Fibers of one block run on one host thread and blocks run one after another: plain RMW.
-inline unsigned atomicAdd(unsigned* p, unsigned v) {
-  const unsigned old = *p;
-  *p = old + v;
-  return old;
-}
-inline unsigned atomicExch(unsigned* p, unsigned v) {
-  const unsigned old = *p;
-  *p = v;
-  return old;
-}
 using std::max;
 using std::min;
 
@@ -410,10 +388,6 @@ inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyK
   return cudaSuccess;
 }
 inline cudaError_t cudaMemset(void* d, int v, size_t n) {
-  std::memset(d, v, n);
-  return cudaSuccess;
-}
-inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = nullptr) {
   std::memset(d, v, n);
   return cudaSuccess;
 }
