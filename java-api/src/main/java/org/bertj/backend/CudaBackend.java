@@ -9,7 +9,6 @@ import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.cuda.global.cublas;
 import org.bytedeco.cuda.global.cudart;
 import org.bytedeco.javacpp.FloatPointer;
-import org.bytedeco.javacpp.IntPointer;
 import org.bytedeco.javacpp.Loader;
 import org.bytedeco.javacpp.Pointer;
 
@@ -34,6 +33,8 @@ public final class CudaBackend extends NativeBackend {
   private long liveBytes;
   private long liveTensors;
   private boolean closed;
+  private long stagingAddress;
+  private long stagingBytes;
 
   /** The number of CUDA devices; loads cudart (throws if the driver is missing). */
   public static int deviceCount() {
@@ -170,45 +171,61 @@ public final class CudaBackend extends NativeBackend {
   @Override
   public void upload(Tensor dst, float[] src) {
     f32(dst, "dst", src.length);
-    try (FloatPointer host = new FloatPointer(src)) {
-      check(cudart.cudaMemcpyAsync(new Raw.B(dst.address()), host, 4L * src.length,
-          cudart.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync(upload)");
-      check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-    }
+    new Raw.F(staging(4L * src.length), src.length).put(src, 0, src.length);
+    transfer(dst.address(), stagingAddress, 4L * src.length, cudart.cudaMemcpyHostToDevice);
   }
 
   @Override
   public void upload(Tensor dst, int[] src) {
     i32(dst, "dst", src.length);
-    try (IntPointer host = new IntPointer(src)) {
-      check(cudart.cudaMemcpyAsync(new Raw.B(dst.address()), host, 4L * src.length,
-          cudart.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync(upload)");
-      check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-    }
+    new Raw.I(staging(4L * src.length), src.length).put(src, 0, src.length);
+    transfer(dst.address(), stagingAddress, 4L * src.length, cudart.cudaMemcpyHostToDevice);
   }
 
   @Override
   public float[] download(Tensor src) {
     float[] out = new float[Math.toIntExact(f32(src, "src").numel())];
-    try (FloatPointer host = new FloatPointer(out.length)) {
-      check(cudart.cudaMemcpyAsync(host, new Raw.B(src.address()), 4L * out.length,
-          cudart.cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync(download)");
-      check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-      host.get(out);
-    }
+    transfer(staging(4L * out.length), src.address(), 4L * out.length,
+        cudart.cudaMemcpyDeviceToHost);
+    new Raw.F(stagingAddress, out.length).get(out, 0, out.length);
     return out;
   }
 
   @Override
   public int[] downloadInts(Tensor src) {
     int[] out = new int[Math.toIntExact(i32(src, "src").numel())];
-    try (IntPointer host = new IntPointer(out.length)) {
-      check(cudart.cudaMemcpyAsync(host, new Raw.B(src.address()), 4L * out.length,
-          cudart.cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync(download)");
-      check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-      host.get(out);
-    }
+    transfer(staging(4L * out.length), src.address(), 4L * out.length,
+        cudart.cudaMemcpyDeviceToHost);
+    new Raw.I(stagingAddress, out.length).get(out, 0, out.length);
     return out;
+  }
+
+  /**
+   * The pinned host staging buffer, grown to at least {@code bytes}; reused by every host copy
+   * (no host allocation per batch upload). Returns its address.
+   */
+  private long staging(long bytes) {
+    ensureOpen();
+    if (bytes > stagingBytes) {
+      if (stagingAddress != 0) {
+        cudart.cudaFreeHost(new Raw.B(stagingAddress));
+        stagingAddress = 0;
+        stagingBytes = 0;
+      }
+      long size = Math.max(bytes, 1L << 20);
+      Pointer p = new Pointer();
+      check(cudart.cudaMallocHost(p, size), "cudaMallocHost(" + size + " bytes)");
+      stagingAddress = p.address();
+      stagingBytes = size;
+    }
+    return stagingAddress;
+  }
+
+  /** One copy through the stream, waited for (the staging buffer is reused right after). */
+  private void transfer(long dst, long src, long bytes, int kind) {
+    check(cudart.cudaMemcpyAsync(new Raw.B(dst), new Raw.B(src), bytes, kind, stream),
+        "cudaMemcpyAsync");
+    check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   }
 
   @Override
@@ -264,5 +281,9 @@ public final class CudaBackend extends NativeBackend {
     cudart.cudaStreamDestroy(stream);
     alphaBuf.close();
     betaBuf.close();
+    if (stagingAddress != 0) {
+      cudart.cudaFreeHost(new Raw.B(stagingAddress));
+      stagingAddress = 0;
+    }
   }
 }
