@@ -6,6 +6,7 @@
 //
 // Elementwise, so the result does not depend on the thread count. No gradients here.
 #include "common.h"
+#include "bertj_bf16.h"
 
 extern "C" int bj_cpu_fill(float* x,  // (n)
                            int64_t n, float value, void* stream) {
@@ -37,5 +38,29 @@ extern "C" int bj_cpu_scale_by(float* x,            // (n)
   const float s = *scale;
 #pragma omp parallel for if (n >= bj::kParallelMin)
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
+  return BJ_OK;
+}
+
+// ---- bf16 conversions (mixed precision): rounding shared with CUDA via bertj_bf16.h ----
+
+extern "C" int bj_cpu_to_bf16(uint16_t* out,   // (n) bf16 bits
+                              const float* x,  // (n)
+                              int64_t n, void* stream) {
+  BJ_CHECK(out != nullptr, "bj_cpu_to_bf16", "out is NULL");
+  BJ_CHECK(x != nullptr, "bj_cpu_to_bf16", "x is NULL");
+  BJ_CHECK(n > 0, "bj_cpu_to_bf16", "n must be > 0 (got %lld)", (long long)n);
+#pragma omp parallel for if (n >= bj::kParallelMin)
+  for (int64_t i = 0; i < n; ++i) out[i] = bj_f32_to_bf16_bits(x[i]);
+  return BJ_OK;
+}
+
+extern "C" int bj_cpu_from_bf16(float* out,         // (n)
+                                const uint16_t* x,  // (n) bf16 bits
+                                int64_t n, void* stream) {
+  BJ_CHECK(out != nullptr, "bj_cpu_from_bf16", "out is NULL");
+  BJ_CHECK(x != nullptr, "bj_cpu_from_bf16", "x is NULL");
+  BJ_CHECK(n > 0, "bj_cpu_from_bf16", "n must be > 0 (got %lld)", (long long)n);
+#pragma omp parallel for if (n >= bj::kParallelMin)
+  for (int64_t i = 0; i < n; ++i) out[i] = bj_bf16_bits_to_f32(x[i]);
   return BJ_OK;
 }

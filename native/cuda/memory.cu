@@ -1,4 +1,4 @@
-// Memory helpers on device buffers: fill, axpy, scale_by.
+// Memory helpers on device buffers: fill, axpy, scale_by, to_bf16, from_bf16.
 //
 //   fill:     x[i] = value
 //   axpy:     y[i] += alpha * x[i]
@@ -7,6 +7,7 @@
 //
 // Elementwise, grid-stride, float4 when every pointer is 16-byte aligned (scalar tail).
 #include "common.cuh"
+#include "bertj_bf16.h"
 
 namespace {
 struct FillOp {
@@ -48,6 +49,35 @@ struct ScaleByOp {
     reinterpret_cast<float4*>(x)[i] = v;
   }
 };
+
+struct ToBf16Op {
+  uint16_t* out;
+  const float* x;
+  __device__ void one(int64_t i) const { out[i] = bj_f32_to_bf16_bits(x[i]); }
+  __device__ void vec4(int64_t i) const {
+    const float4 v = reinterpret_cast<const float4*>(x)[i];
+    uint2 o;
+    o.x = (uint32_t)bj_f32_to_bf16_bits(v.x) | ((uint32_t)bj_f32_to_bf16_bits(v.y) << 16);
+    o.y = (uint32_t)bj_f32_to_bf16_bits(v.z) | ((uint32_t)bj_f32_to_bf16_bits(v.w) << 16);
+    reinterpret_cast<uint2*>(out)[i] = o;
+  }
+};
+
+struct FromBf16Op {
+  float* out;
+  const uint16_t* x;
+  __device__ void one(int64_t i) const { out[i] = bj_bf16_bits_to_f32(x[i]); }
+  __device__ void vec4(int64_t i) const {
+    const uint2 v = reinterpret_cast<const uint2*>(x)[i];
+    reinterpret_cast<float4*>(out)[i] =
+        make_float4(bj_bf16_bits_to_f32((uint16_t)(v.x & 0xffffu)),
+                    bj_bf16_bits_to_f32((uint16_t)(v.x >> 16)),
+                    bj_bf16_bits_to_f32((uint16_t)(v.y & 0xffffu)),
+                    bj_bf16_bits_to_f32((uint16_t)(v.y >> 16)));
+  }
+};
+
+inline bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
 }  // namespace
 
 extern "C" int bj_cuda_fill(float* x,  // (n)
@@ -76,4 +106,24 @@ extern "C" int bj_cuda_scale_by(float* x,            // (n)
   BJ_CHECK(n > 0, "bj_cuda_scale_by", "n must be > 0 (got %lld)", (long long)n);
   return bjc::launch_elementwise("bj_cuda_scale_by", ScaleByOp{x, scale}, n, bjc::aligned16(x),
                                  stream);
+}
+
+extern "C" int bj_cuda_to_bf16(uint16_t* out,   // (n) bf16 bits
+                               const float* x,  // (n)
+                               int64_t n, void* stream) {
+  BJ_CHECK(out != nullptr, "bj_cuda_to_bf16", "out is NULL");
+  BJ_CHECK(x != nullptr, "bj_cuda_to_bf16", "x is NULL");
+  BJ_CHECK(n > 0, "bj_cuda_to_bf16", "n must be > 0 (got %lld)", (long long)n);
+  return bjc::launch_elementwise("bj_cuda_to_bf16", ToBf16Op{out, x}, n,
+                                 bjc::aligned16(x) && aligned8(out), stream);
+}
+
+extern "C" int bj_cuda_from_bf16(float* out,         // (n)
+                                 const uint16_t* x,  // (n) bf16 bits
+                                 int64_t n, void* stream) {
+  BJ_CHECK(out != nullptr, "bj_cuda_from_bf16", "out is NULL");
+  BJ_CHECK(x != nullptr, "bj_cuda_from_bf16", "x is NULL");
+  BJ_CHECK(n > 0, "bj_cuda_from_bf16", "n must be > 0 (got %lld)", (long long)n);
+  return bjc::launch_elementwise("bj_cuda_from_bf16", FromBf16Op{out, x}, n,
+                                 bjc::aligned16(out) && aligned8(x), stream);
 }

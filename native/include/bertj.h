@@ -47,6 +47,11 @@ extern "C" {
   int P##axpy(float* y, const float* x, int64_t n, float alpha, void* stream);                  \
   /* x[i] *= (*scale) (scale is a pointer to one float in backend memory). */                   \
   int P##scale_by(float* x, int64_t n, const float* scale, void* stream);                       \
+  /* out[i] = bf16(x[i]), round to nearest even (NaN stays NaN); bf16 as its uint16 bits.     \
+     Used for the bf16 copies of GEMM inputs (mixed precision). */                              \
+  int P##to_bf16(uint16_t* out, const float* x, int64_t n, void* stream);                       \
+  /* out[i] = float(x[i]) (exact). */                                                           \
+  int P##from_bf16(float* out, const uint16_t* x, int64_t n, void* stream);                     \
                                                                                                 \
   /* ---- embeddings ---- */                                                                    \
   /* out (N=B*T, C) = wte[ids] + wpe[t] + wtt[tt]; position of row r is r % T.                  \

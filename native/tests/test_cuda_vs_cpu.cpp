@@ -156,6 +156,25 @@ void test_memory() {
         if (GPU_OK("scale_by", sh, bj_cuda_scale_by(gx.p, n, gs.p, nullptr)))
           report("scale_by", sh, rel(gx.get(), x), kFwd);
       }
+      {
+        // bf16 conversions: bit-identical on both backends, specials included.
+        auto x = randv(n);
+        const float special[] = {0.f, -0.f, INFINITY, -INFINITY, NAN, 3.0e38f, 1.0e-40f,
+                                 1.00390625f /* tie: 1 + 2^-8 */, 1.01171875f /* tie, odd */};
+        for (size_t i = 0; i < sizeof special / sizeof special[0] && i < x.size(); ++i)
+          x[i] = special[i];
+        std::vector<uint16_t> c(n);
+        Dev<float> gx(x, pad);
+        Dev<uint16_t> g(n, pad);
+        CPU_OK("to_bf16", sh, bj_cpu_to_bf16(c.data(), x.data(), n, nullptr));
+        if (GPU_OK("to_bf16", sh, bj_cuda_to_bf16(g.p, gx.p, n, nullptr)))
+          report_bits("to_bf16", sh, g.get() == c);
+        std::vector<float> back(n);
+        Dev<float> gback(n, pad);
+        CPU_OK("from_bf16", sh, bj_cpu_from_bf16(back.data(), c.data(), n, nullptr));
+        if (GPU_OK("from_bf16", sh, bj_cuda_from_bf16(gback.p, g.p, n, nullptr)))
+          report_bits("from_bf16", sh, same_bits(gback.get(), back));
+      }
     }
   }
 }

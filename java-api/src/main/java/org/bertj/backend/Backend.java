@@ -62,6 +62,12 @@ public interface Backend extends AutoCloseable {
   /** x *= scale[0] (scale: one F32 element on this backend). */
   void scaleBy(Tensor x, Tensor scale);
 
+  /** out (BF16) = x (F32) rounded to nearest even, element for element (same numel). */
+  void toBf16(Tensor out, Tensor x);
+
+  /** out (F32) = x (BF16), exactly. */
+  void fromBf16(Tensor out, Tensor x);
+
   /** Tensors allocated by this backend and not closed yet (for leak checks). */
   long liveTensors();
 
@@ -79,6 +85,13 @@ public interface Backend extends AutoCloseable {
    */
   void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a, int lda,
       Tensor b, int ldb, float beta, Tensor c, int ldc);
+
+  /**
+   * Mixed-precision GEMM: like {@link #gemm} with A and B in BF16 and C in F32; products and
+   * sums in fp32 (on CUDA, bf16 tensor cores with fp32 accumulation).
+   */
+  void gemmBf16(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a,
+      int lda, Tensor b, int ldb, float beta, Tensor c, int ldc);
 
   /**
    * A linear layer on rows: y (n, out) = x (n, in) * w^T (w: (out, in)) + bias (bias may be null);

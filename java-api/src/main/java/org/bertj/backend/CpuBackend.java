@@ -147,6 +147,24 @@ public final class CpuBackend extends NativeBackend {
         new Raw.F(c.address(), 0), ldc);
   }
 
+  /**
+   * The reference for {@link Backend#gemmBf16}: the BF16 operands widened to fp32 (exact), then
+   * the fp32 GEMM; the same products as bf16 tensor cores with fp32 accumulation, up to the
+   * order of the sums.
+   */
+  @Override
+  public void gemmBf16(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a,
+      int lda, Tensor b, int ldb, float beta, Tensor c, int ldc) {
+    Gemm.check(this, DType.BF16, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
+    long na = (long) ((transA ? k : m) - 1) * lda + (transA ? m : k);
+    long nb = (long) ((transB ? n : k) - 1) * ldb + (transB ? k : n);
+    try (Tensor fa = alloc(DType.F32, na); Tensor fb = alloc(DType.F32, nb)) {
+      fromBf16(fa, a.numel() == na ? a : a.view(0, na));
+      fromBf16(fb, b.numel() == nb ? b : b.view(0, nb));
+      gemm(transA, transB, m, n, k, alpha, fa, lda, fb, ldb, beta, c, ldc);
+    }
+  }
+
   @Override
   public void close() {}
 }

@@ -25,6 +25,16 @@ final class CpuKernels implements Kernels {
   }
 
   @Override
+  public int toBf16(long out, long x, long n, long stream) {
+    return BertjCpu.bj_cpu_to_bf16(out, x, n, stream);
+  }
+
+  @Override
+  public int fromBf16(long out, long x, long n, long stream) {
+    return BertjCpu.bj_cpu_from_bf16(out, x, n, stream);
+  }
+
+  @Override
   public int embeddingsForward(long out, long ids, long tt, long wte, long wpe, long wtt, int b, int t, int c, int v, int p, int tv, long stream) {
     return BertjCpu.bj_cpu_embeddings_forward(out, ids, tt, wte, wpe, wtt, b, t, c, v, p, tv, stream);
   }

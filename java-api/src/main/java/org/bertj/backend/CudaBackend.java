@@ -265,6 +265,20 @@ public final class CudaBackend extends NativeBackend {
         new Raw.F(c.address(), 0), ldc), "cublasSgemm");
   }
 
+  /** bf16 inputs on the tensor cores, fp32 output and accumulation (cublasGemmEx). */
+  @Override
+  public void gemmBf16(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a,
+      int lda, Tensor b, int ldb, float beta, Tensor c, int ldc) {
+    Gemm.check(this, DType.BF16, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
+    alphaBuf.put(0, alpha);
+    betaBuf.put(0, beta);
+    blasCheck(cublas.cublasGemmEx(blas, transB ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N,
+        transA ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N, n, m, k, alphaBuf,
+        new Raw.B(b.address()), cudart.CUDA_R_16BF, ldb, new Raw.B(a.address()),
+        cudart.CUDA_R_16BF, lda, betaBuf, new Raw.B(c.address()), cudart.CUDA_R_32F, ldc,
+        cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_GEMM_DEFAULT), "cublasGemmEx(bf16)");
+  }
+
   @Override
   public void close() {
     if (closed) {

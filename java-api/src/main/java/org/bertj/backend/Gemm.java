@@ -6,11 +6,17 @@ final class Gemm {
 
   static void check(NativeBackend be, boolean transA, boolean transB, int m, int n, int k,
       Tensor a, int lda, Tensor b, int ldb, Tensor c, int ldc) {
+    check(be, DType.F32, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
+  }
+
+  /** inputs: the dtype of A and B (C is always F32). */
+  static void check(NativeBackend be, DType inputs, boolean transA, boolean transB, int m, int n,
+      int k, Tensor a, int lda, Tensor b, int ldb, Tensor c, int ldc) {
     if (m <= 0 || n <= 0 || k <= 0) {
       throw new IllegalArgumentException("gemm sizes must be > 0, got m=" + m + " n=" + n + " k=" + k);
     }
-    be.f32(a, "A");
-    be.f32(b, "B");
+    Tensor.require(a, "A", be, inputs);
+    Tensor.require(b, "B", be, inputs);
     be.f32(c, "C");
     // Row-major op(A) is (m, k): stored A is (m, k) or, transposed, (k, m).
     operand("A", a, transA ? k : m, transA ? m : k, lda);

@@ -14,6 +14,10 @@ interface Kernels {
 
   int scaleBy(long x, long n, long scale, long stream);
 
+  int toBf16(long out, long x, long n, long stream);
+
+  int fromBf16(long out, long x, long n, long stream);
+
   int embeddingsForward(long out, long ids, long tt, long wte, long wpe, long wtt, int b, int t,
       int c, int v, int p, int tv, long stream);
 

@@ -89,6 +89,26 @@ abstract class NativeBackend implements Backend {
     ok(k.scaleBy(x.address(), x.numel(), f32(scale, "scale", 1), stream()), "scaleBy");
   }
 
+  @Override
+  public void toBf16(Tensor out, Tensor x) {
+    long n = f32(x, "x").numel();
+    Tensor.require(out, "out", this, DType.BF16);
+    if (out.numel() != n) {
+      throw new IllegalArgumentException("toBf16: out has " + out.numel() + " elements, x has " + n);
+    }
+    ok(k.toBf16(out.address(), x.address(), n, stream()), "toBf16");
+  }
+
+  @Override
+  public void fromBf16(Tensor out, Tensor x) {
+    long n = f32(out, "out").numel();
+    Tensor.require(x, "x", this, DType.BF16);
+    if (x.numel() != n) {
+      throw new IllegalArgumentException("fromBf16: out has " + n + " elements, x has " + x.numel());
+    }
+    ok(k.fromBf16(out.address(), x.address(), n, stream()), "fromBf16");
+  }
+
   // ---- embeddings ----
 
   @Override

@@ -8,6 +8,7 @@ import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import org.bertj.backend.Backend;
 import org.bertj.backend.Device;
+import org.bertj.backend.Precision;
 import org.bertj.io.BertConfig;
 import org.bertj.model.Batch;
 import org.bertj.model.BertForSequenceClassification;
@@ -40,7 +41,7 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--device", defaultValue = "auto", description = "auto, cpu or cuda. Default: ${DEFAULT-VALUE}")
   String device;
 
-  @Option(names = "--precision", defaultValue = "fp32", description = "fp32 (bf16: not yet). Default: ${DEFAULT-VALUE}")
+  @Option(names = "--precision", defaultValue = "fp32", description = "fp32, bf16 (bf16 GEMM inputs, fp32 accumulation) or auto (bf16 on CUDA). Default: ${DEFAULT-VALUE}")
   String precision;
 
   @Option(names = "--warmup", defaultValue = "3", description = "Untimed steps first. Default: ${DEFAULT-VALUE}")
@@ -54,9 +55,6 @@ public final class BenchCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if (!precision.equalsIgnoreCase("fp32")) {
-      throw new IllegalArgumentException("--precision " + precision + " is not implemented yet (fp32 only)");
-    }
     boolean train = switch (mode) {
       case "train" -> true;
       case "infer" -> false;
@@ -86,6 +84,8 @@ public final class BenchCommand implements Callable<Integer> {
         BertForSequenceClassification m = BertForSequenceClassification.create(be, cfg, seed);
         AdamW opt = new AdamW(m.parameters(), 0.9f, 0.999f, 1e-8f, 0.01f);
         TrainStep trainStep = new TrainStep(m, opt, 1f)) {
+      Precision prec = Precision.parse(precision, be.device());
+      m.parameters().setPrecision(prec);
       Batch inputs = Batch.of(ids, null, null, batch, seq);
       Runnable step = train ? () -> trainStep.run(data, 5e-5f, seed) : () -> m.forward(inputs);
       for (int i = 0; i < warmup; i++) {
@@ -102,7 +102,7 @@ public final class BenchCommand implements Callable<Integer> {
       o.put("bench", train ? "train_step" : "inference");
       o.put("model", model);
       o.put("device", be.name());
-      o.put("precision", "fp32");
+      o.put("precision", prec.label());
       o.put("batch", batch);
       o.put("seq", seq);
       o.put("iters", iters);

@@ -1,6 +1,7 @@
 package org.bertj.cli;
 
 import org.bertj.backend.Device;
+import org.bertj.backend.Precision;
 import org.bertj.train.TextColumns;
 import picocli.CommandLine.Option;
 
@@ -9,6 +10,11 @@ public final class DataOptions {
   @Option(names = "--device", paramLabel = "auto|cpu|cuda", defaultValue = "auto",
       description = "Where to compute (default: ${DEFAULT-VALUE}: CUDA when a GPU answers, else the CPU).")
   String device;
+
+  @Option(names = "--precision", paramLabel = "auto|fp32|bf16", defaultValue = "auto",
+      description = "GEMM precision (default: ${DEFAULT-VALUE}: bf16 on CUDA, i.e. bf16 GEMM inputs "
+          + "with fp32 accumulation and fp32 master weights; fp32 on the CPU).")
+  String precision;
 
   @Option(names = "--batch-size", paramLabel = "N", defaultValue = "32",
       description = "Examples per batch (default: ${DEFAULT-VALUE}).")
@@ -39,7 +45,12 @@ public final class DataOptions {
     return Device.parse(device);
   }
 
+  Precision precision(Device resolved) {
+    return Precision.parse(precision, resolved);
+  }
+
   void check() {
+    Precision.parse(precision, Device.CPU); // a bad value fails before any work
     if (batchSize < 1) {
       throw new IllegalArgumentException("--batch-size " + batchSize + " must be at least 1");
     }

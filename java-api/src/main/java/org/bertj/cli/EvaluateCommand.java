@@ -67,6 +67,7 @@ public final class EvaluateCommand implements Callable<Integer> {
       try {
         tok = BertTokenizer.forModel(dir);
         BertForSequenceClassification m = BertForSequenceClassification.fromPretrained(be, dir, 0L);
+        m.parameters().setPrecision(opts.precision(be.device()));
         return new Loaded(be, tok, m, opts.maxLen);
       } catch (RuntimeException | Error e) {
         if (tok != null) {

@@ -147,6 +147,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         .optWeightDecay(weightDecay).optWarmupRatio(warmupRatio)
         .optScheduler(LrSchedule.Kind.parse(scheduler)).optMaxGradNorm(maxGradNorm)
         .optMaxLength(data.maxLen).optSeed(seed).optDevice(data.device())
+        .optPrecision(data.precision)
         .optFreezeEncoder(freezeEncoder).optProblemType(parseProblemType(problemType))
         .optColumns(data.columns()).optLimit(limit).optEvalEvery(evalEvery)
         .optEarlyStoppingPatience(patience).optResume(resume)

@@ -32,6 +32,7 @@ final class Checkpoints {
         ps.backend().upload(p.value(), initialValues(p, c, r));
       }
     }
+    ps.markValuesChanged();
   }
 
   private static float[] initialValues(Parameter p, BertConfig c, Random r) {
@@ -115,6 +116,7 @@ final class Checkpoints {
       for (String[] f : found) {
         ps.backend().upload(ps.get(f[0]).value(), r.readFloats(f[1]));
       }
+      ps.markValuesChanged();
     }
     if (!initialised.isEmpty()) {
       Set<String> init = Set.copyOf(initialised);

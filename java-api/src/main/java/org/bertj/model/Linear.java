@@ -1,6 +1,7 @@
 package org.bertj.model;
 
 import org.bertj.backend.Backend;
+import org.bertj.backend.Precision;
 import org.bertj.backend.Tensor;
 
 /** nn.Linear over rows: y (n, out) = x (n, in) W^T + b, with W (out, in) a parameter view. */
@@ -11,8 +12,11 @@ final class Linear {
   final int in;
   final int out;
 
+  final Parameters ps;
+
   Linear(Parameters ps, String prefix, int in, int out) {
     this.be = ps.backend();
+    this.ps = ps;
     this.weight = ps.get(prefix + ".weight");
     this.bias = ps.get(prefix + ".bias");
     this.in = in;
@@ -26,22 +30,61 @@ final class Linear {
 
   /** y = x W^T + b. */
   void forward(Tensor y, Tensor x, int n) {
-    be.linear(y, x, weight.value(), bias.value(), n, in, out);
+    forward(y, x, n, true);
   }
 
   /** y = x W^T (the bias is applied by a fused op). */
   void forwardNoBias(Tensor y, Tensor x, int n) {
-    be.linear(y, x, weight.value(), null, n, in, out);
+    forward(y, x, n, false);
+  }
+
+  private void forward(Tensor y, Tensor x, int n, boolean withBias) {
+    if (ps.precision() == Precision.BF16) {
+      Tensor xl = ps.lowScratch(0, (long) n * in);
+      be.toBf16(xl, rows(x, n, in));
+      be.gemmBf16(false, true, n, out, in, 1f, xl, in, ps.lowValue(weight), in, 0f, y, out);
+      if (withBias) {
+        be.biasAdd(y, bias.value(), n, out);
+      }
+    } else {
+      be.linear(y, x, weight.value(), withBias ? bias.value() : null, n, in, out);
+    }
   }
 
   /** dx = dy W (added when accumulate; dx may be null); dW += dy^T x; db += colsum(dy). */
   void backward(Tensor dx, Tensor dy, Tensor x, int n, boolean accumulate) {
-    be.linearBackward(dx, weight.grad(), bias.grad(), dy, x, weight.value(), n, in, out,
-        accumulate);
+    backward(dx, dy, x, n, accumulate, true);
   }
 
   /** Like {@link #backward} without the bias gradient (a fused op accumulated it). */
   void backwardNoBias(Tensor dx, Tensor dy, Tensor x, int n, boolean accumulate) {
-    be.linearBackward(dx, weight.grad(), null, dy, x, weight.value(), n, in, out, accumulate);
+    backward(dx, dy, x, n, accumulate, false);
+  }
+
+  private void backward(Tensor dx, Tensor dy, Tensor x, int n, boolean accumulate,
+      boolean withBias) {
+    if (ps.precision() == Precision.BF16) {
+      Tensor dyl = ps.lowScratch(0, (long) n * out);
+      be.toBf16(dyl, rows(dy, n, out));
+      if (dx != null) {
+        be.gemmBf16(false, false, n, in, out, 1f, dyl, out, ps.lowValue(weight), in,
+            accumulate ? 1f : 0f, dx, in);
+      }
+      Tensor xl = ps.lowScratch(1, (long) n * in);
+      be.toBf16(xl, rows(x, n, in));
+      be.gemmBf16(true, false, out, in, n, 1f, dyl, out, xl, in, 1f, weight.grad(), in);
+      if (withBias) {
+        be.biasBackward(bias.grad(), dy, n, out);
+      }
+    } else {
+      be.linearBackward(dx, weight.grad(), withBias ? bias.grad() : null, dy, x, weight.value(),
+          n, in, out, accumulate);
+    }
+  }
+
+  /** The first n rows of a contiguous (rows, cols) tensor. */
+  private static Tensor rows(Tensor t, int n, int cols) {
+    long numel = (long) n * cols;
+    return t.numel() == numel ? t : t.view(0, numel);
   }
 }

@@ -8,6 +8,7 @@ import java.util.Map;
 import java.util.Optional;
 import org.bertj.backend.Backend;
 import org.bertj.backend.DType;
+import org.bertj.backend.Precision;
 import org.bertj.backend.Tensor;
 
 /**
@@ -55,6 +56,11 @@ public final class Parameters implements AutoCloseable {
   private final long nDecay;
   private final Map<String, Parameter> byName = new LinkedHashMap<>();
   private boolean closed;
+  /** bf16 copy of the values (mixed precision), or null. */
+  private Tensor low;
+  private boolean lowStale;
+  /** bf16 scratch for GEMM inputs (grown on demand, reused: one stream runs in order). */
+  private final Tensor[] lowScratch = new Tensor[2];
 
   private Parameters(Backend backend, Layout layout) {
     this.backend = backend;
@@ -129,9 +135,88 @@ public final class Parameters implements AutoCloseable {
     return nDecay;
   }
 
-  /** The flat values (size()). */
+  /**
+   * The flat values (size()). Code that writes them directly (not through the optimizer,
+   * {@link #copyValuesFrom} or the checkpoint loader) must call {@link #markValuesChanged()} so
+   * that a bf16 copy is refreshed.
+   */
   public Tensor values() {
     return values;
+  }
+
+  /** The working precision of the matrix multiplications that use these parameters. */
+  public Precision precision() {
+    return low != null ? Precision.BF16 : Precision.FP32;
+  }
+
+  /**
+   * Switches the GEMM precision. BF16 keeps a bf16 copy of every value (refreshed lazily after
+   * {@link #markValuesChanged()}); FP32 frees it. The fp32 values stay the master copy.
+   */
+  public void setPrecision(Precision p) {
+    ensureOpen();
+    if (p == Precision.BF16 && low == null) {
+      low = backend.alloc(DType.BF16, values.numel());
+      lowStale = true;
+    } else if (p == Precision.FP32 && low != null) {
+      closeLow();
+    }
+  }
+
+  /** Says the fp32 values changed, so the bf16 copy (if any) is refreshed before its next use. */
+  public void markValuesChanged() {
+    lowStale = true;
+  }
+
+  /** The bf16 copy of one parameter (BF16 precision only), refreshed first if stale. */
+  public Tensor lowValue(Parameter p) {
+    if (low == null) {
+      throw new IllegalStateException("parameters are in fp32: no bf16 copy of " + p.name());
+    }
+    if (lowStale) {
+      backend.toBf16(low, values);
+      lowStale = false;
+    }
+    return low.view(p.offset(), p.shape());
+  }
+
+  /**
+   * A BF16 scratch tensor of numel elements from slot 0 or 1 (each grown on demand and reused;
+   * its contents are only valid until the next call for that slot).
+   */
+  public Tensor lowScratch(int slot, long numel) {
+    Tensor t = lowScratch[slot];
+    if (t == null || t.numel() < numel) {
+      if (t != null) {
+        t.close();
+        lowScratch[slot] = null;
+      }
+      t = backend.alloc(DType.BF16, numel);
+      lowScratch[slot] = t;
+    }
+    return t.numel() == numel ? t : t.view(0, numel);
+  }
+
+  private void ensureOpen() {
+    if (closed) {
+      throw new IllegalStateException("the parameters are closed");
+    }
+  }
+
+  private void closeLow() {
+    try {
+      if (low != null) {
+        low.close();
+      }
+    } finally {
+      low = null;
+      for (int i = 0; i < lowScratch.length; i++) {
+        if (lowScratch[i] != null) {
+          lowScratch[i].close();
+          lowScratch[i] = null;
+        }
+      }
+    }
   }
 
   /** The flat gradients (size()). */
@@ -160,6 +245,7 @@ public final class Parameters implements AutoCloseable {
       throw new IllegalArgumentException("parameter layouts differ");
     }
     backend.copy(values, other.values);
+    markValuesChanged();
   }
 
   public boolean isClosed() {
@@ -172,6 +258,7 @@ public final class Parameters implements AutoCloseable {
     if (!closed) {
       closed = true;
       try {
+        closeLow();
         values.close();
       } finally {
         grads.close();

@@ -88,6 +88,7 @@ public final class AdamW implements AutoCloseable {
   /** One step with lr and gradScale (one F32 element multiplying the gradients, may be null). */
   public void step(float lr, Tensor gradScale) {
     step++;
+    params.markValuesChanged();
     if (ranges.length == 1 && ranges[0][0] == 0 && ranges[0][1] == params.size()) {
       be.adamw(params.values(), params.grads(), m, v, decayBegin, decayEnd, lr, beta1, beta2, eps,
           weightDecay, step, gradScale);

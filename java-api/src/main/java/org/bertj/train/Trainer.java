@@ -16,6 +16,7 @@ import java.util.Objects;
 import org.bertj.backend.Backend;
 import org.bertj.backend.DType;
 import org.bertj.backend.Device;
+import org.bertj.backend.Precision;
 import org.bertj.backend.Tensor;
 import org.bertj.io.BertConfig;
 import org.bertj.io.BertConfig.ProblemType;
@@ -129,6 +130,7 @@ public final class Trainer implements AutoCloseable {
         m = BertForSequenceClassification.fromPretrained(be, b.modelDir, config, b.seed);
       }
       this.model = m;
+      m.parameters().setPrecision(Precision.parse(b.precision, be.device()));
       opt = new AdamW(m.parameters(), (float) b.beta1, (float) b.beta2, (float) b.eps,
           (float) b.weightDecay);
       if (b.freezeEncoder) {
@@ -315,13 +317,14 @@ public final class Trainer implements AutoCloseable {
     Path metricsFile = output == null ? null : output.resolve(METRICS_FILE);
 
     ls.onMessage(String.format(Locale.ROOT,
-        "bertj: train %s: %d examples (%d truncated to %d tokens)%s; %s, %d labels%s; device %s",
+        "bertj: train %s: %d examples (%d truncated to %d tokens)%s; %s, %d labels%s; device %s, %s",
         args.trainFile, train.size(), train.truncated(), Math.min(args.maxLength,
             config.getMaxPositionEmbeddings()),
         eval == null ? "" : String.format(Locale.ROOT, "; eval %s: %d examples (%d truncated)",
             args.evalFile, eval.size(), eval.truncated()),
         labels.problemType().jsonName(), labels.size(),
-        labels.size() <= 10 ? " " + labels.names() : "", be.name()));
+        labels.size() <= 10 ? " " + labels.names() : "", be.name(),
+        model.parameters().precision().label()));
     ls.onMessage(String.format(Locale.ROOT,
         "bertj: %d steps (%s), batch %d x %d accumulated, %s, weight decay %s, clip %s, seed %d%s",
         total, args.maxSteps > 0 ? "max steps" : numEpochs + " epochs of " + upe,
@@ -463,6 +466,7 @@ public final class Trainer implements AutoCloseable {
       }
       if (bestValues != null && st.bestStep != step) {
         be.upload(ps.values(), bestValues); // the best model, as load_best_model_at_end
+        ps.markValuesChanged();
       }
       if (output != null) {
         if (eval == null || st.bestStep < 0) {
@@ -771,6 +775,7 @@ public final class Trainer implements AutoCloseable {
     private int maxLength = 128;
     private long seed = 42;
     private Device device = Device.AUTO;
+    private String precision = "auto";
     private Backend backend;
     private boolean freezeEncoder;
     private ProblemType problemType;
@@ -911,6 +916,13 @@ public final class Trainer implements AutoCloseable {
     /** Seed of the data order, dropout and new head weights (default 42). */
     public Builder optSeed(long s) {
       this.seed = s;
+      return this;
+    }
+
+    /** GEMM precision: "fp32", "bf16" or "auto" (default: bf16 on CUDA, fp32 on the CPU). */
+    public Builder optPrecision(String p) {
+      Precision.parse(Objects.requireNonNull(p), Device.CPU);
+      this.precision = p;
       return this;
     }
 

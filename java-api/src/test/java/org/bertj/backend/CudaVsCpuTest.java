@@ -129,6 +129,32 @@ class CudaVsCpuTest {
     }
   }
 
+  /** bf16 rounding bit-identical; bf16 GEMM (tensor cores) vs the CPU's widened fp32 GEMM. */
+  @Test
+  void bf16ConversionAndGemm() {
+    int m = 67, n = 45, k = 129;
+    for (boolean ta : new boolean[] {false, true}) {
+      for (boolean tb : new boolean[] {false, true}) {
+        P a = rand(m * k);
+        P b = rand(k * n);
+        P c = rand(m * n);
+        P al = new P(DType.BF16, m * k);
+        P bl = new P(DType.BF16, k * n);
+        cpu.toBf16(al.c, a.c);
+        gpu.toBf16(al.g, a.g);
+        cpu.toBf16(bl.c, b.c);
+        gpu.toBf16(bl.g, b.g);
+        P back = zeros(m * k);
+        cpu.fromBf16(back.c, al.c);
+        gpu.fromBf16(back.g, al.g);
+        assertArrayEquals(back.c.toFloatArray(), back.g.toFloatArray(), "bf16 rounding");
+        cpu.gemmBf16(ta, tb, m, n, k, 1.5f, al.c, ta ? m : k, bl.c, tb ? k : n, 0.5f, c.c, n);
+        gpu.gemmBf16(ta, tb, m, n, k, 1.5f, al.g, ta ? m : k, bl.g, tb ? k : n, 0.5f, c.g, n);
+        close("gemmBf16 ta=" + ta + " tb=" + tb, c, 1e-5);
+      }
+    }
+  }
+
   @ParameterizedTest
   @CsvSource({"2,16,64,100,64", "1,1,37,11,8", "3,9,768,512,128"})
   void embeddings(int b, int t, int c, int v, int p) {
