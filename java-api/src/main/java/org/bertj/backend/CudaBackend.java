@@ -5,6 +5,7 @@ import java.util.HashMap;
 import java.util.Map;
 import org.bertj.nativ.BertjCuda;
 import org.bytedeco.cuda.cublas.cublasContext;
+import org.bytedeco.cuda.cudart.CUevent_st;
 import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.cuda.global.cublas;
 import org.bytedeco.cuda.global.cudart;
@@ -35,6 +36,17 @@ public final class CudaBackend extends NativeBackend {
   private boolean closed;
   private long stagingAddress;
   private long stagingBytes;
+  /** Pinned upload buffers used in turn; each waits on its last copy's event before reuse. */
+  private final UploadSlot[] uploads = new UploadSlot[8];
+  private int nextUpload;
+
+  /** One pinned host buffer for asynchronous uploads and the event of its last copy. */
+  private static final class UploadSlot {
+    long address;
+    long bytes;
+    final CUevent_st done = new CUevent_st();
+    boolean pending;
+  }
 
   /** The number of CUDA devices; loads cudart (throws if the driver is missing). */
   public static int deviceCount() {
@@ -168,18 +180,62 @@ public final class CudaBackend extends NativeBackend {
     }
   }
 
+  /**
+   * Copies to the device without waiting for it: the data goes through one of a few pinned
+   * buffers, used in turn; a buffer is rewritten only after its previous copy has completed
+   * (its event). So a training step's batch upload does not stall the queue.
+   */
   @Override
   public void upload(Tensor dst, float[] src) {
     f32(dst, "dst", src.length);
-    new Raw.F(staging(4L * src.length), src.length).put(src, 0, src.length);
-    transfer(dst.address(), stagingAddress, 4L * src.length, cudart.cudaMemcpyHostToDevice);
+    UploadSlot s = uploadSlot(4L * src.length);
+    new Raw.F(s.address, src.length).put(src, 0, src.length);
+    uploadAsync(dst.address(), s, 4L * src.length);
   }
 
   @Override
   public void upload(Tensor dst, int[] src) {
     i32(dst, "dst", src.length);
-    new Raw.I(staging(4L * src.length), src.length).put(src, 0, src.length);
-    transfer(dst.address(), stagingAddress, 4L * src.length, cudart.cudaMemcpyHostToDevice);
+    UploadSlot s = uploadSlot(4L * src.length);
+    new Raw.I(s.address, src.length).put(src, 0, src.length);
+    uploadAsync(dst.address(), s, 4L * src.length);
+  }
+
+  private UploadSlot uploadSlot(long bytes) {
+    ensureOpen();
+    int i = nextUpload;
+    nextUpload = (nextUpload + 1) % uploads.length;
+    UploadSlot s = uploads[i];
+    if (s == null) {
+      s = new UploadSlot();
+      check(cudart.cudaEventCreateWithFlags(s.done, cudart.cudaEventDisableTiming),
+          "cudaEventCreateWithFlags");
+      uploads[i] = s;
+    }
+    if (s.pending) {
+      check(cudart.cudaEventSynchronize(s.done), "cudaEventSynchronize");
+      s.pending = false;
+    }
+    if (bytes > s.bytes) {
+      if (s.address != 0) {
+        cudart.cudaFreeHost(new Raw.B(s.address));
+        s.address = 0;
+        s.bytes = 0;
+      }
+      long size = Math.max(bytes, 1L << 16);
+      Pointer p = new Pointer();
+      check(cudart.cudaMallocHost(p, size), "cudaMallocHost(" + size + " bytes)");
+      s.address = p.address();
+      s.bytes = size;
+    }
+    return s;
+  }
+
+  private void uploadAsync(long dst, UploadSlot s, long bytes) {
+    check(cudart.cudaMemcpyAsync(new Raw.B(dst), new Raw.B(s.address), bytes,
+        cudart.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync(upload)");
+    check(cudart.cudaEventRecord(s.done, stream), "cudaEventRecord");
+    s.pending = true;
   }
 
   @Override
@@ -298,6 +354,16 @@ public final class CudaBackend extends NativeBackend {
     if (stagingAddress != 0) {
       cudart.cudaFreeHost(new Raw.B(stagingAddress));
       stagingAddress = 0;
+    }
+    for (int i = 0; i < uploads.length; i++) {
+      UploadSlot s = uploads[i];
+      if (s != null) {
+        if (s.address != 0) {
+          cudart.cudaFreeHost(new Raw.B(s.address));
+        }
+        cudart.cudaEventDestroy(s.done);
+        uploads[i] = null;
+      }
     }
   }
 }

@@ -36,7 +36,9 @@ final class TerminalProgress implements TrainingListener {
 
   @Override
   public void onStep(int step, int totalSteps, long samples, double seconds, double loss) {
-    emaLoss = Double.isNaN(emaLoss) ? loss : 0.9 * emaLoss + 0.1 * loss;
+    if (Double.isFinite(loss)) {
+      emaLoss = Double.isNaN(emaLoss) ? loss : 0.9 * emaLoss + 0.1 * loss;
+    }
     if (bar != null) {
       bar.stepTo(step);
       bar.setExtraMessage(String.format(Locale.ROOT, "loss %.3f, %.0f samples/s", emaLoss,

@@ -312,6 +312,29 @@ public final class BertForSequenceClassification implements AutoCloseable {
     return s / lossCount;
   }
 
+  /**
+   * The per-element losses of the last forward, still on the device (a workspace view, valid
+   * until the next forward): their sum divided by {@link #lossCount()} is {@link #loss()}. Lets a
+   * training loop keep the losses on the device and read many steps at once.
+   */
+  public Tensor lossElements() {
+    checkOpen();
+    if (!haveLoss) {
+      throw new IllegalStateException("the last forward had no labels");
+    }
+    return lastProblem == BertConfig.ProblemType.SINGLE_LABEL_CLASSIFICATION
+        ? losses.view(0, b) : losses;
+  }
+
+  /** How many loss elements count in the mean (labels not ignored); 0 gives a NaN loss. */
+  public int lossCount() {
+    checkOpen();
+    if (!haveLoss) {
+      throw new IllegalStateException("the last forward had no labels");
+    }
+    return lossCount;
+  }
+
   /** Accumulates ("+=") the gradient of the last forward's loss into every parameter gradient. */
   public void backward() {
     checkOpen();

@@ -25,8 +25,10 @@ final class PlainProgress implements TrainingListener {
 
   @Override
   public void onStep(int step, int totalSteps, long samples, double seconds, double loss) {
-    lossSum += loss;
-    lossN++;
+    if (Double.isFinite(loss)) {
+      lossSum += loss;
+      lossN++;
+    }
     if (seconds - lastPrint < every && step < totalSteps) {
       return;
     }

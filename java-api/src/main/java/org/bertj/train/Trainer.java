@@ -339,7 +339,9 @@ public final class Trainer implements AutoCloseable {
     Evaluation lastEval = null;
     Evaluation bestEval = null;
     int step = st.globalStep;
+    final long perStep = (long) args.gradAccum * args.batchSize * config.getNumLabels();
     try (MetricsLog log = new MetricsLog(metricsFile, keep);
+        LossTrace trace = new LossTrace(be, Math.max(4096, (logEvery + 1L) * perStep));
         Tensor normSq = be.alloc(DType.F32, 1);
         Tensor normPart = be.alloc(DType.F32, 1);
         Tensor clip = be.alloc(DType.F32, 1);
@@ -356,18 +358,15 @@ public final class Trainer implements AutoCloseable {
           int from = u * args.gradAccum;
           int to = Math.min(plan.length, from + args.gradAccum);
           ps.zeroGrad();
-          double lossSum = 0;
+          if (!trace.fits(perStep)) {
+            drainLosses(trace, st);
+          }
           for (int mb = from; mb < to; mb++) {
             Batch batch = train.batch(plan[mb]);
             model.forward(batch, true, Batching.Rng.mix(Batching.Rng.mix(args.seed, step), mb - from));
-            double loss = model.loss();
-            if (!Double.isFinite(loss)) {
-              throw new TrainingException(String.format(Locale.ROOT,
-                  "the training loss became %s at step %d (epoch %d, batch %d of %s): stopping. %s",
-                  loss, step + 1, epoch + 1, mb + 1, args.trainFile, lastGood(st)));
-            }
+            // the loss stays on the device until the next drain: no host round trip per step
+            trace.add(step + 1, epoch, mb, model.lossElements(), model.lossCount(), mb == to - 1);
             model.backward();
-            lossSum += loss;
             samples += plan[mb].length;
             st.samplesSeen += plan[mb].length;
           }
@@ -389,15 +388,22 @@ public final class Trainer implements AutoCloseable {
           double lr = schedule.lr(step);
           optimizer.step((float) lr, scale);
           step++;
-          double stepLoss = lossSum / k;
           boolean epochEnd = u + 1 == upe;
           st.globalStep = step;
           st.epoch = epochEnd ? epoch + 1 : epoch;
           st.updateInEpoch = epochEnd ? 0 : u + 1;
-          st.logLossSum += stepLoss;
-          st.logLossCount++;
           double secs = (System.nanoTime() - t0) / 1e9;
-          ls.onStep(step, total, samples, secs, stepLoss);
+          ls.onStep(step, total, samples, secs, lastLoss);
+
+          boolean last = step == total;
+          boolean interrupted = args.stopAfterSteps > 0 && step >= args.stopAfterSteps && !last;
+          boolean doEval = eval != null
+              && (args.evalEvery > 0 ? step % args.evalEvery == 0 || last : epochEnd || last);
+          boolean doSave = output != null && (doEval || epochEnd || last || interrupted
+              || (args.saveEvery > 0 && step % args.saveEvery == 0));
+          if (step % logEvery == 0 || last || doEval || doSave) {
+            drainLosses(trace, st); // throws, naming the step, if a loss was not finite
+          }
 
           if (step % logEvery == 0 || step == total) {
             float gn = be.download(normSq)[0];
@@ -415,10 +421,6 @@ public final class Trainer implements AutoCloseable {
             st.logLossCount = 0;
           }
 
-          boolean last = step == total;
-          boolean interrupted = args.stopAfterSteps > 0 && step >= args.stopAfterSteps && !last;
-          boolean doEval = eval != null
-              && (args.evalEvery > 0 ? step % args.evalEvery == 0 || last : epochEnd || last);
           if (doEval) {
             long e0 = System.nanoTime();
             Evaluation ev = Evaluation.run(model, eval, args.evalBatchSize());
@@ -452,8 +454,7 @@ public final class Trainer implements AutoCloseable {
               }
             }
           }
-          boolean doSave = output != null && (doEval || epochEnd || last || interrupted
-              || stoppedEarly || (args.saveEvery > 0 && step % args.saveEvery == 0));
+          doSave |= output != null && stoppedEarly;
           if (doSave) {
             st.elapsedSeconds = elapsedBefore + (System.nanoTime() - t0) / 1e9;
             saveCheckpoint(st);
@@ -592,6 +593,24 @@ public final class Trainer implements AutoCloseable {
       }
     } catch (IOException e) {
       // best effort
+    }
+  }
+
+  /** The mean loss of the last drained step (NaN before the first), for the progress line. */
+  private double lastLoss = Double.NaN;
+
+  /** Reads the recorded losses; a non-finite one stops training, naming its step and batch. */
+  private void drainLosses(LossTrace trace, TrainerState st) {
+    for (LossTrace.Step s : trace.drain()) {
+      if (!Double.isFinite(s.loss())) {
+        throw new TrainingException(String.format(Locale.ROOT,
+            "the training loss became %s at step %d (epoch %d, batch %d of %s): stopping. %s",
+            s.loss(), s.step(), s.epoch() + 1, s.batchInEpoch() + 1, args.trainFile,
+            lastGood(st)));
+      }
+      st.logLossSum += s.loss();
+      st.logLossCount++;
+      lastLoss = s.loss();
     }
   }
 

@@ -22,7 +22,8 @@ public interface TrainingListener {
    * @param totalSteps updates of the whole run
    * @param samples examples trained on since this process started training
    * @param seconds seconds since this process started training (evaluation included)
-   * @param loss the mean loss of this update
+   * @param loss the mean loss of the latest update whose loss has been read from the device (the
+   *     trainer reads losses in batches, at each logging step; NaN before the first read)
    */
   default void onStep(int step, int totalSteps, long samples, double seconds, double loss) {}
 
