@@ -50,7 +50,7 @@ fi
 if has junit; then
   stamp "Java GPU tests"
   timeout 180 "$JAVA" $JOPTS -jar "$B/lib/junit-console.jar" execute --disable-banner --details=tree \
-    -cp "$CP$B/lib/bertj-tests.jar" ${JUNIT_SELECT:---select-class org.bertj.backend.CudaVsCpuTest --select-class org.bertj.model.GoldenParityCudaTest} \
+    -cp "$CP$B/lib/bertj-tests.jar" ${JUNIT_SELECT:---select-class org.bertj.backend.CudaVsCpuTest --select-class org.bertj.model.GoldenParityCudaTest --select-class org.bertj.model.GoldenBf16CudaTest} \
     --reports-dir "$OUT/junit" > "$OUT/junit.txt" 2>&1; echo "rc=$?" >> "$OUT/junit.txt"
   grep -E "tests (successful|failed|skipped|aborted)|rc=" "$OUT/junit.txt"
 fi
@@ -60,8 +60,12 @@ if has bench; then
     [ -z "$args" ] && continue
     timeout 120 "$JAVA" $JOPTS -cp "$CP" org.bertj.cli.Main bench --device cuda $args >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
   done <<< "${BENCH_LINES:-"--model bert-base --batch 32 --seq 128 --mode train
+--model bert-base --batch 32 --seq 128 --mode train --precision bf16
+--model bert-base --batch 256 --seq 128 --mode train --precision bf16
 --model bert-base --batch 128 --seq 128 --mode infer
---model minilm --batch 32 --seq 128 --mode train"}"
+--model bert-base --batch 128 --seq 128 --mode infer --precision bf16
+--model minilm --batch 32 --seq 128 --mode train
+--model minilm --batch 32 --seq 128 --mode train --precision bf16"}"
 fi
 if has nsys; then
   nsys_bin=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
@@ -78,7 +82,7 @@ if has nsys; then
 fi
 if has torch; then
   stamp "PyTorch reference"
-  timeout 150 python3 scripts/torch_reference.py > "$OUT/torch.json" 2> "$OUT/torch.err"
+  timeout 200 python3 scripts/torch_reference.py > "$OUT/torch.json" 2> "$OUT/torch.err"
 fi
 if has hf && [ -d "$B/hf/single" ]; then
   stamp "transformers loads bertj's fine-tuned folder"

@@ -33,7 +33,8 @@ final class PlainProgress implements TrainingListener {
       return;
     }
     lastPrint = seconds;
-    out.println(progressLine(step, totalSteps, startStep, samples, seconds, lossSum / lossN));
+    out.println(progressLine(step, totalSteps, startStep, samples, seconds,
+        lossN == 0 ? Double.NaN : lossSum / lossN));
     lossSum = 0;
     lossN = 0;
   }
@@ -44,9 +45,10 @@ final class PlainProgress implements TrainingListener {
     double rate = seconds > 0 ? samples / seconds : 0;
     double stepRate = seconds > 0 ? (step - startStep) / seconds : 0;
     double eta = stepRate > 0 ? (total - step) / stepRate : Double.NaN;
-    return String.format(Locale.ROOT, "step %d/%d (%.0f%%) loss %.4f | %.1f samples/s | %s elapsed, "
-        + "ETA %s", step, total, 100.0 * step / total, loss, rate, duration(seconds),
-        duration(eta));
+    return String.format(Locale.ROOT, "step %d/%d (%.0f%%) loss %s | %.1f samples/s | %s elapsed, "
+        + "ETA %s", step, total, 100.0 * step / total,
+        Double.isNaN(loss) ? "-" : String.format(Locale.ROOT, "%.4f", loss), rate,
+        duration(seconds), duration(eta));
   }
 
   static String duration(double s) {
