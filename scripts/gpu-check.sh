@@ -27,7 +27,7 @@ with zipfile.ZipFile(jar) as z:
             open(os.path.join(out, os.path.basename(n)), "wb").write(z.read(n))
 PY
 export LD_LIBRARY_PATH="/usr/local/cuda-13.0/targets/x86_64-linux/lib:$NL:$B/native:${LD_LIBRARY_PATH:-}"
-STEPS=${STEPS:-native,bench_native,junit,bench,torch,hf,nsys}
+STEPS=${STEPS:-native,bench_native,bench_gemm,junit,bench,torch,hf,nsys}
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/log.txt"; }
@@ -46,6 +46,15 @@ fi
 if has bench_native; then
   stamp "native op benchmarks"
   timeout 90 "$B/native/bench_cuda_ops" > "$OUT/native-bench.txt" 2>&1; echo "rc=$?" >> "$OUT/native-bench.txt"
+fi
+if has bench_gemm; then
+  stamp "cuBLAS GEMM timings of one BERT layer (fp32, bf16)"
+  cuda=/usr/local/cuda-13.0
+  [ -x "$B/native/bench_gemm" ] && bg="$B/native/bench_gemm" || {
+    bg=/tmp/bench_gemm
+    "$cuda/bin/nvcc" -O2 -std=c++17 native/tests/bench_gemm.cpp -o "$bg" -lcublas > "$OUT/bench-gemm-build.txt" 2>&1; }
+  timeout 60 "$bg" 4096 > "$OUT/bench-gemm.txt" 2>&1; echo "rc=$?" >> "$OUT/bench-gemm.txt"
+  timeout 60 "$bg" 32768 >> "$OUT/bench-gemm.txt" 2>&1
 fi
 if has junit; then
   stamp "Java GPU tests"
@@ -94,6 +103,7 @@ echo "================ summary ================"
 cat "$OUT/gpu.txt"
 [ -f "$OUT/native-tests.txt" ] && grep -E "passed|FAIL" "$OUT/native-tests.txt" | tail -8
 [ -f "$OUT/native-bench.txt" ] && cat "$OUT/native-bench.txt" | tail -25
+[ -f "$OUT/bench-gemm.txt" ] && grep -E "per layer|x12" "$OUT/bench-gemm.txt"
 [ -f "$OUT/junit.txt" ] && grep -E "tests (successful|failed|skipped)|rc=" "$OUT/junit.txt"
 [ -f "$OUT/bench.jsonl" ] && cat "$OUT/bench.jsonl"
 [ -f "$OUT/torch.json" ] && cat "$OUT/torch.json"

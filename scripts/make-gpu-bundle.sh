@@ -33,7 +33,7 @@ cp "$junit" "$b/lib/junit-console.jar"
 # Native programs (built by the Maven native step with ctest targets); their libraries are taken
 # out of the bertj jar on the GPU machine (scripts/gpu-check.sh), not carried twice.
 nb=java-api/target/native-build
-for f in "$nb"/tests/test_cuda_vs_cpu "$nb"/tests/bench_cuda_ops "$nb"/tests/test_cpu_smoke; do
+for f in "$nb"/tests/test_cuda_vs_cpu "$nb"/tests/bench_cuda_ops "$nb"/tests/bench_gemm "$nb"/tests/test_cpu_smoke; do
   [ -f "$f" ] && cp "$f" "$b/native/"
 done
 gomp=$(ldconfig -p | awk '/libgomp.so.1 /{print $NF; exit}')

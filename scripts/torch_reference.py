@@ -81,7 +81,7 @@ def bert_bf16(batch=32, seq=128, train=True):
     """bf16 autocast (sdpa attention), as the DEVICE.md figures."""
     from transformers import BertConfig, BertForSequenceClassification
     cfg = BertConfig(num_labels=2)
-    model = BertForSequenceClassification(cfg, attn_implementation="sdpa").cuda()
+    model = BertForSequenceClassification(cfg).cuda()  # transformers 5 defaults to sdpa
     model.train(train)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True)
     ids = torch.randint(0, cfg.vocab_size, (batch, seq), device="cuda")

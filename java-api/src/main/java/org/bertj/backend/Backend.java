@@ -105,6 +105,18 @@ public interface Backend extends AutoCloseable {
   }
 
   /**
+   * {@link #linear} with bf16 inputs: y (n, out, F32) = xLow (n, in, BF16) * wLow^T (out, in,
+   * BF16) + bias (F32, may be null), fp32 accumulation.
+   */
+  default void linearBf16(Tensor y, Tensor xLow, Tensor wLow, Tensor bias, int n, int in,
+      int out) {
+    gemmBf16(false, true, n, out, in, 1f, xLow, in, wLow, in, 0f, y, out);
+    if (bias != null) {
+      biasAdd(y, bias, n, out);
+    }
+  }
+
+  /**
    * Backward of {@link #linear}: dx (n, in) = dy * w (written when accumulate is false, else
    * added; dx may be null), dw (out, in) += dy^T x, dbias (out) += column sums of dy (may be null).
    */

@@ -321,6 +321,54 @@ public final class CudaBackend extends NativeBackend {
         new Raw.F(c.address(), 0), ldc), "cublasSgemm");
   }
 
+  /**
+   * cuBLASLt for linear layers with a bias (the bias fused into the GEMM's epilogue); created on
+   * first use; system property {@code bertj.cublaslt=false} turns it off (GEMM + bias kernel).
+   */
+  private CublasLt lt;
+  private boolean ltOff = "false".equalsIgnoreCase(System.getProperty("bertj.cublaslt"));
+
+  private CublasLt lt() {
+    if (lt == null && !ltOff) {
+      try {
+        lt = new CublasLt(stream);
+      } catch (RuntimeException | LinkageError e) {
+        ltOff = true;
+        System.err.println("bertj: cuBLASLt unavailable (" + e.getMessage()
+            + "); linear layers use cuBLAS and a bias kernel");
+      }
+    }
+    return lt;
+  }
+
+  @Override
+  public void linear(Tensor y, Tensor x, Tensor w, Tensor bias, int n, int in, int out) {
+    if (bias != null) {
+      Gemm.check(this, DType.F32, false, true, n, out, in, x, in, w, in, y, out);
+      long b = f32(bias, "bias", out);
+      CublasLt l = lt();
+      if (l != null && l.linearBias(false, y.address(), x.address(), w.address(), b, n, in, out)) {
+        return;
+      }
+    }
+    super.linear(y, x, w, bias, n, in, out);
+  }
+
+  @Override
+  public void linearBf16(Tensor y, Tensor xLow, Tensor wLow, Tensor bias, int n, int in,
+      int out) {
+    if (bias != null) {
+      Gemm.check(this, DType.BF16, false, true, n, out, in, xLow, in, wLow, in, y, out);
+      long b = f32(bias, "bias", out);
+      CublasLt l = lt();
+      if (l != null
+          && l.linearBias(true, y.address(), xLow.address(), wLow.address(), b, n, in, out)) {
+        return;
+      }
+    }
+    super.linearBf16(y, xLow, wLow, bias, n, in, out);
+  }
+
   /** bf16 inputs on the tensor cores, fp32 output and accumulation (cublasGemmEx). */
   @Override
   public void gemmBf16(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a,
@@ -341,6 +389,10 @@ public final class CudaBackend extends NativeBackend {
       return;
     }
     releaseCache();
+    if (lt != null) {
+      lt.close();
+      lt = null;
+    }
     closed = true;
     // Tensors still open lose their memory here; using them afterwards is an error.
     for (long a : blocks.keySet()) {

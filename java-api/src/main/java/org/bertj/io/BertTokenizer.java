@@ -45,6 +45,13 @@ public final class BertTokenizer implements AutoCloseable {
         if (System.getProperty("slf4j.internal.verbosity") == null) {
             System.setProperty("slf4j.internal.verbosity", "ERROR");
         }
+        // DJL picks the tokenizer's native build by the machine's CUDA version ("cu130" on a GPU
+        // machine) and downloads it when the jar lacks it (it only ships the CPU build), which
+        // fails offline. Tokenization runs on the CPU anyway: ask for the bundled CPU build unless
+        // the user chose otherwise (environment variable or system property RUST_FLAVOR).
+        if (System.getenv("RUST_FLAVOR") == null && System.getProperty("RUST_FLAVOR") == null) {
+            System.setProperty("RUST_FLAVOR", "cpu");
+        }
     }
 
     /** Default {@code maxLength}: BERT's usual {@code max_position_embeddings}. */
@@ -79,7 +86,12 @@ public final class BertTokenizer implements AutoCloseable {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + b.path, e);
         } catch (RuntimeException e) {
-            throw new CheckpointException(b.path, null, "not a usable tokenizer: " + e.getMessage(), e);
+            Throwable root = e;
+            while (root.getCause() != null && root.getCause() != root) {
+                root = root.getCause();
+            }
+            throw new CheckpointException(b.path, null, "not a usable tokenizer: " + e.getMessage()
+                + (root != e ? " (" + root + ")" : ""), e);
         }
     }
 

@@ -42,10 +42,7 @@ final class Linear {
     if (ps.precision() == Precision.BF16) {
       Tensor xl = ps.lowScratch(0, (long) n * in);
       be.toBf16(xl, rows(x, n, in));
-      be.gemmBf16(false, true, n, out, in, 1f, xl, in, ps.lowValue(weight), in, 0f, y, out);
-      if (withBias) {
-        be.biasAdd(y, bias.value(), n, out);
-      }
+      be.linearBf16(y, xl, ps.lowValue(weight), withBias ? bias.value() : null, n, in, out);
     } else {
       be.linear(y, x, weight.value(), withBias ? bias.value() : null, n, in, out);
     }

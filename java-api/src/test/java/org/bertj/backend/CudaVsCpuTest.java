@@ -129,6 +129,29 @@ class CudaVsCpuTest {
     }
   }
 
+  /** Linear layers with a bias: cuBLASLt's fused epilogue (fp32 and bf16) vs CPU GEMM + bias. */
+  @Test
+  void linearWithFusedBias() {
+    int n = 4 * 33, in = 96, out = 40;
+    P x = rand(n * in);
+    P w = rand(out * in);
+    P bias = rand(out);
+    P y = zeros(n * out);
+    cpu.linear(y.c, x.c, w.c, bias.c, n, in, out);
+    gpu.linear(y.g, x.g, w.g, bias.g, n, in, out);
+    close("linear+bias fp32", y, 1e-5);
+    P xl = new P(DType.BF16, n * in);
+    P wl = new P(DType.BF16, out * in);
+    cpu.toBf16(xl.c, x.c);
+    gpu.toBf16(xl.g, x.g);
+    cpu.toBf16(wl.c, w.c);
+    gpu.toBf16(wl.g, w.g);
+    P yl = zeros(n * out);
+    cpu.linearBf16(yl.c, xl.c, wl.c, bias.c, n, in, out);
+    gpu.linearBf16(yl.g, xl.g, wl.g, bias.g, n, in, out);
+    close("linear+bias bf16", yl, 1e-5);
+  }
+
   /** bf16 rounding bit-identical; bf16 GEMM (tensor cores) vs the CPU's widened fp32 GEMM. */
   @Test
   void bf16ConversionAndGemm() {

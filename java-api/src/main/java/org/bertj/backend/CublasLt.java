@@ -1,0 +1,192 @@
+package org.bertj.backend;
+
+import java.util.HashMap;
+import java.util.Map;
+import org.bytedeco.cuda.cublas.cublasLtContext;
+import org.bytedeco.cuda.cublas.cublasLtMatmulAlgo_t;
+import org.bytedeco.cuda.cublas.cublasLtMatmulDescOpaque_t;
+import org.bytedeco.cuda.cublas.cublasLtMatmulHeuristicResult_t;
+import org.bytedeco.cuda.cublas.cublasLtMatmulPreferenceOpaque_t;
+import org.bytedeco.cuda.cublas.cublasLtMatrixLayoutOpaque_t;
+import org.bytedeco.cuda.cudart.CUstream_st;
+import org.bytedeco.cuda.global.cublas;
+import org.bytedeco.cuda.global.cudart;
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.IntPointer;
+import org.bytedeco.javacpp.LongPointer;
+import org.bytedeco.javacpp.Pointer;
+import org.bytedeco.javacpp.PointerPointer;
+import org.bytedeco.javacpp.SizeTPointer;
+
+/**
+ * Linear layers with the bias fused into the GEMM (cuBLASLt's BIAS epilogue), for fp32 and for
+ * bf16 inputs with fp32 output: y (n, out) = x (n, in) W^T + bias, one launch instead of a GEMM
+ * and a bias kernel. One plan (descriptors and the heuristic's algorithm) per shape, made on
+ * first use and kept; a shape cuBLASLt has no algorithm for reports false so that the caller
+ * falls back to GEMM + bias.
+ */
+final class CublasLt implements AutoCloseable {
+  private static final long WORKSPACE = 32L << 20;
+
+  private record Key(boolean bf16, int n, int in, int out) {}
+
+  private static final class Plan {
+    cublasLtMatmulDescOpaque_t desc;
+    cublasLtMatrixLayoutOpaque_t a;
+    cublasLtMatrixLayoutOpaque_t b;
+    cublasLtMatrixLayoutOpaque_t c;
+    cublasLtMatmulHeuristicResult_t result;
+    cublasLtMatmulAlgo_t algo;
+  }
+
+  private final cublasLtContext lt = new cublasLtContext();
+  private final CUstream_st stream;
+  private final Map<Key, Plan> plans = new HashMap<>();
+  private final FloatPointer one = new FloatPointer(1f);
+  private final FloatPointer zero = new FloatPointer(0f);
+  private final LongPointer biasPtr = new LongPointer(1);
+  private long workspace;
+  private boolean closed;
+
+  CublasLt(CUstream_st stream) {
+    this.stream = stream;
+    check(cublas.cublasLtCreate(lt), "cublasLtCreate");
+    Pointer p = new Pointer();
+    int st = cudart.cudaMalloc(p, WORKSPACE);
+    if (st != 0) {
+      cublas.cublasLtDestroy(lt);
+      throw new NativeException("cudaMalloc(cuBLASLt workspace)", st,
+          cudart.cudaGetErrorString(st).getString());
+    }
+    workspace = p.address();
+  }
+
+  private static void check(int status, String op) {
+    if (status != 0) {
+      throw new NativeException(op, status, cublas.cublasGetStatusString(status).getString());
+    }
+  }
+
+  private static void setInt(cublasLtMatmulDescOpaque_t d, int attr, int v, String what) {
+    try (IntPointer p = new IntPointer(1)) {
+      p.put(0, v);
+      check(cublas.cublasLtMatmulDescSetAttribute(d, attr, p, 4), "cublasLtMatmulDescSetAttribute("
+          + what + ")");
+    }
+  }
+
+  private static cublasLtMatrixLayoutOpaque_t layout(int type, long rows, long cols, long ld) {
+    try (PointerPointer<cublasLtMatrixLayoutOpaque_t> pp = new PointerPointer<>(1)) {
+      check(cublas.cublasLtMatrixLayoutCreate(pp, type, rows, cols, ld),
+          "cublasLtMatrixLayoutCreate");
+      return pp.get(cublasLtMatrixLayoutOpaque_t.class, 0);
+    }
+  }
+
+  /** The plan of a shape; null when cuBLASLt offers no algorithm for it. */
+  private Plan plan(Key k) {
+    if (plans.containsKey(k)) {
+      return plans.get(k);
+    }
+    Plan p = new Plan();
+    try (PointerPointer<cublasLtMatmulDescOpaque_t> pp = new PointerPointer<>(1)) {
+      check(cublas.cublasLtMatmulDescCreate(pp, cublas.CUBLAS_COMPUTE_32F, cudart.CUDA_R_32F),
+          "cublasLtMatmulDescCreate");
+      p.desc = pp.get(cublasLtMatmulDescOpaque_t.class, 0);
+    }
+    // Column-major view of the row-major y = x W^T: y^T (out, n) = W (out, in) x^T, with W's
+    // storage a column-major (in, out) matrix used transposed and x's an (in, n) matrix.
+    setInt(p.desc, cublas.CUBLASLT_MATMUL_DESC_TRANSA, cublas.CUBLAS_OP_T, "transa");
+    setInt(p.desc, cublas.CUBLASLT_MATMUL_DESC_TRANSB, cublas.CUBLAS_OP_N, "transb");
+    setInt(p.desc, cublas.CUBLASLT_MATMUL_DESC_EPILOGUE, cublas.CUBLASLT_EPILOGUE_BIAS, "epilogue");
+    setInt(p.desc, cublas.CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, cudart.CUDA_R_32F, "bias type");
+    int in = k.bf16 ? cudart.CUDA_R_16BF : cudart.CUDA_R_32F;
+    p.a = layout(in, k.in, k.out, k.in);
+    p.b = layout(in, k.in, k.n, k.in);
+    p.c = layout(cudart.CUDA_R_32F, k.out, k.n, k.out);
+    p.result = new cublasLtMatmulHeuristicResult_t(1);
+    int found;
+    try (PointerPointer<cublasLtMatmulPreferenceOpaque_t> pp = new PointerPointer<>(1)) {
+      check(cublas.cublasLtMatmulPreferenceCreate(pp), "cublasLtMatmulPreferenceCreate");
+      cublasLtMatmulPreferenceOpaque_t pref = pp.get(cublasLtMatmulPreferenceOpaque_t.class, 0);
+      try (SizeTPointer ws = new SizeTPointer(1)) {
+        ws.put(0, WORKSPACE);
+        check(cublas.cublasLtMatmulPreferenceSetAttribute(pref,
+            cublas.CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, ws, 8), "preference workspace");
+        int[] count = new int[1];
+        int st = cublas.cublasLtMatmulAlgoGetHeuristic(lt, p.desc, p.a, p.b, p.c, p.c, pref, 1,
+            p.result, count);
+        found = st == 0 ? count[0] : 0;
+      } finally {
+        cublas.cublasLtMatmulPreferenceDestroy(pref);
+      }
+    }
+    if (found == 0) {
+      destroy(p);
+      plans.put(k, null);
+      return null;
+    }
+    p.algo = p.result.algo();
+    plans.put(k, p);
+    return p;
+  }
+
+  /**
+   * y (n, out) = x (n, in) w^T + bias, all device addresses; x and w are bf16 when bf16, else
+   * fp32; y and bias fp32. False (nothing queued) when cuBLASLt has no algorithm for the shape.
+   */
+  boolean linearBias(boolean bf16, long y, long x, long w, long bias, int n, int in, int out) {
+    if (closed) {
+      throw new IllegalStateException("cuBLASLt handle closed");
+    }
+    Plan p = plan(new Key(bf16, n, in, out));
+    if (p == null) {
+      return false;
+    }
+    biasPtr.put(0, bias);
+    check(cublas.cublasLtMatmulDescSetAttribute(p.desc, cublas.CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+        biasPtr, 8), "cublasLtMatmulDescSetAttribute(bias)");
+    check(cublas.cublasLtMatmul(lt, p.desc, one, new Raw.B(w), p.a, new Raw.B(x), p.b, zero,
+        new Raw.B(y), p.c, new Raw.B(y), p.c, p.algo, new Raw.B(workspace), WORKSPACE, stream),
+        "cublasLtMatmul(" + (bf16 ? "bf16" : "fp32") + " linear+bias " + n + "x" + in + "->" + out
+            + ")");
+    return true;
+  }
+
+  private static void destroy(Plan p) {
+    if (p.a != null) {
+      cublas.cublasLtMatrixLayoutDestroy(p.a);
+    }
+    if (p.b != null) {
+      cublas.cublasLtMatrixLayoutDestroy(p.b);
+    }
+    if (p.c != null) {
+      cublas.cublasLtMatrixLayoutDestroy(p.c);
+    }
+    if (p.desc != null) {
+      cublas.cublasLtMatmulDescDestroy(p.desc);
+    }
+    if (p.result != null) {
+      p.result.close();
+    }
+  }
+
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    for (Plan p : plans.values()) {
+      if (p != null) {
+        destroy(p);
+      }
+    }
+    plans.clear();
+    cudart.cudaFree(new Raw.B(workspace));
+    cublas.cublasLtDestroy(lt);
+    one.close();
+    zero.close();
+    biasPtr.close();
+  }
+}
