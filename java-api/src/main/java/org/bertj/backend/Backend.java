@@ -218,6 +218,23 @@ public interface Backend extends AutoCloseable {
   void adamw(Tensor p, Tensor g, Tensor m, Tensor v, long decayBegin, long decayEnd, float lr,
       float beta1, float beta2, float eps, float weightDecay, int step, Tensor gradScale);
 
+  /**
+   * Starts recording how long each queued op takes on the device (CUDA: an event after every
+   * op; the CPU backend does not profile and returns false). For benchmarks: it adds work.
+   */
+  default boolean startProfile() {
+    return false;
+  }
+
+  /**
+   * Stops recording, waits for the device and returns {op: [milliseconds, count]} summed since
+   * {@link #startProfile()}, in descending time (empty where profiling is not supported). An op's
+   * time is from the end of the op queued before it to its own end, so it includes any idle gap.
+   */
+  default java.util.Map<String, double[]> stopProfile() {
+    return java.util.Map.of();
+  }
+
   /** Releases backend-wide resources (handles, streams, cached memory). */
   @Override
   void close();

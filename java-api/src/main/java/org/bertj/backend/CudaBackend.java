@@ -236,6 +236,7 @@ public final class CudaBackend extends NativeBackend {
         cudart.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync(upload)");
     check(cudart.cudaEventRecord(s.done, stream), "cudaEventRecord");
     s.pending = true;
+    afterOp("upload");
   }
 
   @Override
@@ -293,12 +294,14 @@ public final class CudaBackend extends NativeBackend {
     }
     check(cudart.cudaMemcpyAsync(new Raw.B(dst.address()), new Raw.B(src.address()), src.bytes(),
         cudart.cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync(copy)");
+    afterOp("copy");
   }
 
   @Override
   public void zero(Tensor x) {
     Tensor.require(x, "x", this, x.dtype());
     check(cudart.cudaMemsetAsync(new Raw.B(x.address()), 0, x.bytes(), stream), "cudaMemsetAsync");
+    afterOp("zero");
   }
 
   @Override
@@ -319,6 +322,61 @@ public final class CudaBackend extends NativeBackend {
         transA ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N, n, m, k, alphaBuf,
         new Raw.F(b.address(), 0), ldb, new Raw.F(a.address(), 0), lda, betaBuf,
         new Raw.F(c.address(), 0), ldc), "cublasSgemm");
+    afterOp("gemm fp32 " + shape(transA, transB, m, n, k));
+  }
+
+  // ---- profiling: an event after each queued op ----
+
+  private java.util.List<CUevent_st> profEvents;
+  private java.util.List<String> profNames;
+  private final java.util.ArrayDeque<CUevent_st> eventPool = new java.util.ArrayDeque<>();
+
+  @Override
+  void afterOp(String op) {
+    if (profEvents == null) {
+      return;
+    }
+    CUevent_st e = eventPool.poll();
+    if (e == null) {
+      e = new CUevent_st();
+      check(cudart.cudaEventCreate(e), "cudaEventCreate");
+    }
+    check(cudart.cudaEventRecord(e, stream), "cudaEventRecord");
+    profEvents.add(e);
+    profNames.add(op);
+  }
+
+  @Override
+  public boolean startProfile() {
+    ensureOpen();
+    profEvents = new java.util.ArrayList<>();
+    profNames = new java.util.ArrayList<>();
+    afterOp("(start)");
+    return true;
+  }
+
+  @Override
+  public java.util.Map<String, double[]> stopProfile() {
+    if (profEvents == null) {
+      return java.util.Map.of();
+    }
+    synchronize();
+    java.util.Map<String, double[]> sums = new java.util.HashMap<>();
+    float[] ms = new float[1];
+    for (int i = 1; i < profEvents.size(); i++) {
+      check(cudart.cudaEventElapsedTime(ms, profEvents.get(i - 1), profEvents.get(i)),
+          "cudaEventElapsedTime");
+      double[] s = sums.computeIfAbsent(profNames.get(i), k -> new double[2]);
+      s[0] += ms[0];
+      s[1] += 1;
+    }
+    eventPool.addAll(profEvents);
+    profEvents = null;
+    profNames = null;
+    java.util.Map<String, double[]> out = new java.util.LinkedHashMap<>();
+    sums.entrySet().stream().sorted((a, b) -> Double.compare(b.getValue()[0], a.getValue()[0]))
+        .forEach(en -> out.put(en.getKey(), en.getValue()));
+    return out;
   }
 
   /**
@@ -348,6 +406,7 @@ public final class CudaBackend extends NativeBackend {
       long b = f32(bias, "bias", out);
       CublasLt l = lt();
       if (l != null && l.linearBias(false, y.address(), x.address(), w.address(), b, n, in, out)) {
+        afterOp("lt linear+bias fp32 " + shape(false, true, n, out, in));
         return;
       }
     }
@@ -363,10 +422,15 @@ public final class CudaBackend extends NativeBackend {
       CublasLt l = lt();
       if (l != null
           && l.linearBias(true, y.address(), xLow.address(), wLow.address(), b, n, in, out)) {
+        afterOp("lt linear+bias bf16 " + shape(false, true, n, out, in));
         return;
       }
     }
     super.linearBf16(y, xLow, wLow, bias, n, in, out);
+  }
+
+  private String shape(boolean ta, boolean tb, int m, int n, int k) {
+    return profEvents == null ? "" : (ta ? "T" : "N") + (tb ? "T" : "N") + " " + m + "x" + n + "x" + k;
   }
 
   /** bf16 inputs on the tensor cores, fp32 output and accumulation (cublasGemmEx). */
@@ -381,6 +445,7 @@ public final class CudaBackend extends NativeBackend {
         new Raw.B(b.address()), cudart.CUDA_R_16BF, ldb, new Raw.B(a.address()),
         cudart.CUDA_R_16BF, lda, betaBuf, new Raw.B(c.address()), cudart.CUDA_R_32F, ldc,
         cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_GEMM_DEFAULT), "cublasGemmEx(bf16)");
+    afterOp("gemm bf16 " + shape(transA, transB, m, n, k));
   }
 
   @Override
@@ -389,6 +454,10 @@ public final class CudaBackend extends NativeBackend {
       return;
     }
     releaseCache();
+    for (CUevent_st e : eventPool) {
+      cudart.cudaEventDestroy(e);
+    }
+    eventPool.clear();
     if (lt != null) {
       lt.close();
       lt = null;

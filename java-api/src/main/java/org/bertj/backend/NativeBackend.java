@@ -67,7 +67,11 @@ abstract class NativeBackend implements Backend {
     if (status != 0) {
       throw new NativeException(op, status, k.lastError());
     }
+    afterOp(op);
   }
+
+  /** Called after every op is queued (the CUDA backend's profiler marks it there). */
+  void afterOp(String op) {}
 
   // ---- memory helpers implemented by kernels ----
 

@@ -53,6 +53,10 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--seed", defaultValue = "42", description = "Seed of weights and data. Default: ${DEFAULT-VALUE}")
   long seed;
 
+  @Option(names = "--profile", description = "Also time every op of one more step on the device "
+      + "(CUDA only) and print them as a second JSON line, by op and shape.")
+  boolean profile;
+
   @Override
   public Integer call() throws Exception {
     boolean train = switch (mode) {
@@ -73,7 +77,10 @@ public final class BenchCommand implements Callable<Integer> {
     int[] ids = new int[batch * seq];
     int[] labels = new int[batch];
     for (int i = 0; i < ids.length; i++) {
-      ids[i] = i % seq == 0 ? 101 : 1000 + r.nextInt(cfg.getVocabSize() - 1000);
+      // [CLS] then ordinary word ids (past BERT's special and unused ids when the vocab is real)
+      int v = cfg.getVocabSize();
+      int lo = v > 2000 ? 1000 : 1;
+      ids[i] = i % seq == 0 ? Math.min(101, v - 1) : lo + r.nextInt(v - lo);
     }
     for (int i = 0; i < batch; i++) {
       labels[i] = r.nextInt(cfg.getNumLabels());
@@ -111,6 +118,23 @@ public final class BenchCommand implements Callable<Integer> {
       o.put("tokens_per_s", Math.round((double) batch * seq * 1000.0 / ms));
       o.put("parameters", m.parameters().size());
       System.out.println(o);
+      if (profile && be.startProfile()) {
+        step.run();
+        java.util.Map<String, double[]> ops = be.stopProfile();
+        ObjectNode p = new ObjectMapper().createObjectNode();
+        p.put("bench", "profile");
+        p.put("of", train ? "train_step" : "inference");
+        p.put("model", model);
+        p.put("precision", prec.label());
+        p.put("batch", batch);
+        p.put("seq", seq);
+        double total = ops.values().stream().mapToDouble(v -> v[0]).sum();
+        p.put("total_ms", Math.round(total * 1000) / 1000.0);
+        var arr = p.putArray("ops");
+        ops.forEach((name, v) -> arr.addObject().put("op", name)
+            .put("ms", Math.round(v[0] * 1000) / 1000.0).put("count", (long) v[1]));
+        System.out.println(p);
+      }
     }
     return 0;
   }
