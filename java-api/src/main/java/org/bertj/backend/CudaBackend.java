@@ -405,7 +405,8 @@ public final class CudaBackend extends NativeBackend {
       Gemm.check(this, DType.F32, false, true, n, out, in, x, in, w, in, y, out);
       long b = f32(bias, "bias", out);
       CublasLt l = lt();
-      if (l != null && l.linearBias(false, y.address(), x.address(), w.address(), b, n, in, out)) {
+      if (l != null && l.linearBias(false, y.address(), x.address(), w.address(), b, n, in, out,
+          () -> super.linear(y, x, w, bias, n, in, out))) {
         afterOp("lt linear+bias fp32 " + shape(false, true, n, out, in));
         return;
       }
@@ -421,7 +422,8 @@ public final class CudaBackend extends NativeBackend {
       long b = f32(bias, "bias", out);
       CublasLt l = lt();
       if (l != null
-          && l.linearBias(true, y.address(), xLow.address(), wLow.address(), b, n, in, out)) {
+          && l.linearBias(true, y.address(), xLow.address(), wLow.address(), b, n, in, out,
+              () -> super.linearBf16(y, xLow, wLow, bias, n, in, out))) {
         afterOp("lt linear+bias bf16 " + shape(false, true, n, out, in));
         return;
       }

@@ -36,10 +36,8 @@ public final class BertSelfAttention {
 
   private final Backend be;
   private final BertConfig config;
-  private final Tensor wqkv;
-  private final Tensor bqkv;
-  private final Tensor dwqkv;
-  private final Tensor dbqkv;
+  /** The packed (3C, C) projection, as one Linear (so it follows the parameters' precision). */
+  private final Linear qkv;
 
   /** Binds to {@code <prefix>.{query,key,value}.{weight,bias}}, which must be adjacent. */
   public BertSelfAttention(Parameters ps, String prefix, BertConfig c) {
@@ -59,10 +57,13 @@ public final class BertSelfAttention {
             + "(C, C) weights and (C) biases in the parameter buffer");
       }
     }
-    this.wqkv = ps.valueView(w[0].offset(), 3 * h, h);
-    this.bqkv = ps.valueView(bias[0].offset(), 3 * h);
-    this.dwqkv = ps.gradView(w[0].offset(), 3 * h, h);
-    this.dbqkv = ps.gradView(bias[0].offset(), 3 * h);
+    Parameter wqkv = new Parameter(prefix + ".{query,key,value}.weight", new long[] {3 * h, h},
+        w[0].offset(), true, ps.valueView(w[0].offset(), 3 * h, h),
+        ps.gradView(w[0].offset(), 3 * h, h));
+    Parameter bqkv = new Parameter(prefix + ".{query,key,value}.bias", new long[] {3 * h},
+        bias[0].offset(), false, ps.valueView(bias[0].offset(), 3 * h),
+        ps.gradView(bias[0].offset(), 3 * h));
+    this.qkv = new Linear(ps, wqkv, bqkv, (int) h, (int) (3 * h));
   }
 
   /** Declares query, key, value weights (adjacent) and biases (adjacent). */
@@ -82,7 +83,7 @@ public final class BertSelfAttention {
     int n = b * t;
     int c = config.getHiddenSize();
     int nh = config.getNumAttentionHeads();
-    be.linear(a.qkv, x, wqkv, bqkv, n, c, 3 * c);
+    qkv.forward(a.qkv, x, n);
     a.p = rng.p(config.getAttentionProbsDropoutProb());
     a.offset = a.p > 0f ? rng.take((long) b * nh * t * t) : 0L;
     be.attentionForward(a.ctx, a.lse, a.qkv, mask, b, t, nh, config.getHeadSize(), a.p, rng.seed(),
@@ -99,6 +100,6 @@ public final class BertSelfAttention {
     int c = config.getHiddenSize();
     be.attentionBackward(dqkv, dctx, a.qkv, a.ctx, a.lse, mask, b, t,
         config.getNumAttentionHeads(), config.getHeadSize(), a.p, rng.seed(), a.offset);
-    be.linearBackward(dx, dwqkv, dbqkv, dqkv, x, wqkv, n, c, 3 * c, true);
+    qkv.backward(dx, dqkv, x, n, true);
   }
 }

@@ -15,10 +15,15 @@ final class Linear {
   final Parameters ps;
 
   Linear(Parameters ps, String prefix, int in, int out) {
+    this(ps, ps.get(prefix + ".weight"), ps.get(prefix + ".bias"), in, out);
+  }
+
+  /** Over given weight (out, in) and bias (out) slices of ps (e.g. a packed q|k|v). */
+  Linear(Parameters ps, Parameter weight, Parameter bias, int in, int out) {
     this.be = ps.backend();
     this.ps = ps;
-    this.weight = ps.get(prefix + ".weight");
-    this.bias = ps.get(prefix + ".bias");
+    this.weight = weight;
+    this.bias = bias;
     this.in = in;
     this.out = out;
   }
