@@ -12,12 +12,31 @@
 //   dgamma += sum_n dout * xhat;  dbeta += sum_n dout    parameter gradients, accumulated ("+=")
 // dh is the gradient of both x and residual.
 //
+// dropout_layernorm_{forward,backward}: the same with dropout fused in front of the residual add
+// (BERT's BertSelfOutput / BertOutput): h = dropout(y) + residual, dropout(y)[i] = keep_i ? y[i] *
+// scale : 0 with keep_i = bj_dropout_uniform(seed, offset + i) >= p, scale = 1 / (1 - p) (fp32),
+// i = n * C + c. The backward also writes dy = keep ? dh * scale : 0 (a second pass over the rows
+// of dh). Same bits as dropout then layer norm (and layer norm backward then dropout backward):
+// the same float operations in the same order; the draws are made per row, kDrawChunk at a time,
+// into a stack buffer.
+//
 // Determinism: rows are independent; dgamma/dbeta are reduced per column block of kColBlock
 // channels, one thread per block walking rows in order with double partial sums, so the bits do
 // not depend on the thread count.
 #include <cmath>
+#include <cstdio>
 
 #include "common.h"
+
+namespace {
+constexpr int kDrawChunk = 1024;  // dropout draws per stack buffer (4 KiB)
+
+// u (m) = the dropout uniforms of elements idx0 .. idx0 + m - 1.
+void draw(float* u, uint64_t seed, uint64_t idx0, int64_t m) {
+  if (bj::use_avx2()) bj::philox_uniforms_avx2(u, seed, idx0, m);
+  else bj::philox_uniforms_sse(u, seed, idx0, m);
+}
+}  // namespace
 
 extern "C" int bj_cpu_layernorm_forward(float* out,             // (N, C), may alias x
                                         float* mean,            // (N)
@@ -129,6 +148,116 @@ extern "C" int bj_cpu_layernorm_backward(float* dh,           // (N, C), "="
     for (int c = 0; c < C; ++c) {
       const float xhat = (hr[c] - m) * s;
       d[c] = s * (g[c] * gamma[c] - mg - xhat * mgx);
+    }
+  }
+  return BJ_OK;
+}
+
+extern "C" int bj_cpu_dropout_layernorm_forward(float* out,             // (N, C), may alias y
+                                                float* mean,            // (N)
+                                                float* rstd,            // (N)
+                                                float* hsave,           // (N, C) or NULL
+                                                const float* y,         // (N, C)
+                                                const float* residual,  // (N, C) or NULL
+                                                const float* gamma,     // (C)
+                                                const float* beta,      // (C)
+                                                int N, int C, float eps, float p, uint64_t seed,
+                                                uint64_t offset, void* stream) {
+  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cpu_dropout_layernorm_forward",
+           "p must be in [0, 1) (got %g)", (double)p);
+  if (p == 0.0f)  // keeps every element
+    return bj_cpu_layernorm_forward(out, mean, rstd, hsave, y, residual, gamma, beta, N, C, eps,
+                                    stream);
+  BJ_CHECK(out != nullptr && y != nullptr, "bj_cpu_dropout_layernorm_forward",
+           "out or y is NULL");
+  BJ_CHECK(mean != nullptr && rstd != nullptr, "bj_cpu_dropout_layernorm_forward",
+           "mean or rstd is NULL");
+  BJ_CHECK(gamma != nullptr && beta != nullptr, "bj_cpu_dropout_layernorm_forward",
+           "gamma or beta is NULL");
+  BJ_CHECK(N > 0, "bj_cpu_dropout_layernorm_forward", "N must be > 0 (got %d)", N);
+  BJ_CHECK(C > 0, "bj_cpu_dropout_layernorm_forward", "C must be > 0 (got %d)", C);
+  BJ_CHECK(eps >= 0.0f && std::isfinite(eps), "bj_cpu_dropout_layernorm_forward",
+           "eps must be finite and >= 0 (got %g)", (double)eps);
+  const float scale = 1.0f / (1.0f - p);
+
+#pragma omp parallel for if ((int64_t)N * C >= bj::kParallelMin / 16)
+  for (int n = 0; n < N; ++n) {
+    const float* yr = y + (int64_t)n * C;                              // (C)
+    const float* rr = residual ? residual + (int64_t)n * C : nullptr;  // (C)
+    float* hr = hsave ? hsave + (int64_t)n * C : nullptr;              // (C)
+    float* o = out + (int64_t)n * C;                                   // (C)
+    // Pass 1: h = dropout(y) + residual, kept in the out row (reads y[c] before writing out[c],
+    // so out may alias y), and its sum.
+    double sum = 0.0;
+    for (int c0 = 0; c0 < C; c0 += kDrawChunk) {
+      const int m = C - c0 < kDrawChunk ? C - c0 : kDrawChunk;
+      float u[kDrawChunk];  // (m) stack scratch: this chunk's uniforms
+      draw(u, seed, offset + (uint64_t)n * (uint64_t)C + (uint64_t)c0, m);
+      for (int j = 0; j < m; ++j) {
+        const int c = c0 + j;
+        const float d = u[j] >= p ? yr[c] * scale : 0.0f;
+        const float h = rr ? d + rr[c] : d;
+        o[c] = h;
+        sum += h;
+      }
+    }
+    const float mu = (float)(sum / C);
+    double ss = 0.0;
+    for (int c = 0; c < C; ++c) {
+      const double d = (double)o[c] - mu;
+      ss += d * d;
+    }
+    const float s = (float)(1.0 / std::sqrt(ss / C + (double)eps));
+    for (int c = 0; c < C; ++c) {
+      const float h = o[c];
+      if (hr) hr[c] = h;
+      o[c] = (h - mu) * s * gamma[c] + beta[c];
+    }
+    mean[n] = mu;
+    rstd[n] = s;
+  }
+  return BJ_OK;
+}
+
+extern "C" int bj_cpu_dropout_layernorm_backward(float* dh,           // (N, C), "="
+                                                 float* dy,           // (N, C), "=" or NULL
+                                                 float* dgamma,       // (C), +=
+                                                 float* dbeta,        // (C), +=
+                                                 const float* dout,   // (N, C)
+                                                 const float* h,      // (N, C), the saved h
+                                                 const float* mean,   // (N)
+                                                 const float* rstd,   // (N)
+                                                 const float* gamma,  // (C)
+                                                 int N, int C, float p, uint64_t seed,
+                                                 uint64_t offset, void* stream) {
+  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cpu_dropout_layernorm_backward",
+           "p must be in [0, 1) (got %g)", (double)p);
+  BJ_CHECK(dy == nullptr || dy != dh, "bj_cpu_dropout_layernorm_backward",
+           "dy must not alias dh");
+  // The layer norm backward (argument checks, parameter gradients first, then dh row by row; dh
+  // may alias dout), then a second pass over the rows for dy (dy may alias dout: read no more).
+  const int rc = bj_cpu_layernorm_backward(dh, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C,
+                                           stream);
+  if (rc != BJ_OK) {  // the message names bj_cpu_layernorm_backward: say which op called it
+    char msg[512];
+    std::snprintf(msg, sizeof msg, "%s", bj_cpu_last_error());
+    return bj::fail(rc, "bj_cpu_dropout_layernorm_backward (via %s)", msg);
+  }
+  if (dy == nullptr) return BJ_OK;
+  const float scale = 1.0f / (1.0f - p);
+#pragma omp parallel for if ((int64_t)N * C >= bj::kParallelMin / 16)
+  for (int n = 0; n < N; ++n) {
+    const float* d = dh + (int64_t)n * C;  // (C)
+    float* o = dy + (int64_t)n * C;        // (C)
+    if (p == 0.0f) {
+      for (int c = 0; c < C; ++c) o[c] = d[c];
+      continue;
+    }
+    for (int c0 = 0; c0 < C; c0 += kDrawChunk) {
+      const int m = C - c0 < kDrawChunk ? C - c0 : kDrawChunk;
+      float u[kDrawChunk];  // (m) stack scratch
+      draw(u, seed, offset + (uint64_t)n * (uint64_t)C + (uint64_t)c0, m);
+      for (int j = 0; j < m; ++j) o[c0 + j] = u[j] >= p ? d[c0 + j] * scale : 0.0f;
     }
   }
   return BJ_OK;
