@@ -20,8 +20,9 @@
 // tl); 8 / NW teams per 256-thread block. Team sums are warp shuffles, then (NW > 1) the NW warp
 // sums added in order through shared memory.
 // - k_ln_fwd_team<V4, DROP>: one row per team; the row is read once and written once.
-// - k_ln_bwd_v2<V4, DROP> (default): one block per SM (2 for V4 <= 3), each over a contiguous
-//   range of rows, dgamma/dbeta partials in registers, the next row prefetched; the block's teams
+// - k_ln_bwd_v2<V4, DROP, PF> (default): one block per SM (2 for V4 <= 3), each over a contiguous
+//   range of rows, dgamma/dbeta partials in registers, the next row prefetched (PF; BJ_LN_IMPL=v2np
+//   drops the prefetch and runs 2 blocks per SM instead); the block's teams
 //   add their partials by a fixed tree in shared memory and write one (2C) partial row per block
 //   to the per-stream scratch (common.cuh, "Scratch"); k_ln_part_sum adds the G rows in order.
 // - k_ln_bwd_team<V4> (v1, BJ_LN_IMPL=v1, layernorm_backward only): grid 3 blocks per SM, teams
@@ -359,8 +360,10 @@ __global__ void __launch_bounds__(256)
 // teams/2, ..., 1) and team 0 writes the block's partial row (2C) to the scratch; k_ln_part_sum
 // then adds the G rows in order, in double, into dgamma and dbeta. With DROP, dy = dh * keep / (1
 // - p) is written too (the dropout_layernorm backward), the mask recomputed from (seed, offset).
-template <int V4>
-constexpr int kV2BlocksPerSm = V4 <= 3 ? 2 : 1;  // ~100 or ~170 registers per thread
+// PF = false (BJ_LN_IMPL=v2np, an alternative for the benchmark): no prefetch, so fewer registers
+// (<= 128) and 2 blocks per SM for every V4.
+template <int V4, bool PF>
+constexpr int kV2BlocksPerSm = (V4 <= 3 || !PF) ? 2 : 1;  // ~120 or ~190 registers per thread
 
 template <int V4>
 __device__ __forceinline__ void load_row(float4 (&dv)[V4], float4 (&hv)[V4], const float* dout,
@@ -381,8 +384,8 @@ __device__ __forceinline__ void load_row(float4 (&dv)[V4], float4 (&hv)[V4], con
   }
 }
 
-template <int V4, bool DROP>
-__global__ void __launch_bounds__(kThreadsLn, kV2BlocksPerSm<V4>)
+template <int V4, bool DROP, bool PF>
+__global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
     k_ln_bwd_v2(float* dh, float* dy, float* part, const float* dout, const float* h,
                 const float* mean, const float* rstd, const float* gamma, int N, int C, int NW,
                 int rpb, DropArgs drop) {
@@ -404,15 +407,26 @@ __global__ void __launch_bounds__(kThreadsLn, kV2BlocksPerSm<V4>)
   int row = r0 + team;
   float4 dv[V4], hv[V4];
   bool valid = row < r1;  // uniform per team
-  load_row<V4>(dv, hv, dout, h, row, valid, tl, TT, C);
-  float m = valid ? mean[row] : 0.0f, s = valid ? rstd[row] : 0.0f;
+  float m = 0.0f, s = 0.0f;
+  if constexpr (PF) {
+    load_row<V4>(dv, hv, dout, h, row, valid, tl, TT, C);
+    m = valid ? mean[row] : 0.0f;
+    s = valid ? rstd[row] : 0.0f;
+  }
   for (int it = 0; it < iters; ++it) {
-    // prefetch the team's next row
     const int nrow = row + teams;
     const bool nvalid = nrow < r1;
-    float4 nd[V4], nh[V4];
-    load_row<V4>(nd, nh, dout, h, nrow, nvalid, tl, TT, C);
-    const float nm = nvalid ? mean[nrow] : 0.0f, ns = nvalid ? rstd[nrow] : 0.0f;
+    float4 nd[PF ? V4 : 1], nh[PF ? V4 : 1];
+    float nm = 0.0f, ns = 0.0f;
+    if constexpr (PF) {  // prefetch the team's next row
+      load_row<V4>(nd, nh, dout, h, nrow, nvalid, tl, TT, C);
+      nm = nvalid ? mean[nrow] : 0.0f;
+      ns = nvalid ? rstd[nrow] : 0.0f;
+    } else {
+      load_row<V4>(dv, hv, dout, h, row, valid, tl, TT, C);
+      m = valid ? mean[row] : 0.0f;
+      s = valid ? rstd[row] : 0.0f;
+    }
 
     double r[2] = {0.0, 0.0};
 #pragma unroll
@@ -462,12 +476,14 @@ __global__ void __launch_bounds__(kThreadsLn, kV2BlocksPerSm<V4>)
     }
     row = nrow;
     valid = nvalid;
-    m = nm;
-    s = ns;
+    if constexpr (PF) {
+      m = nm;
+      s = ns;
 #pragma unroll
-    for (int k = 0; k < V4; ++k) {
-      dv[k] = nd[k];
-      hv[k] = nh[k];
+      for (int k = 0; k < V4; ++k) {
+        dv[k] = nd[k];
+        hv[k] = nh[k];
+      }
     }
   }
 
@@ -540,14 +556,23 @@ __global__ void __launch_bounds__(kPartCols* kPartWarps)
   }
 }
 
-using LnBwdV2Fn = decltype(&k_ln_bwd_v2<1, false>);
-const LnBwdV2Fn kLnBwdV2[2][kMaxV4Bwd] = {
-    {&k_ln_bwd_v2<1, false>, &k_ln_bwd_v2<2, false>, &k_ln_bwd_v2<3, false>,
-     &k_ln_bwd_v2<4, false>, &k_ln_bwd_v2<5, false>, &k_ln_bwd_v2<6, false>},
-    {&k_ln_bwd_v2<1, true>, &k_ln_bwd_v2<2, true>, &k_ln_bwd_v2<3, true>,
-     &k_ln_bwd_v2<4, true>, &k_ln_bwd_v2<5, true>, &k_ln_bwd_v2<6, true>}};
-constexpr int kV2Bps[kMaxV4Bwd] = {kV2BlocksPerSm<1>, kV2BlocksPerSm<2>, kV2BlocksPerSm<3>,
-                                   kV2BlocksPerSm<4>, kV2BlocksPerSm<5>, kV2BlocksPerSm<6>};
+using LnBwdV2Fn = decltype(&k_ln_bwd_v2<1, false, true>);
+// [prefetch][dropout][V4 - 1]
+const LnBwdV2Fn kLnBwdV2[2][2][kMaxV4Bwd] = {
+    {{&k_ln_bwd_v2<1, false, false>, &k_ln_bwd_v2<2, false, false>, &k_ln_bwd_v2<3, false, false>,
+      &k_ln_bwd_v2<4, false, false>, &k_ln_bwd_v2<5, false, false>, &k_ln_bwd_v2<6, false, false>},
+     {&k_ln_bwd_v2<1, true, false>, &k_ln_bwd_v2<2, true, false>, &k_ln_bwd_v2<3, true, false>,
+      &k_ln_bwd_v2<4, true, false>, &k_ln_bwd_v2<5, true, false>, &k_ln_bwd_v2<6, true, false>}},
+    {{&k_ln_bwd_v2<1, false, true>, &k_ln_bwd_v2<2, false, true>, &k_ln_bwd_v2<3, false, true>,
+      &k_ln_bwd_v2<4, false, true>, &k_ln_bwd_v2<5, false, true>, &k_ln_bwd_v2<6, false, true>},
+     {&k_ln_bwd_v2<1, true, true>, &k_ln_bwd_v2<2, true, true>, &k_ln_bwd_v2<3, true, true>,
+      &k_ln_bwd_v2<4, true, true>, &k_ln_bwd_v2<5, true, true>, &k_ln_bwd_v2<6, true, true>}}};
+// blocks per SM, [prefetch][V4 - 1]
+constexpr int kV2Bps[2][kMaxV4Bwd] = {
+    {kV2BlocksPerSm<1, false>, kV2BlocksPerSm<2, false>, kV2BlocksPerSm<3, false>,
+     kV2BlocksPerSm<4, false>, kV2BlocksPerSm<5, false>, kV2BlocksPerSm<6, false>},
+    {kV2BlocksPerSm<1, true>, kV2BlocksPerSm<2, true>, kV2BlocksPerSm<3, true>,
+     kV2BlocksPerSm<4, true>, kV2BlocksPerSm<5, true>, kV2BlocksPerSm<6, true>}};
 
 // dgamma[c] += sum_r dout[r, c] * xhat[r, c];  dbeta[c] += sum_r dout[r, c]
 struct LnParamGradOp {
@@ -574,9 +599,11 @@ struct LnParamGradOp {
 // Which fused backward bj_cuda_layernorm_backward runs: BJ_LN_IMPL=v1 the previous one
 // (k_ln_bwd_team, shared-memory partials, 3 blocks per SM), anything else v2 (read per call, so
 // that a benchmark can switch in one process).
-bool use_v1() {
+// BJ_LN_IMPL=v2np: v2 without the next-row prefetch, 2 blocks per SM (an alternative to compare).
+// Both also apply to the dropout_layernorm backward, except v1, which has no dy (v2 runs there).
+bool use_impl(const char* name) {
   const char* e = std::getenv("BJ_LN_IMPL");
-  return e != nullptr && std::strcmp(e, "v1") == 0;
+  return e != nullptr && std::strcmp(e, name) == 0;
 }
 
 int ln_forward(const char* op, float* out, float* mean, float* rstd, float* hsave, const float* x,
@@ -619,7 +646,7 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
   float* part = vec ? bjc::scratch_for(stream) : nullptr;
   const int C4 = C / 4, nw = team_warps(C4, kMaxV4Bwd), v4 = (C4 + 32 * nw - 1) / (32 * nw);
   const int teams = kThreadsLn / 32 / nw;
-  if (part != nullptr && allow_v1 && dy == nullptr && use_v1()) {
+  if (part != nullptr && allow_v1 && dy == nullptr && use_impl("v1")) {
     // v1: one pass, partials in shared memory then scratch, then their fixed-order sum
     int64_t G = 3LL * bjc::sm_count();
     const int64_t need = (N + teams - 1) / teams;
@@ -635,7 +662,8 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
     return bjc::launch_sum_partials(op, dgamma, dbeta, part, (int)G, 2 * C, C, stream);
   }
   if (part != nullptr) {  // v2
-    const int64_t G0 = (int64_t)kV2Bps[v4 - 1] * bjc::sm_count();
+    const int pf = use_impl("v2np") ? 0 : 1;
+    const int64_t G0 = (int64_t)kV2Bps[pf][v4 - 1] * bjc::sm_count();
     int64_t rpb = (N + G0 - 1) / G0;
     if (rpb < 1) rpb = 1;
     int64_t G = (N + rpb - 1) / rpb;
@@ -645,7 +673,7 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
       G = (N + rpb - 1) / rpb;
     }
     const int smem = (teams / 2) * 2 * C * (int)sizeof(float);  // <= 24 KiB
-    BJ_LAUNCH(kLnBwdV2[dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G, kThreadsLn, smem,
+    BJ_LAUNCH(kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G, kThreadsLn, smem,
               bjc::as_stream(stream), dh, dy, part, dout, h, mean, rstd, gamma, N, C, nw,
               (int)rpb, drop);
     BJ_TRY(bjc::check_launch(op));

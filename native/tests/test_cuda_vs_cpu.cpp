@@ -386,18 +386,35 @@ void test_dropout_layernorm() {
                                                     offset, nullptr)))
         report_bits("dropout_layernorm_bwd dy=NULL", sh,
                     same_bits(ndh.get(), udh.get()) && same_bits(ndg.get(), udg.get()));
-      // layer norm backward v1 vs v2: the same dh bits (same per-row arithmetic), close dgamma
-      setenv("BJ_LN_IMPL", "v1", 1);
-      Dev<float> vdh(n, s.pad), vdg(dg0), vdb(db0);
-      const bool ran = GPU_OK("layernorm_backward v1", sh,
-                              bj_cuda_layernorm_backward(vdh.p, vdg.p, vdb.p, gdout2.p, gh3.p,
-                                                         gm3.p, gs3.p, gg.p, s.N, s.C, nullptr));
-      unsetenv("BJ_LN_IMPL");
-      if (ran) {
-        report_bits("layernorm_backward v1 dh = v2", sh, same_bits(vdh.get(), udh.get()));
-        report("layernorm_backward v1 dgamma", sh, rel(vdg.get(), dg), kBwd);
-        report("layernorm_backward v1 dbeta", sh, rel(vdb.get(), db), kBwd);
+      // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np) vs the default v2: the same
+      // dh bits (same per-row arithmetic), dgamma/dbeta close (another summation order)
+      for (const char* impl : {"v1", "v2np"}) {
+        setenv("BJ_LN_IMPL", impl, 1);
+        Dev<float> vdh(n, s.pad), vdg(dg0), vdb(db0);
+        const bool ran = GPU_OK(std::string("layernorm_backward ") + impl, sh,
+                                bj_cuda_layernorm_backward(vdh.p, vdg.p, vdb.p, gdout2.p, gh3.p,
+                                                           gm3.p, gs3.p, gg.p, s.N, s.C, nullptr));
+        unsetenv("BJ_LN_IMPL");
+        if (ran) {
+          report_bits(std::string("layernorm_backward ") + impl + " dh = v2", sh,
+                      same_bits(vdh.get(), udh.get()));
+          report(std::string("layernorm_backward ") + impl + " dgamma", sh, rel(vdg.get(), dg),
+                 kBwd);
+          report(std::string("layernorm_backward ") + impl + " dbeta", sh, rel(vdb.get(), db),
+                 kBwd);
+        }
       }
+      // the fused backward without prefetch (v2np): the same dh and dy bits
+      setenv("BJ_LN_IMPL", "v2np", 1);
+      Dev<float> gdout4(dout, s.pad), pdh(n, s.pad), pdy(n, s.pad), pdg(dg0), pdb(db0);
+      const bool ran = GPU_OK("dropout_layernorm_backward v2np", sh,
+                              bj_cuda_dropout_layernorm_backward(
+                                  pdh.p, pdy.p, pdg.p, pdb.p, gdout4.p, gh3.p, gm3.p, gs3.p, gg.p,
+                                  s.N, s.C, s.p, seed, offset, nullptr));
+      unsetenv("BJ_LN_IMPL");
+      if (ran)
+        report_bits("dropout_layernorm_bwd v2np = v2", sh,
+                    same_bits(pdh.get(), udh.get()) && same_bits(pdy.get(), gdy.get()));
     }
   }
 }
