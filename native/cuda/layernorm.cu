@@ -22,7 +22,8 @@
 // - k_ln_fwd_team<V4, DROP>: one row per team; the row is read once and written once.
 // - k_ln_bwd_v2<V4, DROP, PF> (default): one block per SM (2 for V4 <= 3), each over a contiguous
 //   range of rows, dgamma/dbeta partials in registers, the next row prefetched (PF; BJ_LN_IMPL=v2np
-//   drops the prefetch and runs 2 blocks per SM instead); the block's teams
+//   drops the prefetch and runs 2 blocks per SM instead, v2l2 adds an L2 prefetch of the row after
+//   next); the block's teams
 //   add their partials by a fixed tree in shared memory and write one (2C) partial row per block
 //   to the per-stream scratch (common.cuh, "Scratch"); k_ln_part_sum adds the G rows in order.
 // - k_ln_bwd_team<V4> (v1, BJ_LN_IMPL=v1, layernorm_backward only): grid 3 blocks per SM, teams
@@ -384,11 +385,33 @@ __device__ __forceinline__ void load_row(float4 (&dv)[V4], float4 (&hv)[V4], con
   }
 }
 
+// L2 prefetch of this thread's float4 of a row of dout and h (no registers held; a no-op in the
+// CPU emulation).
+template <int V4>
+__device__ __forceinline__ void prefetch_row_l2(const float* dout, const float* h, int row, int tl,
+                                                int TT, int C) {
+#ifndef BJ_CUDA_EMU
+  const int C4 = C >> 2;
+  const float4* d4 = reinterpret_cast<const float4*>(dout + (int64_t)row * C);
+  const float4* h4 = reinterpret_cast<const float4*>(h + (int64_t)row * C);
+#pragma unroll
+  for (int k = 0; k < V4; ++k) {
+    const int c4 = tl + TT * k;
+    if (c4 < C4) {
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(d4 + c4));
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(h4 + c4));
+    }
+  }
+#else
+  (void)dout, (void)h, (void)row, (void)tl, (void)TT, (void)C;
+#endif
+}
+
 template <int V4, bool DROP, bool PF>
 __global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
     k_ln_bwd_v2(float* dh, float* dy, float* part, const float* dout, const float* h,
                 const float* mean, const float* rstd, const float* gamma, int N, int C, int NW,
-                int rpb, DropArgs drop) {
+                int rpb, int l2ahead, DropArgs drop) {
   __shared__ double red[16];
   BJ_DYN_SMEM(float4, acc4);  // (teams / 2) x 2 C4: the upper half's partials in the tree
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -418,6 +441,10 @@ __global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
     const bool nvalid = nrow < r1;
     float4 nd[PF ? V4 : 1], nh[PF ? V4 : 1];
     float nm = 0.0f, ns = 0.0f;
+    if (l2ahead > 0) {  // BJ_LN_IMPL=v2l2: also pull the row l2ahead rows ahead into L2
+      const int frow = row + l2ahead * teams;
+      if (frow < r1) prefetch_row_l2<V4>(dout, h, frow, tl, TT, C);
+    }
     if constexpr (PF) {  // prefetch the team's next row
       load_row<V4>(nd, nh, dout, h, nrow, nvalid, tl, TT, C);
       nm = nvalid ? mean[nrow] : 0.0f;
@@ -599,7 +626,8 @@ struct LnParamGradOp {
 // Which fused backward bj_cuda_layernorm_backward runs: BJ_LN_IMPL=v1 the previous one
 // (k_ln_bwd_team, shared-memory partials, 3 blocks per SM), anything else v2 (read per call, so
 // that a benchmark can switch in one process).
-// BJ_LN_IMPL=v2np: v2 without the next-row prefetch, 2 blocks per SM (an alternative to compare).
+// BJ_LN_IMPL=v2np: v2 without the next-row prefetch, 2 blocks per SM; BJ_LN_IMPL=v2l2: v2 that also
+// prefetches the row after next into L2 (alternatives to compare).
 // Both also apply to the dropout_layernorm backward, except v1, which has no dy (v2 runs there).
 bool use_impl(const char* name) {
   const char* e = std::getenv("BJ_LN_IMPL");
@@ -675,7 +703,7 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
     const int smem = (teams / 2) * 2 * C * (int)sizeof(float);  // <= 24 KiB
     BJ_LAUNCH(kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G, kThreadsLn, smem,
               bjc::as_stream(stream), dh, dy, part, dout, h, mean, rstd, gamma, N, C, nw,
-              (int)rpb, drop);
+              (int)rpb, use_impl("v2l2") ? 2 : 0, drop);
     BJ_TRY(bjc::check_launch(op));
     BJ_LAUNCH(k_ln_part_sum, (unsigned)((2 * C + kPartCols - 1) / kPartCols),
               kPartCols * kPartWarps, 0, bjc::as_stream(stream), dgamma, dbeta, part, (int)G, C);

@@ -386,9 +386,9 @@ void test_dropout_layernorm() {
                                                     offset, nullptr)))
         report_bits("dropout_layernorm_bwd dy=NULL", sh,
                     same_bits(ndh.get(), udh.get()) && same_bits(ndg.get(), udg.get()));
-      // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np) vs the default v2: the same
+      // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np, v2l2) vs the default v2: the same
       // dh bits (same per-row arithmetic), dgamma/dbeta close (another summation order)
-      for (const char* impl : {"v1", "v2np"}) {
+      for (const char* impl : {"v1", "v2np", "v2l2"}) {
         setenv("BJ_LN_IMPL", impl, 1);
         Dev<float> vdh(n, s.pad), vdg(dg0), vdb(db0);
         const bool ran = GPU_OK(std::string("layernorm_backward ") + impl, sh,
