@@ -695,7 +695,7 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
     int64_t rpb = (N + G0 - 1) / G0;
     if (rpb < 1) rpb = 1;
     int64_t G = (N + rpb - 1) / rpb;
-    if (G * 2 * C * 4 > bjc::kScratchBytes) {  // not with 2 blocks x <= 1024 SMs: a guard
+    if (G * 2 * C * 4 > bjc::kScratchBytes) {  // G <= 2 SMs, 2C <= 12288: only past 170 SMs
       G = bjc::kScratchBytes / (8LL * C);
       rpb = (N + G - 1) / G;
       G = (N + rpb - 1) / rpb;
