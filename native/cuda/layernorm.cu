@@ -9,22 +9,34 @@
 //   dh = rstd * (g - mean(g) - xhat * mean(g * xhat))     activation gradient ("=")
 //   dgamma += sum_n dout * xhat; dbeta += sum_n dout       parameter gradients ("+=")
 //
-// Fast path (C % 4 == 0, C <= 8192, 16-byte aligned pointers): a row is held in registers by a
-// "team" of NW warps (NW = 1, 2, 4 or 8, the fewest that keep V4 <= 8 float4 per thread; 6 in the
-// backward, which runs 3 blocks per SM and so needs C <= 6144; element
-// float4 c4 = tl + 32 NW k belongs to team thread tl); 8 / NW rows per 256-thread block. Team sums
-// are warp shuffles, then (NW > 1) the NW warp sums added in order through shared memory.
-// - k_ln_fwd_team<V4>: one row per team; the row is read once and written once.
-// - k_ln_bwd_team<V4>: grid G (3 blocks per SM), teams walk rows in a grid-stride loop, write dh,
-//   and keep their columns' dgamma/dbeta partials in shared memory (one region per team; fixed row
-//   order). The block adds its teams' partials in team order and writes one (2C) partial row to the
-//   per-stream scratch (common.cuh, "Scratch"); launch_sum_partials adds the G rows in order
-//   into dgamma and dbeta. One pass over dout and h; deterministic (for a given device: G depends
-//   on the SM count); dh may alias dout (a row is read before it is written, by the same threads).
+// Dropout fused in front (dropout_layernorm_*): h = dropout(y) + residual with the Philox mask of
+// (seed, offset) over element n * C + c (DropArgs below); its backward also writes dy = dh * keep /
+// (1 - p). Same bits as bj_cuda_dropout_forward + layernorm_forward (layernorm_backward +
+// dropout_backward): the same kernels with the mask applied in registers.
+//
+// Fast path (C % 4 == 0, C <= 8192 (forward) / 6144 (backward), 16-byte aligned pointers): a row
+// is held in registers by a "team" of NW warps (NW = 1, 2, 4 or 8, the fewest that keep V4 <= 8
+// float4 per thread, 6 in the backward; element float4 c4 = tl + 32 NW k belongs to team thread
+// tl); 8 / NW teams per 256-thread block. Team sums are warp shuffles, then (NW > 1) the NW warp
+// sums added in order through shared memory.
+// - k_ln_fwd_team<V4, DROP>: one row per team; the row is read once and written once.
+// - k_ln_bwd_v2<V4, DROP, PF> (default): one block per SM (2 for V4 <= 3), each over a contiguous
+//   range of rows, dgamma/dbeta partials in registers, the next row prefetched (PF; BJ_LN_IMPL=v2np
+//   drops the prefetch and runs 2 blocks per SM instead, v2l2 adds an L2 prefetch of the row after
+//   next); the block's teams
+//   add their partials by a fixed tree in shared memory and write one (2C) partial row per block
+//   to the per-stream scratch (common.cuh, "Scratch"); k_ln_part_sum adds the G rows in order.
+// - k_ln_bwd_team<V4> (v1, BJ_LN_IMPL=v1, layernorm_backward only): grid 3 blocks per SM, teams
+//   walk rows in a grid-stride loop with their partials in shared memory; launch_sum_partials adds
+//   the G rows.
+// One pass over dout and h; deterministic (for a given device: G depends on the SM count); dh (and
+// dy) may alias dout (a row is read before it is written, by the same threads).
 // Otherwise (or without scratch: a first call inside CUDA graph capture) a scalar path: one warp
 // per row re-reading the row (L1/L2 hits), and for the backward the parameter gradients first by
 // k_colreduce (fixed order, double; deterministic), then the row kernel, so dh may alias dout.
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "common.cuh"
 
@@ -35,6 +47,23 @@ constexpr int kMaxV4 = 8;          // float4 per thread in the forward's registe
 constexpr int kMaxV4Bwd = 6;       // the backward runs 3 blocks per SM: 6 avoids register spills
 constexpr int kMaxVecC = 8192;     // 8 warps x 32 lanes x 4 x kMaxV4
 constexpr int kMaxVecCBwd = 6144;  // 8 warps x 32 lanes x 4 x kMaxV4Bwd
+
+// The dropout of the fused ops (dropout_layernorm_*): element i of the (N, C) matrix is kept when
+// bj_dropout_uniform(seed, offset + i) >= p and then scaled by `scale` = 1 / (1 - p) (computed
+// once in fp32 on the host): the same mask and the same bits as bj_cuda_dropout_forward.
+struct DropArgs {
+  float p, scale;
+  uint64_t seed, offset;
+  __device__ __forceinline__ float apply(float v, int64_t i) const {
+    if (p == 0.0f) return v;  // keeps all (scale 1): no draw
+    // __fmul_rn: never contracted with the residual add into an FMA (the unfused path rounds the
+    // product when it stores dropout's output)
+    return bj_dropout_uniform(seed, offset + (uint64_t)i) >= p ? __fmul_rn(v, scale) : 0.0f;
+  }
+  __device__ __forceinline__ float4 apply4(float4 v, int64_t i) const {
+    return make_float4(apply(v.x, i), apply(v.y, i + 1), apply(v.z, i + 2), apply(v.w, i + 3));
+  }
+};
 
 // Warps per team for a row of C4 float4 (fast path): the fewest keeping <= maxv4 per thread.
 inline int team_warps(int C4, int maxv4) {
@@ -66,11 +95,11 @@ __device__ __forceinline__ void team_sum(double (&v)[NR], int NW, double* red) {
   }
 }
 
-template <int V4>
+template <int V4, bool DROP>
 __global__ void __launch_bounds__(kThreadsLn)
     k_ln_fwd_team(float* out, float* mean, float* rstd, float* hsave, const float* x,
                   const float* residual, const float* gamma, const float* beta, int N, int C,
-                  float eps, int NW) {
+                  float eps, int NW, DropArgs drop) {
   __shared__ double red[8];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int teams = (kThreadsLn / 32) / NW, TT = 32 * NW;
@@ -90,6 +119,7 @@ __global__ void __launch_bounds__(kThreadsLn)
     hv[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (valid && c4 < C4) {
       float4 h = x4[c4];
+      if (DROP) h = drop.apply4(h, (int64_t)row * C + 4 * c4);
       if (r4) {
         const float4 r = r4[c4];
         h.x += r.x;
@@ -235,28 +265,39 @@ __global__ void __launch_bounds__(kThreadsLn, 3)
   }
 }
 
-using LnFwdFn = decltype(&k_ln_fwd_team<1>);
+using LnFwdFn = decltype(&k_ln_fwd_team<1, false>);
 using LnBwdFn = decltype(&k_ln_bwd_team<1>);
-const LnFwdFn kLnFwd[kMaxV4] = {&k_ln_fwd_team<1>, &k_ln_fwd_team<2>, &k_ln_fwd_team<3>,
-                                &k_ln_fwd_team<4>, &k_ln_fwd_team<5>, &k_ln_fwd_team<6>,
-                                &k_ln_fwd_team<7>, &k_ln_fwd_team<8>};
+const LnFwdFn kLnFwd[2][kMaxV4] = {
+    {&k_ln_fwd_team<1, false>, &k_ln_fwd_team<2, false>, &k_ln_fwd_team<3, false>,
+     &k_ln_fwd_team<4, false>, &k_ln_fwd_team<5, false>, &k_ln_fwd_team<6, false>,
+     &k_ln_fwd_team<7, false>, &k_ln_fwd_team<8, false>},
+    {&k_ln_fwd_team<1, true>, &k_ln_fwd_team<2, true>, &k_ln_fwd_team<3, true>,
+     &k_ln_fwd_team<4, true>, &k_ln_fwd_team<5, true>, &k_ln_fwd_team<6, true>,
+     &k_ln_fwd_team<7, true>, &k_ln_fwd_team<8, true>}};
 const LnBwdFn kLnBwd[kMaxV4Bwd] = {&k_ln_bwd_team<1>, &k_ln_bwd_team<2>, &k_ln_bwd_team<3>,
                                    &k_ln_bwd_team<4>, &k_ln_bwd_team<5>, &k_ln_bwd_team<6>};
 unsigned g_bwd_smem_done[kMaxV4Bwd] = {0};
 
+template <bool DROP>
 __global__ void __launch_bounds__(256)
     k_ln_fwd_gen(float* out, float* mean, float* rstd, float* hsave, const float* x,
                  const float* residual, const float* gamma, const float* beta, int N, int C,
-                 float eps) {
+                 float eps, DropArgs drop) {
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
   const float* xr = x + (int64_t)row * C;
   const float* rr = residual ? residual + (int64_t)row * C : nullptr;
   float* hr = hsave ? hsave + (int64_t)row * C : nullptr;
+  const int64_t i0 = (int64_t)row * C;
+  // h of column c (the dropout draw is repeated in each of the three passes: this is the fallback)
+  auto hval = [&](int c) {
+    const float v = DROP ? drop.apply(xr[c], i0 + c) : xr[c];
+    return rr ? v + rr[c] : v;
+  };
   double sum = 0.0;
   for (int c = lane; c < C; c += 32) {
-    const float h = rr ? xr[c] + rr[c] : xr[c];
+    const float h = hval(c);
     if (hr) hr[c] = h;
     sum += (double)h;
   }
@@ -264,7 +305,7 @@ __global__ void __launch_bounds__(256)
   const float m = (float)(sum / C);
   double ss = 0.0;
   for (int c = lane; c < C; c += 32) {
-    const float h = rr ? xr[c] + rr[c] : xr[c];
+    const float h = hval(c);
     const double d = (double)h - m;
     ss += d * d;
   }
@@ -272,7 +313,7 @@ __global__ void __launch_bounds__(256)
   const float s = (float)(1.0 / sqrt(ss / C + (double)eps));
   float* o = out + (int64_t)row * C;
   for (int c = lane; c < C; c += 32) {
-    const float h = rr ? xr[c] + rr[c] : xr[c];
+    const float h = hval(c);
     o[c] = (h - m) * s * gamma[c] + beta[c];
   }
   if (lane == 0) {
@@ -281,9 +322,10 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+template <bool DROP>
 __global__ void __launch_bounds__(256)
-    k_ln_bwd_gen(float* dh, const float* dout, const float* h, const float* mean,
-                 const float* rstd, const float* gamma, int N, int C) {
+    k_ln_bwd_gen(float* dh, float* dy, const float* dout, const float* h, const float* mean,
+                 const float* rstd, const float* gamma, int N, int C, DropArgs drop) {
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -300,12 +342,264 @@ __global__ void __launch_bounds__(256)
   sg = bjc::warp_sum(sg);
   sgx = bjc::warp_sum(sgx);
   const float mg = (float)(sg / C), mgx = (float)(sgx / C);
-  // Reads g[c], hr[c] before writing d[c] in the same thread: dh may alias dout.
+  // Reads g[c], hr[c] before writing d[c] (and dy[c]) in the same thread: dh or dy may alias dout.
   for (int c = lane; c < C; c += 32) {
     const float xhat = (hr[c] - m) * s;
-    d[c] = s * (g[c] * gamma[c] - mg - xhat * mgx);
+    const float v = s * (g[c] * gamma[c] - mg - xhat * mgx);
+    d[c] = v;
+    if (DROP) dy[(int64_t)row * C + c] = drop.apply(v, (int64_t)row * C + c);
   }
 }
+
+// ---- v2 of the fused backward (the default; BJ_LN_IMPL=v1 selects k_ln_bwd_team above) ----
+// Grid G = ceil(N / rpb) blocks of 256 threads, at most kV2BlocksPerSm(V4) per SM: block b owns
+// the rows [b * rpb, (b + 1) * rpb), its teams (as above) take rows team, team + teams, ... of
+// that range. Each thread keeps its columns' dgamma/dbeta partials in registers (no shared memory
+// traffic per row) and loads the next row before reducing the current one (prefetch: two rows in
+// flight per team). The per-row arithmetic (and so dh) is the same as k_ln_bwd_team's. At the end
+// the teams' partials are added by a fixed tree in shared memory (team t += team t + half, half =
+// teams/2, ..., 1) and team 0 writes the block's partial row (2C) to the scratch; k_ln_part_sum
+// then adds the G rows in order, in double, into dgamma and dbeta. With DROP, dy = dh * keep / (1
+// - p) is written too (the dropout_layernorm backward), the mask recomputed from (seed, offset).
+// PF = false (BJ_LN_IMPL=v2np, an alternative for the benchmark): no prefetch, so fewer registers
+// (<= 128) and 2 blocks per SM for every V4.
+template <int V4, bool PF>
+constexpr int kV2BlocksPerSm = (V4 <= 3 || !PF) ? 2 : 1;  // ~120 or ~190 registers per thread
+
+template <int V4>
+__device__ __forceinline__ void load_row(float4 (&dv)[V4], float4 (&hv)[V4], const float* dout,
+                                         const float* h, int row, bool valid, int tl, int TT,
+                                         int C) {
+  const int C4 = C >> 2;
+  const float4* d4 = reinterpret_cast<const float4*>(dout + (int64_t)row * C);
+  const float4* h4 = reinterpret_cast<const float4*>(h + (int64_t)row * C);
+#pragma unroll
+  for (int k = 0; k < V4; ++k) {
+    const int c4 = tl + TT * k;
+    if (valid && c4 < C4) {
+      dv[k] = d4[c4];
+      hv[k] = h4[c4];
+    } else {
+      dv[k] = hv[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+  }
+}
+
+// L2 prefetch of this thread's float4 of a row of dout and h (no registers held; a no-op in the
+// CPU emulation).
+template <int V4>
+__device__ __forceinline__ void prefetch_row_l2(const float* dout, const float* h, int row, int tl,
+                                                int TT, int C) {
+#ifndef BJ_CUDA_EMU
+  const int C4 = C >> 2;
+  const float4* d4 = reinterpret_cast<const float4*>(dout + (int64_t)row * C);
+  const float4* h4 = reinterpret_cast<const float4*>(h + (int64_t)row * C);
+#pragma unroll
+  for (int k = 0; k < V4; ++k) {
+    const int c4 = tl + TT * k;
+    if (c4 < C4) {
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(d4 + c4));
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(h4 + c4));
+    }
+  }
+#else
+  (void)dout, (void)h, (void)row, (void)tl, (void)TT, (void)C;
+#endif
+}
+
+template <int V4, bool DROP, bool PF>
+__global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
+    k_ln_bwd_v2(float* dh, float* dy, float* part, const float* dout, const float* h,
+                const float* mean, const float* rstd, const float* gamma, int N, int C, int NW,
+                int rpb, int l2ahead, DropArgs drop) {
+  __shared__ double red[16];
+  BJ_DYN_SMEM(float4, acc4);  // (teams / 2) x 2 C4: the upper half's partials in the tree
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int teams = (kThreadsLn / 32) / NW, TT = 32 * NW;
+  const int tl = (warp % NW) * 32 + lane, team = warp / NW;
+  const int C4 = C >> 2;
+  const float4* g4 = reinterpret_cast<const float4*>(gamma);
+  const int r0 = blockIdx.x * rpb;
+  const int r1 = r0 + rpb < N ? r0 + rpb : N;
+  const int iters = (r1 - r0 + teams - 1) / teams;  // the same for every team of the block
+
+  float4 pg[V4], pb[V4];  // this thread's columns' dgamma and dbeta partials
+#pragma unroll
+  for (int k = 0; k < V4; ++k) pg[k] = pb[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+
+  int row = r0 + team;
+  float4 dv[V4], hv[V4];
+  bool valid = row < r1;  // uniform per team
+  float m = 0.0f, s = 0.0f;
+  if constexpr (PF) {
+    load_row<V4>(dv, hv, dout, h, row, valid, tl, TT, C);
+    m = valid ? mean[row] : 0.0f;
+    s = valid ? rstd[row] : 0.0f;
+  }
+  for (int it = 0; it < iters; ++it) {
+    const int nrow = row + teams;
+    const bool nvalid = nrow < r1;
+    float4 nd[PF ? V4 : 1], nh[PF ? V4 : 1];
+    float nm = 0.0f, ns = 0.0f;
+    if (l2ahead > 0) {  // BJ_LN_IMPL=v2l2: also pull the row l2ahead rows ahead into L2
+      const int frow = row + l2ahead * teams;
+      if (frow < r1) prefetch_row_l2<V4>(dout, h, frow, tl, TT, C);
+    }
+    if constexpr (PF) {  // prefetch the team's next row
+      load_row<V4>(nd, nh, dout, h, nrow, nvalid, tl, TT, C);
+      nm = nvalid ? mean[nrow] : 0.0f;
+      ns = nvalid ? rstd[nrow] : 0.0f;
+    } else {
+      load_row<V4>(dv, hv, dout, h, row, valid, tl, TT, C);
+      m = valid ? mean[row] : 0.0f;
+      s = valid ? rstd[row] : 0.0f;
+    }
+
+    double r[2] = {0.0, 0.0};
+#pragma unroll
+    for (int k = 0; k < V4; ++k) {
+      const int c4 = tl + TT * k;
+      if (valid && c4 < C4) {
+        const float4 d = dv[k], hh = hv[k], ga = g4[c4];
+        const float4 x = make_float4((hh.x - m) * s, (hh.y - m) * s, (hh.z - m) * s,
+                                     (hh.w - m) * s);
+        hv[k] = x;  // from here on hv holds xhat
+        pg[k].x += d.x * x.x;
+        pg[k].y += d.y * x.y;
+        pg[k].z += d.z * x.z;
+        pg[k].w += d.w * x.w;
+        pb[k].x += d.x;
+        pb[k].y += d.y;
+        pb[k].z += d.z;
+        pb[k].w += d.w;
+        const float4 g = make_float4(d.x * ga.x, d.y * ga.y, d.z * ga.z, d.w * ga.w);
+        r[0] += (double)g.x;
+        r[0] += (double)g.y;
+        r[0] += (double)g.z;
+        r[0] += (double)g.w;
+        r[1] += (double)g.x * x.x;
+        r[1] += (double)g.y * x.y;
+        r[1] += (double)g.z * x.z;
+        r[1] += (double)g.w * x.w;
+      }
+    }
+    team_sum<2>(r, NW, red);
+    const float mg = (float)(r[0] / C), mgx = (float)(r[1] / C);
+    if (valid) {
+      float4* o4 = reinterpret_cast<float4*>(dh + (int64_t)row * C);
+      float4* y4 = DROP ? reinterpret_cast<float4*>(dy + (int64_t)row * C) : nullptr;
+#pragma unroll
+      for (int k = 0; k < V4; ++k) {
+        const int c4 = tl + TT * k;
+        if (c4 < C4) {
+          const float4 d = dv[k], x = hv[k], ga = g4[c4];
+          const float4 v = make_float4(
+              s * (d.x * ga.x - mg - x.x * mgx), s * (d.y * ga.y - mg - x.y * mgx),
+              s * (d.z * ga.z - mg - x.z * mgx), s * (d.w * ga.w - mg - x.w * mgx));
+          o4[c4] = v;
+          if (DROP) y4[c4] = drop.apply4(v, (int64_t)row * C + 4 * c4);
+        }
+      }
+    }
+    row = nrow;
+    valid = nvalid;
+    if constexpr (PF) {
+      m = nm;
+      s = ns;
+#pragma unroll
+      for (int k = 0; k < V4; ++k) {
+        dv[k] = nd[k];
+        hv[k] = nh[k];
+      }
+    }
+  }
+
+  // The teams' partials, by a fixed tree: for half = teams/2, ..., 1: team t < half adds team
+  // t + half's (which wrote them to shared memory region t).
+  for (int half = teams / 2; half > 0; half /= 2) {
+    if (team >= half && team < 2 * half) {
+      float4* dst = acc4 + (int64_t)(team - half) * 2 * C4;
+#pragma unroll
+      for (int k = 0; k < V4; ++k) {
+        const int c4 = tl + TT * k;
+        if (c4 < C4) {
+          dst[c4] = pg[k];
+          dst[C4 + c4] = pb[k];
+        }
+      }
+    }
+    __syncthreads();
+    if (team < half) {
+      const float4* src = acc4 + (int64_t)team * 2 * C4;
+#pragma unroll
+      for (int k = 0; k < V4; ++k) {
+        const int c4 = tl + TT * k;
+        if (c4 < C4) {
+          const float4 a = src[c4], b = src[C4 + c4];
+          pg[k] = make_float4(pg[k].x + a.x, pg[k].y + a.y, pg[k].z + a.z, pg[k].w + a.w);
+          pb[k] = make_float4(pb[k].x + b.x, pb[k].y + b.y, pb[k].z + b.z, pb[k].w + b.w);
+        }
+      }
+    }
+    __syncthreads();  // the region is rewritten by the next level
+  }
+  if (team == 0) {
+    float4* prow = reinterpret_cast<float4*>(part) + (int64_t)blockIdx.x * 2 * C4;
+#pragma unroll
+    for (int k = 0; k < V4; ++k) {
+      const int c4 = tl + TT * k;
+      if (c4 < C4) {
+        prow[c4] = pg[k];
+        prow[C4 + c4] = pb[k];
+      }
+    }
+  }
+}
+
+// dgamma[w] (w < C) or dbeta[w - C] += sum over the G rows of part (G, 2C): block = 32 columns x
+// 8 warps; warp j adds rows j, j + 8, ... in order (double), then lane w of warp 0 adds the 8
+// warp sums in order. Deterministic.
+constexpr int kPartCols = 32, kPartWarps = 8;
+__global__ void __launch_bounds__(kPartCols* kPartWarps)
+    k_ln_part_sum(float* dgamma, float* dbeta, const float* part, int G, int C) {
+  __shared__ double sm[kPartWarps][kPartCols];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int W = 2 * C, w = blockIdx.x * kPartCols + lane;
+  double acc = 0.0;
+  if (w < W) {
+#pragma unroll 8
+    for (int g = warp; g < G; g += kPartWarps) acc += (double)part[(int64_t)g * W + w];
+  }
+  sm[warp][lane] = acc;
+  __syncthreads();
+  if (warp == 0 && w < W) {
+    double s = 0.0;
+#pragma unroll
+    for (int j = 0; j < kPartWarps; ++j) s += sm[j][lane];
+    if (w < C)
+      dgamma[w] += (float)s;
+    else
+      dbeta[w - C] += (float)s;
+  }
+}
+
+using LnBwdV2Fn = decltype(&k_ln_bwd_v2<1, false, true>);
+// [prefetch][dropout][V4 - 1]
+const LnBwdV2Fn kLnBwdV2[2][2][kMaxV4Bwd] = {
+    {{&k_ln_bwd_v2<1, false, false>, &k_ln_bwd_v2<2, false, false>, &k_ln_bwd_v2<3, false, false>,
+      &k_ln_bwd_v2<4, false, false>, &k_ln_bwd_v2<5, false, false>, &k_ln_bwd_v2<6, false, false>},
+     {&k_ln_bwd_v2<1, true, false>, &k_ln_bwd_v2<2, true, false>, &k_ln_bwd_v2<3, true, false>,
+      &k_ln_bwd_v2<4, true, false>, &k_ln_bwd_v2<5, true, false>, &k_ln_bwd_v2<6, true, false>}},
+    {{&k_ln_bwd_v2<1, false, true>, &k_ln_bwd_v2<2, false, true>, &k_ln_bwd_v2<3, false, true>,
+      &k_ln_bwd_v2<4, false, true>, &k_ln_bwd_v2<5, false, true>, &k_ln_bwd_v2<6, false, true>},
+     {&k_ln_bwd_v2<1, true, true>, &k_ln_bwd_v2<2, true, true>, &k_ln_bwd_v2<3, true, true>,
+      &k_ln_bwd_v2<4, true, true>, &k_ln_bwd_v2<5, true, true>, &k_ln_bwd_v2<6, true, true>}}};
+// blocks per SM, [prefetch][V4 - 1]
+constexpr int kV2Bps[2][kMaxV4Bwd] = {
+    {kV2BlocksPerSm<1, false>, kV2BlocksPerSm<2, false>, kV2BlocksPerSm<3, false>,
+     kV2BlocksPerSm<4, false>, kV2BlocksPerSm<5, false>, kV2BlocksPerSm<6, false>},
+    {kV2BlocksPerSm<1, true>, kV2BlocksPerSm<2, true>, kV2BlocksPerSm<3, true>,
+     kV2BlocksPerSm<4, true>, kV2BlocksPerSm<5, true>, kV2BlocksPerSm<6, true>}};
 
 // dgamma[c] += sum_r dout[r, c] * xhat[r, c];  dbeta[c] += sum_r dout[r, c]
 struct LnParamGradOp {
@@ -328,7 +622,104 @@ struct LnParamGradOp {
     dbeta[c] += (float)s[1];
   }
 };
+
+// Which fused backward bj_cuda_layernorm_backward runs: BJ_LN_IMPL=v1 the previous one
+// (k_ln_bwd_team, shared-memory partials, 3 blocks per SM), anything else v2 (read per call, so
+// that a benchmark can switch in one process).
+// BJ_LN_IMPL=v2np: v2 without the next-row prefetch, 2 blocks per SM; BJ_LN_IMPL=v2l2: v2 that also
+// prefetches the row after next into L2 (alternatives to compare).
+// Both also apply to the dropout_layernorm backward, except v1, which has no dy (v2 runs there).
+bool use_impl(const char* name) {
+  const char* e = std::getenv("BJ_LN_IMPL");
+  return e != nullptr && std::strcmp(e, name) == 0;
+}
+
+int ln_forward(const char* op, float* out, float* mean, float* rstd, float* hsave, const float* x,
+               const float* residual, const float* gamma, const float* beta, int N, int C,
+               float eps, bool drop_on, DropArgs drop, const char* xname, void* stream) {
+#define LN_CHECK(cond, fmt, ...) \
+  if (!(cond)) return ::bjc::fail(BJ_ERR_INVALID, "%s: " fmt, op, ##__VA_ARGS__)
+  LN_CHECK(out != nullptr && x != nullptr, "out or %s is NULL", xname);
+  LN_CHECK(mean != nullptr && rstd != nullptr, "mean or rstd is NULL");
+  LN_CHECK(gamma != nullptr && beta != nullptr, "gamma or beta is NULL");
+  LN_CHECK(N > 0, "N must be > 0 (got %d)", N);
+  LN_CHECK(C > 0, "C must be > 0 (got %d)", C);
+  LN_CHECK(eps >= 0.0f && std::isfinite(eps), "eps must be finite and >= 0 (got %g)", (double)eps);
+#undef LN_CHECK
+  const bool vec = C % 4 == 0 && C <= kMaxVecC && bjc::aligned16(out) &&
+                   bjc::aligned16(hsave) && bjc::aligned16(x) && bjc::aligned16(residual) &&
+                   bjc::aligned16(gamma) && bjc::aligned16(beta);
+  if (vec) {
+    const int C4 = C / 4, nw = team_warps(C4, kMaxV4), v4 = (C4 + 32 * nw - 1) / (32 * nw);
+    const int teams = kThreadsLn / 32 / nw;
+    const unsigned blocks = (unsigned)((N + teams - 1) / teams);
+    BJ_LAUNCH(kLnFwd[drop_on ? 1 : 0][v4 - 1], blocks, kThreadsLn, 0, bjc::as_stream(stream), out,
+              mean, rstd, hsave, x, residual, gamma, beta, N, C, eps, nw, drop);
+    return bjc::check_launch(op);
+  }
+  const unsigned blocks = (unsigned)((N + kRowsPerBlock - 1) / kRowsPerBlock);
+  auto gen = drop_on ? &k_ln_fwd_gen<true> : &k_ln_fwd_gen<false>;
+  BJ_LAUNCH(gen, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), out, mean, rstd, hsave, x,
+            residual, gamma, beta, N, C, eps, drop);
+  return bjc::check_launch(op);
+}
+
+// dy != NULL: the dropout_layernorm backward (dy = dh * keep / (1 - p) with `drop`).
+int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbeta,
+                const float* dout, const float* h, const float* mean, const float* rstd,
+                const float* gamma, int N, int C, DropArgs drop, bool allow_v1, void* stream) {
+  const bool vec = C % 4 == 0 && C <= kMaxVecCBwd && bjc::aligned16(dh) &&
+                   bjc::aligned16(dy) && bjc::aligned16(dout) && bjc::aligned16(h) &&
+                   bjc::aligned16(gamma);
+  float* part = vec ? bjc::scratch_for(stream) : nullptr;
+  const int C4 = C / 4, nw = team_warps(C4, kMaxV4Bwd), v4 = (C4 + 32 * nw - 1) / (32 * nw);
+  const int teams = kThreadsLn / 32 / nw;
+  if (part != nullptr && allow_v1 && dy == nullptr && use_impl("v1")) {
+    // v1: one pass, partials in shared memory then scratch, then their fixed-order sum
+    int64_t G = 3LL * bjc::sm_count();
+    const int64_t need = (N + teams - 1) / teams;
+    if (G > need) G = need;
+    if (G * 2 * C * 4 > bjc::kScratchBytes) G = bjc::kScratchBytes / (8LL * C);  // >= 512
+    const int smem = teams * 2 * C * (int)sizeof(float);  // <= 48 KiB for NW = 1
+    // (+ 1 KiB: the static `red` also counts against the 48 KiB that need no opt-in)
+    BJ_TRY(bjc::allow_smem((const void*)kLnBwd[v4 - 1], smem + 1024, &g_bwd_smem_done[v4 - 1],
+                           op));
+    BJ_LAUNCH(kLnBwd[v4 - 1], (unsigned)G, kThreadsLn, smem, bjc::as_stream(stream), dh, part,
+              dout, h, mean, rstd, gamma, N, C, nw);
+    BJ_TRY(bjc::check_launch(op));
+    return bjc::launch_sum_partials(op, dgamma, dbeta, part, (int)G, 2 * C, C, stream);
+  }
+  if (part != nullptr) {  // v2
+    const int pf = use_impl("v2np") ? 0 : 1;
+    const int64_t G0 = (int64_t)kV2Bps[pf][v4 - 1] * bjc::sm_count();
+    int64_t rpb = (N + G0 - 1) / G0;
+    if (rpb < 1) rpb = 1;
+    int64_t G = (N + rpb - 1) / rpb;
+    if (G * 2 * C * 4 > bjc::kScratchBytes) {  // G <= 2 SMs, 2C <= 12288: only past 170 SMs
+      G = bjc::kScratchBytes / (8LL * C);
+      rpb = (N + G - 1) / G;
+      G = (N + rpb - 1) / rpb;
+    }
+    const int smem = (teams / 2) * 2 * C * (int)sizeof(float);  // <= 24 KiB
+    BJ_LAUNCH(kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G, kThreadsLn, smem,
+              bjc::as_stream(stream), dh, dy, part, dout, h, mean, rstd, gamma, N, C, nw,
+              (int)rpb, use_impl("v2l2") ? 2 : 0, drop);
+    BJ_TRY(bjc::check_launch(op));
+    BJ_LAUNCH(k_ln_part_sum, (unsigned)((2 * C + kPartCols - 1) / kPartCols),
+              kPartCols * kPartWarps, 0, bjc::as_stream(stream), dgamma, dbeta, part, (int)G, C);
+    return bjc::check_launch(op);
+  }
+  // Parameter gradients first: dh (or dy) may alias dout.
+  BJ_TRY(bjc::launch_colreduce<2>(op, LnParamGradOp{dgamma, dbeta, dout, h, mean, rstd, C}, N, C,
+                                  1, stream));
+  const unsigned blocks = (unsigned)((N + kRowsPerBlock - 1) / kRowsPerBlock);
+  auto gen = dy != nullptr ? &k_ln_bwd_gen<true> : &k_ln_bwd_gen<false>;
+  BJ_LAUNCH(gen, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), dh, dy, dout, h, mean,
+            rstd, gamma, N, C, drop);
+  return bjc::check_launch(op);
+}
 }  // namespace
+
 
 extern "C" int bj_cuda_layernorm_forward(float* out,             // (N, C), may alias x
                                          float* mean,            // (N)
@@ -339,31 +730,8 @@ extern "C" int bj_cuda_layernorm_forward(float* out,             // (N, C), may 
                                          const float* gamma,     // (C)
                                          const float* beta,      // (C)
                                          int N, int C, float eps, void* stream) {
-  const char* op = "bj_cuda_layernorm_forward";
-  BJ_CHECK(out != nullptr && x != nullptr, "bj_cuda_layernorm_forward", "out or x is NULL");
-  BJ_CHECK(mean != nullptr && rstd != nullptr, "bj_cuda_layernorm_forward",
-           "mean or rstd is NULL");
-  BJ_CHECK(gamma != nullptr && beta != nullptr, "bj_cuda_layernorm_forward",
-           "gamma or beta is NULL");
-  BJ_CHECK(N > 0, "bj_cuda_layernorm_forward", "N must be > 0 (got %d)", N);
-  BJ_CHECK(C > 0, "bj_cuda_layernorm_forward", "C must be > 0 (got %d)", C);
-  BJ_CHECK(eps >= 0.0f && std::isfinite(eps), "bj_cuda_layernorm_forward",
-           "eps must be finite and >= 0 (got %g)", (double)eps);
-  const bool vec = C % 4 == 0 && C <= kMaxVecC && bjc::aligned16(out) &&
-                   bjc::aligned16(hsave) && bjc::aligned16(x) && bjc::aligned16(residual) &&
-                   bjc::aligned16(gamma) && bjc::aligned16(beta);
-  if (vec) {
-    const int C4 = C / 4, nw = team_warps(C4, kMaxV4), v4 = (C4 + 32 * nw - 1) / (32 * nw);
-    const int teams = kThreadsLn / 32 / nw;
-    const unsigned blocks = (unsigned)((N + teams - 1) / teams);
-    BJ_LAUNCH(kLnFwd[v4 - 1], blocks, kThreadsLn, 0, bjc::as_stream(stream), out, mean, rstd,
-              hsave, x, residual, gamma, beta, N, C, eps, nw);
-    return bjc::check_launch(op);
-  }
-  const unsigned blocks = (unsigned)((N + kRowsPerBlock - 1) / kRowsPerBlock);
-  BJ_LAUNCH(k_ln_fwd_gen, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), out, mean, rstd,
-            hsave, x, residual, gamma, beta, N, C, eps);
-  return bjc::check_launch(op);
+  return ln_forward("bj_cuda_layernorm_forward", out, mean, rstd, hsave, x, residual, gamma, beta,
+                    N, C, eps, false, DropArgs{0.0f, 1.0f, 0, 0}, "x", stream);
 }
 
 extern "C" int bj_cuda_layernorm_backward(float* dh,           // (N, C), "="
@@ -384,30 +752,53 @@ extern "C" int bj_cuda_layernorm_backward(float* dh,           // (N, C), "="
            "mean, rstd or gamma is NULL");
   BJ_CHECK(N > 0, "bj_cuda_layernorm_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_layernorm_backward", "C must be > 0 (got %d)", C);
-  const bool vec = C % 4 == 0 && C <= kMaxVecCBwd && bjc::aligned16(dh) &&
-                   bjc::aligned16(dout) && bjc::aligned16(h) && bjc::aligned16(gamma);
-  float* part = vec ? bjc::scratch_for(stream) : nullptr;
-  if (part != nullptr) {  // fused: one pass, partials in scratch, then their fixed-order sum
-    const int C4 = C / 4, nw = team_warps(C4, kMaxV4Bwd), v4 = (C4 + 32 * nw - 1) / (32 * nw);
-    const int teams = kThreadsLn / 32 / nw;
-    int64_t G = 3LL * bjc::sm_count();
-    const int64_t need = (N + teams - 1) / teams;
-    if (G > need) G = need;
-    if (G * 2 * C * 4 > bjc::kScratchBytes) G = bjc::kScratchBytes / (8LL * C);  // >= 512
-    const int smem = teams * 2 * C * (int)sizeof(float);  // <= 48 KiB for NW = 1
-    // (+ 1 KiB: the static `red` also counts against the 48 KiB that need no opt-in)
-    BJ_TRY(bjc::allow_smem((const void*)kLnBwd[v4 - 1], smem + 1024, &g_bwd_smem_done[v4 - 1],
-                           op));
-    BJ_LAUNCH(kLnBwd[v4 - 1], (unsigned)G, kThreadsLn, smem, bjc::as_stream(stream), dh, part,
-              dout, h, mean, rstd, gamma, N, C, nw);
-    BJ_TRY(bjc::check_launch(op));
-    return bjc::launch_sum_partials(op, dgamma, dbeta, part, (int)G, 2 * C, C, stream);
-  }
-  // Parameter gradients first: dh may alias dout.
-  BJ_TRY(bjc::launch_colreduce<2>(op, LnParamGradOp{dgamma, dbeta, dout, h, mean, rstd, C}, N, C,
-                                  1, stream));
-  const unsigned blocks = (unsigned)((N + kRowsPerBlock - 1) / kRowsPerBlock);
-  BJ_LAUNCH(k_ln_bwd_gen, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), dh, dout, h,
-            mean, rstd, gamma, N, C);
-  return bjc::check_launch(op);
+  return ln_backward(op, dh, nullptr, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C,
+                     DropArgs{0.0f, 1.0f, 0, 0}, true, stream);
+}
+
+extern "C" int bj_cuda_dropout_layernorm_forward(float* out,             // (N, C), may alias y
+                                                 float* mean,            // (N)
+                                                 float* rstd,            // (N)
+                                                 float* hsave,           // (N, C) or NULL
+                                                 const float* y,         // (N, C)
+                                                 const float* residual,  // (N, C) or NULL
+                                                 const float* gamma,     // (C)
+                                                 const float* beta,      // (C)
+                                                 int N, int C, float eps, float p, uint64_t seed,
+                                                 uint64_t offset, void* stream) {
+  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_dropout_layernorm_forward",
+           "p must be in [0, 1) (got %g)", (double)p);
+  const DropArgs drop{p, 1.0f / (1.0f - p), seed, offset};
+  return ln_forward("bj_cuda_dropout_layernorm_forward", out, mean, rstd, hsave, y, residual,
+                    gamma, beta, N, C, eps, p > 0.0f, drop, "y", stream);
+}
+
+extern "C" int bj_cuda_dropout_layernorm_backward(float* dh,           // (N, C), "="
+                                                  float* dy,           // (N, C), "=" or NULL
+                                                  float* dgamma,       // (C), +=
+                                                  float* dbeta,        // (C), +=
+                                                  const float* dout,   // (N, C)
+                                                  const float* h,      // (N, C), the saved h
+                                                  const float* mean,   // (N)
+                                                  const float* rstd,   // (N)
+                                                  const float* gamma,  // (C)
+                                                  int N, int C, float p, uint64_t seed,
+                                                  uint64_t offset, void* stream) {
+  const char* op = "bj_cuda_dropout_layernorm_backward";
+  BJ_CHECK(dh != nullptr && dout != nullptr && h != nullptr, "bj_cuda_dropout_layernorm_backward",
+           "dh, dout or h is NULL");
+  BJ_CHECK(dgamma != nullptr && dbeta != nullptr, "bj_cuda_dropout_layernorm_backward",
+           "dgamma or dbeta is NULL");
+  BJ_CHECK(mean != nullptr && rstd != nullptr && gamma != nullptr,
+           "bj_cuda_dropout_layernorm_backward", "mean, rstd or gamma is NULL");
+  BJ_CHECK(dy == nullptr || dy != dh, "bj_cuda_dropout_layernorm_backward",
+           "dy must not alias dh");
+  BJ_CHECK(N > 0, "bj_cuda_dropout_layernorm_backward", "N must be > 0 (got %d)", N);
+  BJ_CHECK(C > 0, "bj_cuda_dropout_layernorm_backward", "C must be > 0 (got %d)", C);
+  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_dropout_layernorm_backward",
+           "p must be in [0, 1) (got %g)", (double)p);
+  // p = 0 keeps every element: dy = dh (the fused kernel with a mask that keeps all, scale 1)
+  const DropArgs drop{p, 1.0f / (1.0f - p), seed, offset};
+  return ln_backward(op, dh, dy, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C, drop, false,
+                     stream);
 }

@@ -78,6 +78,24 @@ extern "C" {
   int P##layernorm_backward(float* dh, float* dgamma, float* dbeta, const float* dout,          \
                             const float* h, const float* mean, const float* rstd,               \
                             const float* gamma, int N, int C, void* stream);                    \
+  /* Dropout fused into the residual layer norm (BERT's BertSelfOutput / BertOutput):            \
+     h = dropout(y) + residual (residual may be NULL), out = LN(h) * gamma + beta, where         \
+     dropout(y)[i] = y[i] * keep_i / (1 - p) with the Philox mask of (seed, offset) over the      \
+     (N, C) elements i = n * C + c: the same mask and bits as dropout_forward followed by         \
+     layernorm_forward. p in [0, 1); p = 0 is layernorm_forward. Saves mean, rstd and, when      \
+     hsave != NULL, h. out may alias y. */                                                        \
+  int P##dropout_layernorm_forward(float* out, float* mean, float* rstd, float* hsave,          \
+                                   const float* y, const float* residual, const float* gamma,    \
+                                   const float* beta, int N, int C, float eps, float p,          \
+                                   uint64_t seed, uint64_t offset, void* stream);                \
+  /* Its backward: dh (N, C) = d out / d h (the residual's gradient, "="), dy (N, C) = dh *      \
+     keep / (1 - p) (y's gradient, "=", same mask; may be NULL), dgamma, dbeta (C) "+=".          \
+     dh and dy may alias dout, not each other. Same bits as layernorm_backward then              \
+     dropout_backward. */                                                                         \
+  int P##dropout_layernorm_backward(float* dh, float* dy, float* dgamma, float* dbeta,          \
+                                    const float* dout, const float* h, const float* mean,        \
+                                    const float* rstd, const float* gamma, int N, int C,         \
+                                    float p, uint64_t seed, uint64_t offset, void* stream);      \
                                                                                                 \
   /* ---- bias, GELU ---- */                                                                    \
   /* x (N, C) += bias (C). */                                                                    \

@@ -2,13 +2,16 @@
 // microseconds per call (median of 5 batches of `iters` calls, after warm-up), the achieved
 // bandwidth counting the bytes each op must move (reads + writes of its inputs and outputs, once),
 // and for attention the achieved TFLOP/s (forward 4 B NH T^2 D, backward 10 B NH T^2 D: the usual
-// flash-attention count, so the backward's recomputation is not credited).
+// flash-attention count, so the backward's recomputation is not credited). The layer norm
+// backward is timed with each of its kernels (BJ_LN_IMPL=v1, v2, v2np, v2l2), and dropout + layer norm fused
+// against the two separate ops (GB/s of the fused op's bytes for both rows).
 //   bench_cuda_ops            (exit 77 when no device)
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -188,7 +191,7 @@ int main() {
   // ---- layer norm + residual, bias + GELU ----
   {
     const int N = 4096;
-    for (int C : {768, 3072}) {
+    for (int C : {384, 768, 3072}) {  // MiniLM, BERT-base hidden, BERT-base intermediate
       const size_t n = (size_t)N * C;
       Buf x(n), r(n), out(n), h(n), mean(N), rstd(N), gamma(C, 0.5f, 1.5f), beta(C), dout(n),
           dh(n), dg(C), db(C), pre(n), dpre(n), bias(C);
@@ -199,11 +202,45 @@ int main() {
                                              beta.p, N, C, 1e-12f, nullptr);
           }, 50),
           F * (4.0 * n + 2.0 * N + 2.0 * C));
-      row("layernorm bwd", sh, time_us([&] {
-            return bj_cuda_layernorm_backward(dh.p, dg.p, db.p, dout.p, h.p, mean.p, rstd.p,
-                                              gamma.p, N, C, nullptr);
-          }, 50),
-          F * (3.0 * n + 2.0 * N + 3.0 * C));
+      // the layer norm backward's kernels: BJ_LN_IMPL=v1 (previous), v2 (default), v2np (v2
+      // without the next-row prefetch, 2 blocks per SM), v2l2 (v2 + L2 prefetch 2 rows ahead)
+      for (const char* impl : {"v1", "v2", "v2np", "v2l2"}) {
+        setenv("BJ_LN_IMPL", impl, 1);
+        row(std::string("layernorm bwd ") + impl, sh, time_us([&] {
+              return bj_cuda_layernorm_backward(dh.p, dg.p, db.p, dout.p, h.p, mean.p, rstd.p,
+                                                gamma.p, N, C, nullptr);
+            }, 50),
+            F * (3.0 * n + 2.0 * N + 3.0 * C));
+      }
+      unsetenv("BJ_LN_IMPL");
+      // dropout + residual layer norm: fused vs the two ops (BERT's BertOutput, p = 0.1)
+      const float p = 0.1f;
+      const double fwd_b = F * (4.0 * n + 2.0 * N + 2.0 * C);  // y, residual, out, h
+      const double bwd_b = F * (4.0 * n + 2.0 * N + 3.0 * C);  // dout, h, dh, dy
+      const double tf = time_us([&] {
+        return bj_cuda_dropout_layernorm_forward(out.p, mean.p, rstd.p, h.p, x.p, r.p, gamma.p,
+                                                 beta.p, N, C, 1e-12f, p, 7, 0, nullptr);
+      }, 50);
+      const double tfu = time_us([&] {
+        const int rc = bj_cuda_dropout_forward(pre.p, x.p, (int64_t)n, p, 7, 0, nullptr);
+        return rc != BJ_OK ? rc
+                           : bj_cuda_layernorm_forward(out.p, mean.p, rstd.p, h.p, pre.p, r.p,
+                                                       gamma.p, beta.p, N, C, 1e-12f, nullptr);
+      }, 50);
+      const double tb = time_us([&] {
+        return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, dg.p, db.p, dout.p, h.p, mean.p,
+                                                  rstd.p, gamma.p, N, C, p, 7, 0, nullptr);
+      }, 50);
+      const double tbu = time_us([&] {
+        const int rc = bj_cuda_layernorm_backward(dh.p, dg.p, db.p, dout.p, h.p, mean.p, rstd.p,
+                                                  gamma.p, N, C, nullptr);
+        return rc != BJ_OK ? rc
+                           : bj_cuda_dropout_backward(dpre.p, dh.p, (int64_t)n, p, 7, 0, nullptr);
+      }, 50);
+      row("dropout+LN fwd fused p=0.1", sh, tf, fwd_b);
+      row("dropout+LN fwd 2 ops p=0.1", sh, tfu, fwd_b);
+      row("dropout+LN bwd fused p=0.1", sh, tb, bwd_b);
+      row("dropout+LN bwd 2 ops p=0.1", sh, tbu, bwd_b);
       row("bias+gelu fwd", sh, time_us([&] {
             return bj_cuda_bias_gelu_forward(out.p, pre.p, x.p, bias.p, N, C, nullptr);
           }, 50),

@@ -9,6 +9,7 @@
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -289,6 +290,150 @@ void test_layernorm() {
                                               grstd2.p, gg.p, s.N, s.C, nullptr)))
           report_bits("layernorm_backward (rerun)", sh, same_bits(gdg.get(), gdg2.get()));
       }
+    }
+  }
+}
+
+// dropout_layernorm_{forward,backward}: CUDA vs CPU, and on each backend bit-identical to the
+// unfused dropout_forward + layernorm_forward (layernorm_backward + dropout_backward). Also the
+// layer norm backward's v1 kernel (BJ_LN_IMPL=v1) against the default v2.
+void test_dropout_layernorm() {
+  struct S {
+    int N, C;
+    float p;
+    bool res, alias;
+    int pad;
+  };
+  for (S s : {S{37, 768, 0.1f, true, false, 0}, S{5, 13, 0.5f, true, false, 0},
+              S{64, 384, 0.1f, true, true, 0}, S{70, 3072, 0.1f, true, false, 0},
+              S{19, 1536, 0.0f, true, false, 0}, S{9, 768, 0.1f, false, false, 1},
+              S{300, 256, 0.3f, true, true, 0}, S{3, 6000, 0.1f, true, false, 0}}) {
+    const std::string sh = fmt("N=%d C=%d p=%.1f res=%d alias=%d pad=%d", s.N, s.C, s.p, s.res,
+                               s.alias, s.pad);
+    const size_t n = (size_t)s.N * s.C;
+    const uint64_t seed = 0x5EEDULL + s.C, offset = 1000003ULL * s.N;
+    auto y = randn(n, 2.0f), r = randn(n), gamma = randv(s.C, 0.5f, 1.5f), beta = randv(s.C);
+    const float* cres = s.res ? r.data() : nullptr;
+    // CPU fused and unfused
+    std::vector<float> out(n), mean(s.N), rstd(s.N), h(n), yc = y;
+    float* co = s.alias ? yc.data() : out.data();
+    CPU_OK("dropout_layernorm_forward", sh,
+           bj_cpu_dropout_layernorm_forward(co, mean.data(), rstd.data(), h.data(), yc.data(),
+                                            cres, gamma.data(), beta.data(), s.N, s.C, 1e-12f,
+                                            s.p, seed, offset, nullptr));
+    std::vector<float> fused(co, co + n);
+    std::vector<float> u_out(n), u_mean(s.N), u_rstd(s.N), u_h(n), yd(n);
+    CPU_OK("dropout_forward", sh,
+           bj_cpu_dropout_forward(yd.data(), y.data(), (int64_t)n, s.p, seed, offset, nullptr));
+    CPU_OK("layernorm_forward", sh,
+           bj_cpu_layernorm_forward(u_out.data(), u_mean.data(), u_rstd.data(), u_h.data(),
+                                    yd.data(), cres, gamma.data(), beta.data(), s.N, s.C, 1e-12f,
+                                    nullptr));
+    report_bits("dropout_layernorm_fwd cpu=unfused", sh,
+                same_bits(fused, u_out) && same_bits(h, u_h) && same_bits(rstd, u_rstd));
+    // CUDA fused vs CPU, and vs CUDA unfused
+    Dev<float> gy(y, s.pad), gr(r, s.pad), gg(gamma), gb(beta), gout(n, s.pad), gmean(s.N),
+        grstd(s.N), gh(n, s.pad);
+    float* go = s.alias ? gy.p : gout.p;
+    if (GPU_OK("dropout_layernorm_forward", sh,
+               bj_cuda_dropout_layernorm_forward(go, gmean.p, grstd.p, gh.p, gy.p,
+                                                 s.res ? gr.p : nullptr, gg.p, gb.p, s.N, s.C,
+                                                 1e-12f, s.p, seed, offset, nullptr))) {
+      const auto gfused = s.alias ? gy.get() : gout.get();
+      report("dropout_layernorm_fwd out", sh, rel(gfused, fused), kFwd);
+      report("dropout_layernorm_fwd rstd", sh, rel(grstd.get(), rstd), kFwd);
+      report_bits("dropout_layernorm_fwd h", sh, same_bits(gh.get(), h));
+      Dev<float> gy2(y, s.pad), gd(n, s.pad), go2(n, s.pad), gm2(s.N), gs2(s.N), gh2(n, s.pad);
+      if (GPU_OK("dropout_forward", sh,
+                 bj_cuda_dropout_forward(gd.p, gy2.p, (int64_t)n, s.p, seed, offset, nullptr)) &&
+          GPU_OK("layernorm_forward", sh,
+                 bj_cuda_layernorm_forward(go2.p, gm2.p, gs2.p, gh2.p, gd.p,
+                                           s.res ? gr.p : nullptr, gg.p, gb.p, s.N, s.C, 1e-12f,
+                                           nullptr)))
+        report_bits("dropout_layernorm_fwd cuda=unfused", sh,
+                    same_bits(gfused, go2.get()) && same_bits(gh.get(), gh2.get()) &&
+                        same_bits(grstd.get(), gs2.get()));
+    }
+    // backward from the CPU's saved h, mean, rstd
+    auto dout = randv(n), dg0 = randv(s.C), db0 = randv(s.C);
+    std::vector<float> dh(n), dy(n), dg = dg0, db = db0, doutc = dout;
+    float* cdh = s.alias ? doutc.data() : dh.data();  // alias: dh aliases dout
+    CPU_OK("dropout_layernorm_backward", sh,
+           bj_cpu_dropout_layernorm_backward(cdh, dy.data(), dg.data(), db.data(), doutc.data(),
+                                             h.data(), mean.data(), rstd.data(), gamma.data(),
+                                             s.N, s.C, s.p, seed, offset, nullptr));
+    std::vector<float> cdhv(cdh, cdh + n);
+    {
+      std::vector<float> udh(n), udy(n), udg = dg0, udb = db0;
+      CPU_OK("layernorm_backward", sh,
+             bj_cpu_layernorm_backward(udh.data(), udg.data(), udb.data(), dout.data(), h.data(),
+                                       mean.data(), rstd.data(), gamma.data(), s.N, s.C, nullptr));
+      CPU_OK("dropout_backward", sh,
+             bj_cpu_dropout_backward(udy.data(), udh.data(), (int64_t)n, s.p, seed, offset,
+                                     nullptr));
+      report_bits("dropout_layernorm_bwd cpu=unfused", sh,
+                  same_bits(cdhv, udh) && same_bits(dy, udy) && same_bits(dg, udg) &&
+                      same_bits(db, udb));
+    }
+    Dev<float> gdout(dout, s.pad), gdh(n, s.pad), gdy(n, s.pad), gdg(dg0), gdb(db0), gh3(h, s.pad),
+        gm3(mean), gs3(rstd);
+    float* gdh_ = s.alias ? gdout.p : gdh.p;
+    if (GPU_OK("dropout_layernorm_backward", sh,
+               bj_cuda_dropout_layernorm_backward(gdh_, gdy.p, gdg.p, gdb.p, gdout.p, gh3.p, gm3.p,
+                                                  gs3.p, gg.p, s.N, s.C, s.p, seed, offset,
+                                                  nullptr))) {
+      const auto gdhv = s.alias ? gdout.get() : gdh.get();
+      report("dropout_layernorm_bwd dh", sh, rel(gdhv, cdhv), kBwd);
+      report("dropout_layernorm_bwd dy", sh, rel(gdy.get(), dy), kBwd);
+      report("dropout_layernorm_bwd dgamma", sh, rel(gdg.get(), dg), kBwd);
+      report("dropout_layernorm_bwd dbeta", sh, rel(gdb.get(), db), kBwd);
+      // unfused on the GPU: the same bits
+      Dev<float> gdout2(dout, s.pad), udh(n, s.pad), udy(n, s.pad), udg(dg0), udb(db0);
+      if (GPU_OK("layernorm_backward", sh,
+                 bj_cuda_layernorm_backward(udh.p, udg.p, udb.p, gdout2.p, gh3.p, gm3.p, gs3.p,
+                                            gg.p, s.N, s.C, nullptr)) &&
+          GPU_OK("dropout_backward", sh,
+                 bj_cuda_dropout_backward(udy.p, udh.p, (int64_t)n, s.p, seed, offset, nullptr)))
+        report_bits("dropout_layernorm_bwd cuda=unfused", sh,
+                    same_bits(gdhv, udh.get()) && same_bits(gdy.get(), udy.get()) &&
+                        same_bits(gdg.get(), udg.get()) && same_bits(gdb.get(), udb.get()));
+      // dy may be NULL: dh and the parameter gradients alone
+      Dev<float> gdout3(dout, s.pad), ndh(n, s.pad), ndg(dg0), ndb(db0);
+      if (GPU_OK("dropout_layernorm_backward (dy NULL)", sh,
+                 bj_cuda_dropout_layernorm_backward(ndh.p, nullptr, ndg.p, ndb.p, gdout3.p, gh3.p,
+                                                    gm3.p, gs3.p, gg.p, s.N, s.C, s.p, seed,
+                                                    offset, nullptr)))
+        report_bits("dropout_layernorm_bwd dy=NULL", sh,
+                    same_bits(ndh.get(), udh.get()) && same_bits(ndg.get(), udg.get()));
+      // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np, v2l2) vs the default v2: the same
+      // dh bits (same per-row arithmetic), dgamma/dbeta close (another summation order)
+      for (const char* impl : {"v1", "v2np", "v2l2"}) {
+        setenv("BJ_LN_IMPL", impl, 1);
+        Dev<float> vdh(n, s.pad), vdg(dg0), vdb(db0);
+        const bool ran = GPU_OK(std::string("layernorm_backward ") + impl, sh,
+                                bj_cuda_layernorm_backward(vdh.p, vdg.p, vdb.p, gdout2.p, gh3.p,
+                                                           gm3.p, gs3.p, gg.p, s.N, s.C, nullptr));
+        unsetenv("BJ_LN_IMPL");
+        if (ran) {
+          report_bits(std::string("layernorm_backward ") + impl + " dh = v2", sh,
+                      same_bits(vdh.get(), udh.get()));
+          report(std::string("layernorm_backward ") + impl + " dgamma", sh, rel(vdg.get(), dg),
+                 kBwd);
+          report(std::string("layernorm_backward ") + impl + " dbeta", sh, rel(vdb.get(), db),
+                 kBwd);
+        }
+      }
+      // the fused backward without prefetch (v2np): the same dh and dy bits
+      setenv("BJ_LN_IMPL", "v2np", 1);
+      Dev<float> gdout4(dout, s.pad), pdh(n, s.pad), pdy(n, s.pad), pdg(dg0), pdb(db0);
+      const bool ran = GPU_OK("dropout_layernorm_backward v2np", sh,
+                              bj_cuda_dropout_layernorm_backward(
+                                  pdh.p, pdy.p, pdg.p, pdb.p, gdout4.p, gh3.p, gm3.p, gs3.p, gg.p,
+                                  s.N, s.C, s.p, seed, offset, nullptr));
+      unsetenv("BJ_LN_IMPL");
+      if (ran)
+        report_bits("dropout_layernorm_bwd v2np = v2", sh,
+                    same_bits(pdh.get(), udh.get()) && same_bits(pdy.get(), gdy.get()));
     }
   }
 }
@@ -631,6 +776,7 @@ int main() {
   test_attention();
   test_losses();
   test_optimizer();
+  test_dropout_layernorm();  // last: the other tests draw the same inputs as before it
   test_errors();
   const cudaError_t e = cudaDeviceSynchronize();
   if (e != cudaSuccess) {

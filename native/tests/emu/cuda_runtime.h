@@ -325,6 +325,7 @@ inline T __shfl_sync(unsigned, T v, int src, int width = 32) {
 }
 inline unsigned __ballot_sync(unsigned, int p) { return emu::ballot(p); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline float __fmul_rn(float a, float b) { return a * b; }
 template <class T>
 inline T __ldg(const T* p) { return *p; }
 inline void __threadfence() {}

@@ -148,6 +148,23 @@ public class CpuOpsBench {
     s.be.layerNormBackward(s.dh, s.dgamma, s.dbeta, s.dout, s.h, s.mean, s.rstd, s.gamma, N, C);
   }
 
+  /**
+   * BertOutput's dropout (p = 0.1) fused into LN(dropout(y) + residual): reads 2, writes 2 (N, C),
+   * one Philox-4x32-10 per element (dropoutForward + layerNormForward, unfused).
+   */
+  @Benchmark
+  public void dropoutLayerNormForward(LayerNorm s) {
+    s.be.dropoutLayerNormForward(s.out, s.mean, s.rstd, s.h, s.x, s.res, s.gamma, s.beta, N, C,
+        1e-12f, 0.1f, 7L, 0L);
+  }
+
+  /** Its backward: dh and dy = dh * mask / (1 - p) in one op (layerNormBackward + dropout). */
+  @Benchmark
+  public void dropoutLayerNormBackward(LayerNorm s) {
+    s.be.dropoutLayerNormBackward(s.dh, s.out, s.dgamma, s.dbeta, s.dout, s.h, s.mean, s.rstd,
+        s.gamma, N, C, 0.1f, 7L, 0L);
+  }
+
   @State(Scope.Benchmark)
   public static class Gelu extends Base {
     Tensor x, bias, pre, out, dout, dpre, dbias;

@@ -154,6 +154,28 @@ public interface Backend extends AutoCloseable {
   void layerNormBackward(Tensor dh, Tensor dgamma, Tensor dbeta, Tensor dout, Tensor h,
       Tensor mean, Tensor rstd, Tensor gamma, int n, int c);
 
+  /**
+   * Dropout fused into the residual layer norm (BERT's BertSelfOutput / BertOutput): h =
+   * dropout(y) + residual (residual may be null), out = LN(h) * gamma + beta; saves mean, rstd
+   * (n) and h (n, c) into hsave when not null; out may be y. The dropout mask of (seed, offset) is
+   * the one {@link #dropoutForward} draws for y (element i = row * c + col), and the result has the
+   * same bits as {@code dropoutForward} then {@link #layerNormForward}; p = 0 is the layer norm
+   * alone.
+   */
+  void dropoutLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor hsave, Tensor y,
+      Tensor residual, Tensor gamma, Tensor beta, int n, int c, float eps, float p, long seed,
+      long offset);
+
+  /**
+   * Its backward: dh = dLoss/dh, the residual's gradient (written); dy = dh * keep / (1 - p), y's
+   * gradient with the same mask (written; may be null); dgamma, dbeta accumulated. dh and dy may
+   * be dout, not each other. Same bits as {@link #layerNormBackward} then {@link
+   * #dropoutBackward}.
+   */
+  void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dgamma, Tensor dbeta, Tensor dout,
+      Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c, float p, long seed,
+      long offset);
+
   // ---- bias, GELU, tanh ----
 
   void biasAdd(Tensor x, Tensor bias, int n, int c);

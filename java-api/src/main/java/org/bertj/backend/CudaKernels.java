@@ -55,6 +55,16 @@ final class CudaKernels implements Kernels {
   }
 
   @Override
+  public int dropoutLayerNormForward(long out, long mean, long rstd, long hsave, long y, long residual, long gamma, long beta, int n, int c, float eps, float p, long seed, long offset, long stream) {
+    return BertjCuda.bj_cuda_dropout_layernorm_forward(out, mean, rstd, hsave, y, residual, gamma, beta, n, c, eps, p, seed, offset, stream);
+  }
+
+  @Override
+  public int dropoutLayerNormBackward(long dh, long dy, long dgamma, long dbeta, long dout, long h, long mean, long rstd, long gamma, int n, int c, float p, long seed, long offset, long stream) {
+    return BertjCuda.bj_cuda_dropout_layernorm_backward(dh, dy, dgamma, dbeta, dout, h, mean, rstd, gamma, n, c, p, seed, offset, stream);
+  }
+
+  @Override
   public int biasAdd(long x, long bias, int n, int c, long stream) {
     return BertjCuda.bj_cuda_bias_add(x, bias, n, c, stream);
   }

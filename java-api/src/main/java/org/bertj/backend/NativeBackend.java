@@ -181,6 +181,39 @@ abstract class NativeBackend implements Backend {
         f32(gamma, "gamma", c), n, c, stream()), "layerNormBackward");
   }
 
+  @Override
+  public void dropoutLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor hsave,
+      Tensor y, Tensor residual, Tensor gamma, Tensor beta, int n, int c, float eps, float p,
+      long seed, long offset) {
+    positive("n", n);
+    positive("c", c);
+    probability(p);
+    long nc = (long) n * c;
+    ok(k.dropoutLayerNormForward(f32(out, "out", nc), f32(mean, "mean", n), f32(rstd, "rstd", n),
+        f32OrNull(hsave, "hsave", nc), f32(y, "y", nc), f32OrNull(residual, "residual", nc),
+        f32(gamma, "gamma", c), f32(beta, "beta", c), n, c, eps, p, seed, offset, stream()),
+        "dropoutLayerNormForward");
+  }
+
+  @Override
+  public void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dgamma, Tensor dbeta,
+      Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c, float p,
+      long seed, long offset) {
+    positive("n", n);
+    positive("c", c);
+    probability(p);
+    long nc = (long) n * c;
+    long dhA = f32(dh, "dh", nc);
+    long dyA = f32OrNull(dy, "dy", nc);
+    if (dyA != 0L && dyA == dhA) {
+      throw new IllegalArgumentException("dy must not alias dh (both " + dh + ")");
+    }
+    ok(k.dropoutLayerNormBackward(dhA, dyA,
+        f32(dgamma, "dgamma", c), f32(dbeta, "dbeta", c), f32(dout, "dout", nc), f32(h, "h", nc),
+        f32(mean, "mean", n), f32(rstd, "rstd", n), f32(gamma, "gamma", c), n, c, p, seed, offset,
+        stream()), "dropoutLayerNormBackward");
+  }
+
   // ---- bias, GELU, tanh ----
 
   @Override

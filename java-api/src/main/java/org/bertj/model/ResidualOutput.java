@@ -6,7 +6,8 @@ import org.bertj.backend.Tensor;
 
 /**
  * The shared body of {@link BertSelfOutput} and {@link BertOutput}:
- * out = LayerNorm(dropout(x W^T + b) + residual).
+ * out = LayerNorm(dropout(x W^T + b) + residual), the dropout fused into the LayerNorm op
+ * ({@code Backend.dropoutLayerNormForward}, same mask and bits as dropout then LayerNorm).
  */
 abstract class ResidualOutput {
   /** Saved activations. */
@@ -55,11 +56,10 @@ abstract class ResidualOutput {
   public void forward(Activations a, Tensor x, Tensor residual, int n, DropoutRng rng) {
     dense.forward(a.out, x, n);
     a.p = rng.p(config.getHiddenDropoutProb());
-    if (a.p > 0f) {
-      a.offset = rng.take((long) n * config.getHiddenSize());
-      be.dropoutForward(a.out, a.out, a.p, rng.seed(), a.offset);
-    }
-    layerNorm.forward(a.out, a.mean, a.rstd, a.h, a.out, residual, n);
+    a.offset = a.p > 0f ? rng.take((long) n * config.getHiddenSize()) : 0L;
+    // one pass: dropout (the mask a separate dropoutForward would draw), residual add, LayerNorm
+    layerNorm.forwardDropout(a.out, a.mean, a.rstd, a.h, a.out, residual, n, a.p, rng.seed(),
+        a.offset);
   }
 
   /**
@@ -69,11 +69,12 @@ abstract class ResidualOutput {
    */
   public void backward(Activations a, Tensor x, Tensor dout, Tensor dh, Tensor tmp, Tensor dx,
       int n, DropoutRng rng) {
-    layerNorm.backward(dh, dout, a.h, a.mean, a.rstd, n);
     Tensor g = dh;
-    if (a.p > 0f) {
-      be.dropoutBackward(tmp, dh, a.p, rng.seed(), a.offset);
+    if (a.p > 0f) {  // one pass: LayerNorm backward, and the dropout's backward into tmp
+      layerNorm.backwardDropout(dh, tmp, dout, a.h, a.mean, a.rstd, n, a.p, rng.seed(), a.offset);
       g = tmp;
+    } else {
+      layerNorm.backward(dh, dout, a.h, a.mean, a.rstd, n);
     }
     dense.backward(dx, g, x, n, false);
   }

@@ -45,6 +45,14 @@ public final class BertjCpu {
   public static native int bj_cpu_layernorm_backward(@Cast("float*") long dh, @Cast("float*") long dgamma, @Cast("float*") long dbeta, @Cast("const float*") long dout,
       @Cast("const float*") long h, @Cast("const float*") long mean, @Cast("const float*") long rstd, @Cast("const float*") long gamma, int N, int C, @Cast("void*") long stream);
 
+  public static native int bj_cpu_dropout_layernorm_forward(@Cast("float*") long out, @Cast("float*") long mean, @Cast("float*") long rstd, @Cast("float*") long hsave,
+      @Cast("const float*") long y, @Cast("const float*") long residual, @Cast("const float*") long gamma, @Cast("const float*") long beta, int N, int C, float eps,
+      float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+
+  public static native int bj_cpu_dropout_layernorm_backward(@Cast("float*") long dh, @Cast("float*") long dy, @Cast("float*") long dgamma, @Cast("float*") long dbeta,
+      @Cast("const float*") long dout, @Cast("const float*") long h, @Cast("const float*") long mean, @Cast("const float*") long rstd, @Cast("const float*") long gamma,
+      int N, int C, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+
   public static native int bj_cpu_bias_add(@Cast("float*") long x, @Cast("const float*") long bias, int N, int C, @Cast("void*") long stream);
 
   public static native int bj_cpu_bias_backward(@Cast("float*") long dbias, @Cast("const float*") long dout, int N, int C, @Cast("void*") long stream);

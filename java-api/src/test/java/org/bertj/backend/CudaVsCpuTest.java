@@ -257,6 +257,47 @@ class CudaVsCpuTest {
     close("tanh backward", dpre, 1e-5);
   }
 
+  @ParameterizedTest
+  @CsvSource({"1,7,0.1", "37,768,0.1", "300,1021,0.5", "4096,384,0.1", "64,3072,0.1",
+      "16,768,0.0"})
+  void dropoutLayerNorm(int n, int c, float p) {
+    long seed = 7, offset = 123_456_789L;
+    P y = rand(n, c);
+    P res = rand(n, c);
+    P gamma = rand(c);
+    P beta = rand(c);
+    P mean = zeros(n);
+    P rstd = zeros(n);
+    P h = zeros(n, c);
+    cpu.dropoutLayerNormForward(y.c, mean.c, rstd.c, h.c, y.c, res.c, gamma.c, beta.c, n, c,
+        1e-12f, p, seed, offset);
+    gpu.dropoutLayerNormForward(y.g, mean.g, rstd.g, h.g, y.g, res.g, gamma.g, beta.g, n, c,
+        1e-12f, p, seed, offset);
+    assertArrayEquals(h.c.toFloatArray(), h.g.toFloatArray(), "h = dropout(y) + residual");
+    close("dropout+layernorm out", y, 1e-5);
+    close("dropout+layernorm rstd", rstd, 1e-5);
+    P dout = rand(n, c);
+    P dh = zeros(n, c);
+    P dy = zeros(n, c);
+    P dg = rand(c);
+    P db = rand(c);
+    cpu.dropoutLayerNormBackward(dh.c, dy.c, dg.c, db.c, dout.c, h.c, mean.c, rstd.c, gamma.c, n,
+        c, p, seed, offset);
+    gpu.dropoutLayerNormBackward(dh.g, dy.g, dg.g, db.g, dout.g, h.g, mean.g, rstd.g, gamma.g, n,
+        c, p, seed, offset);
+    close("dropout+layernorm dh", dh, 1e-4);
+    close("dropout+layernorm dy", dy, 1e-4);
+    close("dropout+layernorm dgamma", dg, 1e-4);
+    close("dropout+layernorm dbeta", db, 1e-4);
+    float[] gy = dy.g.toFloatArray();
+    float[] cy = dy.c.toFloatArray();
+    for (int i = 0; i < gy.length; i++) {
+      if ((gy[i] == 0f) != (cy[i] == 0f)) {
+        throw new AssertionError("dropout masks differ at element " + i);
+      }
+    }
+  }
+
   @Test
   void dropoutMasksIdentical() {
     int n = 100_003;

@@ -47,6 +47,12 @@ final class OpRef {
 
   static LayerNorm layerNorm(float[] x, float[] residual, float[] gamma, float[] beta, int n,
       int c, float eps) {
+    return layerNorm(OpTestBase.toDouble(x), residual, gamma, beta, n, c, eps);
+  }
+
+  /** The same with a double input x (e.g. a dropout output kept in double). */
+  static LayerNorm layerNorm(double[] x, float[] residual, float[] gamma, float[] beta, int n,
+      int c, float eps) {
     double[] h = new double[n * c];
     double[] out = new double[n * c];
     double[] mean = new double[n];
