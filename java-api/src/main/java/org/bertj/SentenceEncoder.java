@@ -6,6 +6,7 @@ import java.util.Objects;
 import java.util.function.IntConsumer;
 import org.bertj.backend.Backend;
 import org.bertj.backend.Device;
+import org.bertj.backend.Precision;
 import org.bertj.io.BertConfig;
 import org.bertj.io.BertTokenizer;
 import org.bertj.io.EncodingBatch;
@@ -64,6 +65,7 @@ public final class SentenceEncoder implements AutoCloseable {
       tok = BertTokenizer.forModel(modelDir);
       be = Backend.create(b.device);
       model = BertModel.fromPretrained(be, modelDir, false, 0L);
+      model.parameters().setPrecision(Precision.parse(b.precision, be.device()));
     } catch (RuntimeException | Error e) {
       if (be != null) {
         be.close();
@@ -292,6 +294,7 @@ public final class SentenceEncoder implements AutoCloseable {
   public static final class Builder {
     private Path model;
     private Device device = Device.AUTO;
+    private String precision = "auto";
     private Pooling pooling = Pooling.MEAN;
     private boolean normalize;
     private int maxLength;
@@ -316,6 +319,17 @@ public final class SentenceEncoder implements AutoCloseable {
      */
     public Builder optDevice(Device d) {
       this.device = Objects.requireNonNull(d, "device");
+      return this;
+    }
+
+    /**
+     * @param p "auto" (default: bf16 GEMM inputs with fp32 accumulation on CUDA, fp32 on the CPU),
+     *     "fp32" or "bf16"
+     * @return this
+     */
+    public Builder optPrecision(String p) {
+      Precision.parse(Objects.requireNonNull(p, "precision"), Device.CPU);
+      this.precision = p;
       return this;
     }
 

@@ -5,6 +5,7 @@ import java.util.List;
 import java.util.Objects;
 import org.bertj.backend.Backend;
 import org.bertj.backend.Device;
+import org.bertj.backend.Precision;
 import org.bertj.io.BertConfig;
 import org.bertj.io.BertTokenizer;
 import org.bertj.io.CheckpointException;
@@ -63,6 +64,7 @@ public final class TextClassifier implements AutoCloseable {
       tok = BertTokenizer.forModel(modelDir);
       be = Backend.create(b.device);
       model = BertForSequenceClassification.fromPretrained(be, modelDir, config, 0L);
+      model.parameters().setPrecision(Precision.parse(b.precision, be.device()));
     } catch (RuntimeException | Error e) {
       if (be != null) {
         be.close();
@@ -252,6 +254,7 @@ public final class TextClassifier implements AutoCloseable {
   public static final class Builder {
     private Path model;
     private Device device = Device.AUTO;
+    private String precision = "auto";
     private int maxLength;
     private int batchSize = 32;
 
@@ -272,6 +275,17 @@ public final class TextClassifier implements AutoCloseable {
      */
     public Builder optDevice(Device d) {
       this.device = Objects.requireNonNull(d, "device");
+      return this;
+    }
+
+    /**
+     * @param p "auto" (default: bf16 GEMM inputs with fp32 accumulation on CUDA, fp32 on the CPU),
+     *     "fp32" or "bf16"
+     * @return this
+     */
+    public Builder optPrecision(String p) {
+      Precision.parse(Objects.requireNonNull(p, "precision"), Device.CPU);
+      this.precision = p;
       return this;
     }
 

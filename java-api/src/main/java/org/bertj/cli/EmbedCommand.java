@@ -67,6 +67,10 @@ public final class EmbedCommand implements Callable<Integer> {
       description = "texts per forward (default: ${DEFAULT-VALUE})")
   int batchSize;
 
+  @Option(names = "--precision", paramLabel = "auto|fp32|bf16", defaultValue = "auto",
+      description = "GEMM precision (default: ${DEFAULT-VALUE}: bf16 on CUDA, fp32 on the CPU).")
+  String precision;
+
   @Option(names = "--device", paramLabel = "auto|cpu|cuda", defaultValue = "auto",
       description = "where to run (default: auto = CUDA when a GPU answers, else CPU)")
   String device;
@@ -94,7 +98,7 @@ public final class EmbedCommand implements Callable<Integer> {
         throw new DatasetException(data, ds.lineOf(i), "column '" + column + "' is null");
       }
     }
-    SentenceEncoder.Builder b = SentenceEncoder.builder().optDevice(dev).optPooling(pool)
+    SentenceEncoder.Builder b = SentenceEncoder.builder().optDevice(dev).optPrecision(precision).optPooling(pool)
         .optNormalize(normalize).optBatchSize(batchSize);
     if (model != null) {
       b.optModel(model);
