@@ -171,7 +171,7 @@ __global__ void __launch_bounds__(kWteThreads)
 constexpr int kPlanThreads = 1024;
 constexpr int kPlanMaxRows = 8192;  // 64 KiB of keys in shared memory
 constexpr int kRankThreads = 128;
-constexpr int kRankMaxSlices = 32;
+constexpr int kRankMaxSlices = 16;
 constexpr int kChunk = 32;
 constexpr int kMaxTypes = 4;
 constexpr int kMainThreads = 256;
@@ -270,7 +270,9 @@ __global__ void __launch_bounds__(kPlanThreads)
   int nvalid_local = 0;
   for (int i = tid; i < N; i += kPlanThreads) {
     int r = 0;
-    for (int s = 0; s < S; ++s) r += P.rank_part[(int64_t)s * N + i];
+#pragma unroll
+    for (int s = 0; s < kRankMaxSlices; ++s)  // all loads in flight at once (S <= 16)
+      if (s < S) r += P.rank_part[(int64_t)s * N + i];
     const unsigned long long k = emb_key(ids, i, V);
     key[r] = k;  // the keys are distinct, so the ranks are a permutation of [0, N)
     nvalid_local += (k >> 32) != 0xffffffffull;
