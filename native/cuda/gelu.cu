@@ -7,16 +7,24 @@
 //                        gelu'(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi)
 //                        dbias += column sums of dpre                         ("+=", parameter)
 //
-// Column sums (bias_backward, and bias_gelu_backward with dbias) run in one pass over the rows:
-// k_bias_grad_part, grid (column chunks, G row groups); a thread owns one column (or float4 of
-// columns), walks rows g, g + G, ... in order, writes dpre on the way (GELU variant) and leaves its
-// column partial in row g of the per-stream scratch (common.cuh, "Scratch"); launch_sum_partials
-// then adds the G partials of each column in order (double) into dbias. Deterministic for a given
-// device (G depends on N, C and the SM count), no atomics, compulsory traffic plus G x C partials
-// (G ~ 4 blocks per SM). Without scratch (first call inside graph capture) they fall back to
+// Column sums (bias_backward, and bias_gelu_backward with dbias) run in one pass over the rows
+// plus a small second pass over per-block partials in the per-stream scratch (common.cuh,
+// "Scratch"):
+// - v2 (default): k_bias_grad_part2, blocks of 64 column units (float4 when C % 4 == 0 and the
+//   pointers are 16-byte aligned, else float) x 4 row lanes over a contiguous range of rows, one
+//   wave of 4 blocks per SM; each thread issues the loads of 4 (GELU) or 8 rows before using them,
+//   writes dpre on the way, and the block leaves one partial row (lanes added in order); then
+//   k_sum_rows adds the G partial rows of each column in order (double) into dbias.
+// - v1 (BJ_KERNEL_V1=bias_backward / bias_gelu_backward, kernel_select.cuh): k_bias_grad_part,
+//   a thread owns one column unit and walks rows g, g + G, ... one at a time, then
+//   launch_sum_partials (k_colreduce).
+// Deterministic for a given device (G depends on N, C and the SM count), no atomics, compulsory
+// traffic plus G x C partials. Without scratch (first call inside graph capture) they fall back to
 // k_colreduce (fixed order, double partials, also deterministic). dpre may alias dout (each element
 // is read, then written, by the same thread).
 #include "common.cuh"
+#include "kernel_select.cuh"
+#include "rowsum.cuh"
 
 namespace {
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
@@ -169,6 +177,94 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+// ---- v2 column partials (the default; BJ_KERNEL_V1 names bias_backward / bias_gelu_backward
+// to get k_bias_grad_part above) ----
+// Block = kTX column units (float4 or float) x kTY row lanes; block (x, g) covers column units
+// [x kTX, x kTX + kTX) of rows [g R, g R + R). Lane ty walks rows r0 + ty, r0 + ty + kTY, ... in
+// order, UNROLL rows per step with all loads issued before the first use (explicitly, since dpre
+// may alias dout the compiler could not hoist them past the stores), so a thread keeps UNROLL x
+// 16-32 bytes in flight. The kTY lane sums are then added in lane order and row g of part gets the
+// block's partial; k_sum_rows adds the G partials of each column in order (double) into dbias.
+constexpr int kTX = 64, kTY = 4;
+__device__ __forceinline__ float4 gelu_bwd4(const float4& d, const float4& p) {
+  return make_float4(d.x * gelu_grad(p.x), d.y * gelu_grad(p.y), d.z * gelu_grad(p.z),
+                     d.w * gelu_grad(p.w));
+}
+__device__ __forceinline__ float gelu_bwd4(float d, float p) { return d * gelu_grad(p); }
+
+template <bool GELU, bool VEC, int UNROLL>
+__global__ void __launch_bounds__(kTX* kTY, 4)
+    k_bias_grad_part2(float* dpre, float* part, const float* dout, const float* pre, int N, int C,
+                      int R) {
+  using U = bjc::Unit<VEC>;
+  using T = typename U::T;
+  const int CU = VEC ? C / 4 : C;
+  const int tx = threadIdx.x % kTX, ty = threadIdx.x / kTX;
+  const int u = blockIdx.x * kTX + tx;
+  const int r0 = blockIdx.y * R;
+  const int r1 = r0 + R < N ? r0 + R : N;
+  T acc = U::zero();
+  if (u < CU) {
+    const T* D = reinterpret_cast<const T*>(dout) + u;
+    const T* P = reinterpret_cast<const T*>(pre) + u;
+    T* O = reinterpret_cast<T*>(dpre) + u;
+    for (int r = r0 + ty; r < r1; r += UNROLL * kTY) {
+      T d[UNROLL], p[UNROLL];
+#pragma unroll
+      for (int k = 0; k < UNROLL; ++k) {
+        const int rr = r + k * kTY;
+        if (rr < r1) {
+          d[k] = D[(int64_t)rr * CU];
+          if constexpr (GELU) p[k] = P[(int64_t)rr * CU];
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < UNROLL; ++k) {
+        const int rr = r + k * kTY;
+        if (rr < r1) {
+          if constexpr (GELU) {
+            d[k] = gelu_bwd4(d[k], p[k]);
+            O[(int64_t)rr * CU] = d[k];
+          }
+          U::add(acc, d[k]);
+        }
+      }
+    }
+  }
+  __shared__ T sm[kTY][kTX];
+  sm[ty][tx] = acc;
+  __syncthreads();
+  if (ty == 0 && u < CU) {
+    T s = sm[0][tx];
+#pragma unroll
+    for (int k = 1; k < kTY; ++k) U::add(s, sm[k][tx]);
+    reinterpret_cast<T*>(part)[(int64_t)blockIdx.y * CU + u] = s;
+  }
+}
+
+int bias_grad_fused2(const char* op, bool gelu, float* dpre, float* dbias, const float* dout,
+                     const float* pre, int N, int C, float* part, void* stream) {
+  const bool vec = C % 4 == 0 && bjc::aligned16(dout) && bjc::aligned16(part) &&
+                   (!gelu || (bjc::aligned16(dpre) && bjc::aligned16(pre)));
+  const int CU = vec ? C / 4 : C;
+  const int bx = (CU + kTX - 1) / kTX;
+  // One wave of 4 blocks (1024 threads) per SM; each block a contiguous range of R rows.
+  int64_t G = (int64_t)bjc::sm_count() * 4 / bx;
+  if (G < 1) G = 1;
+  if (G > N) G = N;
+  if (G > 65535) G = 65535;
+  if (G * C * 4 > bjc::kScratchBytes) G = bjc::kScratchBytes / (4LL * C);
+  const int R = (int)((N + G - 1) / G);
+  G = (N + R - 1) / R;  // no empty row groups
+  void (*kern)(float*, float*, const float*, const float*, int, int, int) =
+      gelu ? (vec ? &k_bias_grad_part2<true, true, 4> : &k_bias_grad_part2<true, false, 4>)
+           : (vec ? &k_bias_grad_part2<false, true, 8> : &k_bias_grad_part2<false, false, 8>);
+  BJ_LAUNCH(kern, dim3((unsigned)bx, (unsigned)G, 1), kTX * kTY, 0, bjc::as_stream(stream), dpre,
+            part, dout, pre, N, C, R);
+  BJ_TRY(bjc::check_launch(op));
+  return bjc::launch_sum_rows(op, dbias, part, (int)G, C, stream);
+}
+
 // dbias += column sums (and dpre = dout * gelu'(pre) when gelu) through per-block partials;
 // returns -1 (nothing launched) when no scratch is available, so the caller takes k_colreduce.
 int bias_grad_fused(const char* op, bool gelu, float* dpre, float* dbias, const float* dout,
@@ -176,6 +272,8 @@ int bias_grad_fused(const char* op, bool gelu, float* dpre, float* dbias, const 
   if ((int64_t)C * 4 > bjc::kScratchBytes) return -1;
   float* part = bjc::scratch_for(stream);
   if (part == nullptr) return -1;
+  if (!bjc::use_v1_kernel(gelu ? "bias_gelu_backward" : "bias_backward"))
+    return bias_grad_fused2(op, gelu, dpre, dbias, dout, pre, N, C, part, stream);
   const bool vec = C % 4 == 0 && bjc::aligned16(dout) && bjc::aligned16(part) &&
                    (!gelu || (bjc::aligned16(dpre) && bjc::aligned16(pre)));
   const int CV = vec ? C / 4 : C;

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -40,6 +41,12 @@ struct Buf {
 };
 
 bool g_failed = false;
+
+// Times an op twice when it has a previous kernel (BJ_KERNEL_V1, native/cuda/kernel_select.cuh):
+// the current one (row "op"), then the v1 one (row "op [v1]"), in the same process.
+template <class F>
+void both(const std::string& op, const char* v1_name, const std::string& shape, double bytes,
+          int iters, const F& f);
 
 // Median microseconds per call of f.
 double time_us(const std::function<int()>& f, int iters) {
@@ -85,9 +92,19 @@ void row(const std::string& op, const std::string& shape, double us, double byte
   std::printf("| %-28s | %-34s | %10.1f | %8.0f | %8s |\n", op.c_str(), shape.c_str(), us,
               bytes / us * 1e-3, tf);
 }
+template <class F>
+void both(const std::string& op, const char* v1_name, const std::string& shape, double bytes,
+          int iters, const F& f) {
+  unsetenv("BJ_KERNEL_V1");
+  row(op, shape, time_us(f, iters), bytes);
+  setenv("BJ_KERNEL_V1", v1_name, 1);
+  row(op + " [v1]", shape, time_us(f, iters), bytes);
+  unsetenv("BJ_KERNEL_V1");
+}
 }  // namespace
 
 int main() {
+  unsetenv("BJ_KERNEL_V1");  // "op" rows are the current kernels; "op [v1]" rows set it
   const int ndev = bj_cuda_device_count();
   if (ndev <= 0) {
     std::printf("SKIP: no CUDA device (%d: %s)\n", ndev, bj_cuda_last_error());
@@ -245,18 +262,21 @@ int main() {
             return bj_cuda_bias_gelu_forward(out.p, pre.p, x.p, bias.p, N, C, nullptr);
           }, 50),
           F * (3.0 * n + C));
-      row("bias+gelu bwd (+dbias)", sh, time_us([&] {
-            return bj_cuda_bias_gelu_backward(dpre.p, db.p, dout.p, pre.p, N, C, nullptr);
-          }, 50),
-          F * (3.0 * n + C));
-      row("bias_backward", sh, time_us([&] {
-            return bj_cuda_bias_backward(db.p, dout.p, N, C, nullptr);
-          }, 50),
-          F * (1.0 * n + C));
-      row("dropout fwd p=0.1", sh, time_us([&] {
-            return bj_cuda_dropout_forward(out.p, x.p, (int64_t)n, 0.1f, 1, 0, nullptr);
-          }, 50),
-          F * 2.0 * n);
+      both("bias+gelu bwd (+dbias)", "bias_gelu_backward", sh, F * (3.0 * n + C), 50, [&] {
+        return bj_cuda_bias_gelu_backward(dpre.p, db.p, dout.p, pre.p, N, C, nullptr);
+      });
+      both("bias+gelu bwd in place", "bias_gelu_backward", sh, F * (3.0 * n + C), 50, [&] {
+        return bj_cuda_bias_gelu_backward(dh.p, db.p, dh.p, pre.p, N, C, nullptr);
+      });
+      both("bias_backward", "bias_backward", sh, F * (1.0 * n + C), 50, [&] {
+        return bj_cuda_bias_backward(db.p, dout.p, N, C, nullptr);
+      });
+      both("dropout fwd p=0.1", "dropout", sh, F * 2.0 * n, 50, [&] {
+        return bj_cuda_dropout_forward(out.p, x.p, (int64_t)n, 0.1f, 1, 0, nullptr);
+      });
+      both("dropout bwd p=0.1 in place", "dropout", sh, F * 2.0 * n, 50, [&] {
+        return bj_cuda_dropout_backward(dh.p, dh.p, (int64_t)n, 0.1f, 1, 0, nullptr);
+      });
     }
   }
 
@@ -276,11 +296,21 @@ int main() {
     cudaMalloc(reinterpret_cast<void**>(&tt), N * sizeof(int32_t));
     cudaMemcpy(ids, hid.data(), N * sizeof(int32_t), cudaMemcpyHostToDevice);
     cudaMemcpy(tt, htt.data(), N * sizeof(int32_t), cudaMemcpyHostToDevice);
-    row("embeddings bwd", "B32 T128 C768 V30522", time_us([&] {
-          return bj_cuda_embeddings_backward(dwte.p, dwpe.p, dwtt.p, dout.p, ids, tt, B, T, C, V,
-                                             P, TV, nullptr);
-        }, 20),
-        F * (3.0 * N * C));
+    both("embeddings bwd", "embeddings_backward", "B32 T128 C768 V30522", F * (3.0 * N * C), 20,
+         [&] {
+           return bj_cuda_embeddings_backward(dwte.p, dwpe.p, dwtt.p, dout.p, ids, tt, B, T, C, V,
+                                              P, TV, nullptr);
+         });
+    // padding-heavy batch (SST-2-like: ~20 real tokens of 128, the rest id 0): one id owns most
+    // rows, the case a one-owner-per-id kernel serializes
+    std::vector<int32_t> hpad(N);
+    for (int i = 0; i < N; ++i) hpad[i] = (i % T) < 20 ? idd(g) : 0;
+    cudaMemcpy(ids, hpad.data(), N * sizeof(int32_t), cudaMemcpyHostToDevice);
+    both("embeddings bwd", "embeddings_backward", "B32 T128 C768 V30522 pad 84%",
+         F * (3.0 * N * C), 20, [&] {
+           return bj_cuda_embeddings_backward(dwte.p, dwpe.p, dwtt.p, dout.p, ids, tt, B, T, C, V,
+                                              P, TV, nullptr);
+         });
     cudaFree(ids);
     cudaFree(tt);
   }

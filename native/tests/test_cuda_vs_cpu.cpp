@@ -184,12 +184,27 @@ void test_embeddings() {
   struct S {
     int B, T, C, V, P, TV;
     bool tt, dwtt;
+    int pad = 0;  // 1: ids mostly 0 (long runs, as padding makes), ids 0 and V-1 at the ends
   };
+  // The v2 backward cuts an id's rows into chunks of 32: V = 2 or pad = 1 give runs of hundreds
+  // of rows (several chunks); TV = 5 with dwtt and odd C take the other paths.
   for (S s : {S{2, 5, 13, 11, 8, 2, true, true}, S{3, 64, 768, 100, 128, 2, false, true},
-              S{1, 1, 8, 3, 4, 1, true, false}, S{4, 33, 384, 7, 40, 3, true, true}}) {
-    const std::string sh = fmt("B=%d T=%d C=%d V=%d TV=%d tt=%d", s.B, s.T, s.C, s.V, s.TV, s.tt);
+              S{1, 1, 8, 3, 4, 1, true, false}, S{4, 33, 384, 7, 40, 3, true, true},
+              S{8, 64, 64, 2, 64, 2, true, true}, S{3, 50, 13, 2, 64, 2, true, true},
+              S{4, 40, 36, 30522, 512, 2, true, true, 1}, S{2, 7, 12, 9, 8, 5, true, true},
+              S{5, 33, 20, 17, 40, 4, true, true, 1}, S{2, 100, 8, 1, 100, 1, false, false},
+              S{16, 130, 8, 50, 130, 2, true, true, 1}}) {
+    const std::string sh = fmt("B=%d T=%d C=%d V=%d TV=%d tt=%d%s", s.B, s.T, s.C, s.V, s.TV,
+                               s.tt, s.pad ? " pad" : "");
     const int N = s.B * s.T;
     auto ids = randi(N, 0, s.V);
+    if (s.pad) {
+      for (int i = 0; i < N; ++i)
+        if (i % 4 != 0) ids[i] = 0;
+      ids[0] = s.V - 1;
+      ids[N - 1] = s.V - 1;
+      ids[N / 2] = s.V - 1;
+    }
     auto tt = s.tt ? randi(N, 0, s.TV) : std::vector<int32_t>();
     auto wte = randv((size_t)s.V * s.C), wpe = randv((size_t)s.P * s.C),
          wtt = randv((size_t)s.TV * s.C);
@@ -210,6 +225,7 @@ void test_embeddings() {
     auto dout = randv(out.size());
     auto dwte = randv(wte.size()), dwpe = randv(wpe.size()), dwtt = randv(wtt.size());
     Dev<float> gdout(dout), gdwte(dwte), gdwpe(dwpe), gdwtt(dwtt);
+    Dev<float> rdwte(dwte), rdwpe(dwpe), rdwtt(dwtt);  // for the rerun (same bits expected)
     CPU_OK("embeddings_backward", sh,
            bj_cpu_embeddings_backward(dwte.data(), dwpe.data(), s.dwtt ? dwtt.data() : nullptr,
                                       dout.data(), ids.data(), ctt, s.B, s.T, s.C, s.V, s.P, s.TV,
@@ -221,6 +237,13 @@ void test_embeddings() {
       report("embeddings_backward dwte", sh, rel(gdwte.get(), dwte), kBwd);
       report("embeddings_backward dwpe", sh, rel(gdwpe.get(), dwpe), kBwd);
       report("embeddings_backward dwtt", sh, rel(gdwtt.get(), dwtt), kBwd);
+      if (GPU_OK("embeddings_backward", sh,
+                 bj_cuda_embeddings_backward(rdwte.p, rdwpe.p, s.dwtt ? rdwtt.p : nullptr,
+                                             gdout.p, gids.p, dtt, s.B, s.T, s.C, s.V, s.P, s.TV,
+                                             nullptr)))
+        report_bits("embeddings_backward (rerun)", sh,
+                    same_bits(rdwte.get(), gdwte.get()) && same_bits(rdwpe.get(), gdwpe.get()) &&
+                        same_bits(rdwtt.get(), gdwtt.get()));
     }
   }
 }
@@ -443,8 +466,11 @@ void test_gelu() {
     int N, C;
     bool bias, alias;
   };
+  // The column sums take 64 column units (float4, or float when C % 4 != 0) per block: C = 12,
+  // 4100 (a partial last tile), 771 (scalar), N from 2 to 1000.
   for (S s : {S{5, 13, true, false}, S{300, 3072, true, false}, S{64, 768, false, true},
-              S{1, 1, true, true}, S{130, 1030, true, true}}) {
+              S{1, 1, true, true}, S{130, 1030, true, true}, S{1000, 12, true, true},
+              S{37, 4100, true, false}, S{513, 771, true, false}, S{2, 3, true, false}}) {
     const std::string sh = fmt("N=%d C=%d bias=%d alias=%d", s.N, s.C, s.bias, s.alias);
     const size_t n = (size_t)s.N * s.C;
     {
@@ -478,6 +504,7 @@ void test_gelu() {
                rel(s.alias ? gx.get() : gpre.get(), std::vector<float>(cpre, cpre + n)), kFwd);
       }
       auto dout = randv(n), db = randv(s.C);
+      const std::vector<float> gdb0 = db;
       std::vector<float> dpre(n);
       std::vector<float> prev(cpre, cpre + n);
       Dev<float> gdout(dout), gdpre(n), gdb(db), gp(prev);
@@ -493,6 +520,12 @@ void test_gelu() {
         report("bias_gelu_backward dpre", sh,
                rel(s.alias ? gdout.get() : gdpre.get(), std::vector<float>(cd, cd + n)), kBwd);
         if (with_db) report("bias_gelu_backward dbias", sh, rel(gdb.get(), db), kBwd);
+      }
+      if (with_db && !s.alias) {  // rerun from the same dbias: the same bits
+        Dev<float> gdb2(gdb0), gdpre2(n);
+        if (GPU_OK("bias_gelu_backward", sh,
+                   bj_cuda_bias_gelu_backward(gdpre2.p, gdb2.p, gdout.p, gp.p, s.N, s.C, nullptr)))
+          report_bits("bias_gelu_backward (rerun)", sh, same_bits(gdb2.get(), gdb.get()));
       }
     }
   }
@@ -527,7 +560,11 @@ void test_dropout() {
   };
   for (S s : {S{1, 0.1f, 1, 0, false, 0}, S{1001, 0.1f, 42, 7, false, 1},
               S{1 << 20, 0.1f, 0x123456789abcdefULL, (1ULL << 33) + 5, true, 0},
-              S{4099, 0.0f, 3, 0, false, 0}, S{4099, 0.5f, 3, 11, true, 0}}) {
+              S{4099, 0.0f, 3, 0, false, 0}, S{4099, 0.5f, 3, 11, true, 0},
+              // counters crossing 2^32 inside a group of 4; n % 4 = 3; unaligned; tiny p
+              S{4103, 0.1f, 9, (1ULL << 32) - 4097, false, 0},
+              S{1027, 0.3f, 5, (1ULL << 32) - 2, true, 2}, S{6, 0.9f, 77, 3, false, 3},
+              S{2048, 1e-7f, 1, 0, false, 0}}) {
     const std::string sh = fmt("n=%lld p=%.1f off=%llu inplace=%d pad=%d", (long long)s.n, s.p,
                                (unsigned long long)s.offset, s.inplace, s.pad);
     auto x = randn(s.n);
