@@ -6,8 +6,9 @@
 //   backward: dx  = keep ? dout * scale : 0            activation gradient ("="), may alias dout
 //   philox_uniform: u[i] = u_i                         (for tests)
 //
-// p = 0 is the identity (a copy when out != x). Elementwise and counter-based: one Philox call per
-// element, float4 loads/stores when aligned.
+// p = 0 is the identity (a copy when out != x). Elementwise and counter-based, float4 loads/stores
+// when aligned; a float4 whose 4 elements form one Philox group (offset % 4 == 0) costs one Philox
+// call, otherwise one per element.
 #include "common.cuh"
 
 namespace {
@@ -23,8 +24,16 @@ struct DropoutOp {
   __device__ void vec4(int64_t i4) const {
     const float4 v = reinterpret_cast<const float4*>(x)[i4];
     const int64_t i = i4 * 4;
-    reinterpret_cast<float4*>(y)[i4] =
-        make_float4(f(v.x, i), f(v.y, i + 1), f(v.z, i + 2), f(v.w, i + 3));
+    if ((offset & 3) == 0) {
+      float u[4];
+      bj_dropout_uniform4(seed, (offset >> 2) + (uint64_t)i4, u);
+      reinterpret_cast<float4*>(y)[i4] =
+          make_float4(u[0] >= p ? v.x * scale : 0.0f, u[1] >= p ? v.y * scale : 0.0f,
+                      u[2] >= p ? v.z * scale : 0.0f, u[3] >= p ? v.w * scale : 0.0f);
+    } else {
+      reinterpret_cast<float4*>(y)[i4] =
+          make_float4(f(v.x, i), f(v.y, i + 1), f(v.z, i + 2), f(v.w, i + 3));
+    }
   }
 };
 
@@ -43,6 +52,12 @@ struct UniformOp {
   __device__ void one(int64_t i) const { u[i] = bj_dropout_uniform(seed, offset + (uint64_t)i); }
   __device__ void vec4(int64_t i4) const {
     const uint64_t i = offset + (uint64_t)(i4 * 4);
+    if ((offset & 3) == 0) {
+      float w[4];
+      bj_dropout_uniform4(seed, i >> 2, w);
+      reinterpret_cast<float4*>(u)[i4] = make_float4(w[0], w[1], w[2], w[3]);
+      return;
+    }
     reinterpret_cast<float4*>(u)[i4] =
         make_float4(bj_dropout_uniform(seed, i), bj_dropout_uniform(seed, i + 1),
                     bj_dropout_uniform(seed, i + 2), bj_dropout_uniform(seed, i + 3));
