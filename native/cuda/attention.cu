@@ -40,6 +40,19 @@
 //   key tiles: recompute S and dP, dS through shared memory, dQ += dS K. Also deterministic.
 // Dynamic shared memory per block at D = 64: fwd 72.7 KB, bwd_kv 110.6 KB (76.8 KB with a query
 // tile of 32), bwd_q 90.1 KB (opted in above 48 KB once per device). No global scratch.
+//
+// Two implementations, picked per call by the environment variable BJ_ATTN_IMPL:
+// - "v1": the kernels above, as they were before the v2 work (one Philox call per dropout
+//   element; backward k_attn_bwd_fused for D in {32, 64}, T <= 128).
+// - default ("v2"): for D <= 64 and T <= 128 the forward k_attn_fwd2 (K, V and the mask loaded
+//   once per block, all loads in flight together; 107.5 KB at D = 64, two blocks per SM); other
+//   shapes k_attn_fwd. With dropout, both forwards draw one Philox call per 4 elements when
+//   (offset | T) % 4 == 0 (whole Philox groups per row; keep bits move between lanes by
+//   shuffles). Backward for D in {32, 64}, T <= 128: k_attn_bwd2 (512 threads, see there;
+//   161.8 KB at D = 64, one block of 16 warps per SM); other shapes the two-kernel backward.
+//   v2 and v1 agree up to fp32 rounding (same masks, same semantics, both deterministic).
+// Dropout element e (the index above) uses word e & 3 of the Philox call at counter e >> 2
+// (bertj_philox.h), so a row's 4-aligned groups of keys share one call.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -911,6 +924,137 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // ---------------------------------------------------------------------------------------------
+// v2 forward for T <= kFusedT (D <= 64): as k_attn_fwd, but K and V of every key before key_end
+// are loaded once, together, with all loads in flight before the first store, and the mask is
+// read once (valid flags, key_end and the per-tile "has a real key" flags in one pass). The key
+// tiles are then walked from shared memory without global-memory waits in between (k_attn_fwd
+// waits for the mask and for K, V at every tile). 107.5 KB of shared memory at D = 64: two blocks
+// per SM, as k_attn_fwd (registers allow two).
+constexpr int kFusedFwdT = 128;
+
+template <int D, int BQ, int BK, bool G4>
+__global__ void __launch_bounds__(kThreads, 2)
+    k_attn_fwd2(float* out, float* lse, const float* qkv, const int32_t* mask, int T, int NH,
+                float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
+                int vec_out) {
+  constexpr int TK = kFusedFwdT, LD = D + 4, RM = BQ / 16, RN = BK / 16, NV = D / 16, C4 = D / 4;
+  constexpr int NW = kThreads / 32, WPT = BK / 32;  // warps; warps per key tile (mask pass)
+  static_assert(RN >= 1 && RN <= 4 && BK % 32 == 0 && TK <= kThreads, "tiles");
+  BJ_DYN_SMEM(float, smem);
+  float* Qs = smem;          // (BQ, LD)
+  float* Ks = Qs + BQ * LD;  // (TK, LD)
+  float* Vs = Ks + TK * LD;  // (TK, LD)
+  float* Ps = Vs + TK * LD;  // (BQ, BK + 16) dropped, unnormalized probabilities of a key tile
+  __shared__ int s_valid[TK];
+  __shared__ int s_wlast[NW], s_wany[NW];
+  const int tid = threadIdx.x;
+  const int q0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;  // q of token 0, head h
+  const uint64_t bh = (uint64_t)b * NH + h;
+  const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;  // every tile row starts a Philox group
+
+  // mask pass (threads < TK: key tid) while the Q tile loads
+  int kv = 0;
+  if (tid < TK) kv = tid < T && (mask == nullptr || mask[(int64_t)b * T + tid] != 0);
+  load_tile<D, BQ, LD>(Qs, qkv_b + (int64_t)q0 * C3, C3, min(BQ, T - q0), vec_in);
+  {
+    const int last = bjc::warp_max(kv ? tid + 1 : 0);
+    const unsigned any = __ballot_sync(bjc::kFull, kv);
+    if ((tid & 31) == 0) {
+      s_wlast[tid >> 5] = last;
+      s_wany[tid >> 5] = any != 0u;
+    }
+  }
+  __syncthreads();
+  int kend = 0;
+#pragma unroll
+  for (int w = 0; w < NW; ++w) kend = max(kend, s_wlast[w]);
+  const bool uniform = kend == 0;  // no real key: every key attends uniformly
+  if (uniform) kend = T;
+  if (tid < TK) s_valid[tid] = uniform ? (tid < T ? 1 : 0) : kv;
+
+  // K, V rows < kend (zero rows up to the 16-key boundary): all loads in flight, then the stores
+  {
+    constexpr int IT = (TK * C4 + kThreads - 1) / kThreads;
+    const int rows = (kend + 15) & ~15;
+    float4 kr[IT], vr[IT];
+#pragma unroll
+    for (int it = 0; it < IT; ++it) {
+      const int e = tid + it * kThreads, r = e / C4, c = (e % C4) * 4;
+      kr[it] = vr[it] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (r < kend) {
+        const float* kp = qkv_b + (int64_t)r * C3 + C + c;
+        const float* vp = kp + C;
+        if (vec_in) {
+          kr[it] = *reinterpret_cast<const float4*>(kp);
+          vr[it] = *reinterpret_cast<const float4*>(vp);
+        } else {
+          kr[it] = make_float4(kp[0], kp[1], kp[2], kp[3]);
+          vr[it] = make_float4(vp[0], vp[1], vp[2], vp[3]);
+        }
+      }
+    }
+#pragma unroll
+    for (int it = 0; it < IT; ++it) {
+      const int e = tid + it * kThreads, r = e / C4, c = (e % C4) * 4;
+      if (r < rows) {
+        *reinterpret_cast<float4*>(Ks + r * LD + c) = kr[it];
+        *reinterpret_cast<float4*>(Vs + r * LD + c) = vr[it];
+      }
+    }
+  }
+  __syncthreads();
+
+  float m[RM], l[RM], o[RM][NV];
+#pragma unroll
+  for (int i = 0; i < RM; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) o[i][v] = 0.0f;
+  }
+
+  for (int k0 = 0; k0 < kend; k0 += BK) {
+    if (!uniform) {
+      int any = 0;
+#pragma unroll
+      for (int w = 0; w < WPT; ++w) any |= s_wany[k0 / 32 + w];
+      if (!any) continue;  // no real key in this tile (block-uniform)
+    }
+    const int nj = (min(BK, kend - k0) + 15) / 16;
+    const float* Kt = Ks + k0 * LD;
+    const float* Vt = Vs + k0 * LD;
+    const int* vt = s_valid + k0;
+    if (nj >= RN)
+      fwd_tile<D, BQ, BK, RN, G4>(Qs, Kt, Vt, Ps, vt, m, l, o, q0, k0, T, bh, uniform, scale, p,
+                                  dscale, seed, offset, al4);
+    else if (nj == 1)
+      fwd_tile<D, BQ, BK, 1, G4>(Qs, Kt, Vt, Ps, vt, m, l, o, q0, k0, T, bh, uniform, scale, p,
+                                 dscale, seed, offset, al4);
+    else if (nj == 2)
+      fwd_tile<D, BQ, BK, (RN > 2 ? 2 : 1), G4>(Qs, Kt, Vt, Ps, vt, m, l, o, q0, k0, T, bh,
+                                                uniform, scale, p, dscale, seed, offset, al4);
+    else
+      fwd_tile<D, BQ, BK, (RN > 3 ? 3 : 1), G4>(Qs, Kt, Vt, Ps, vt, m, l, o, q0, k0, T, bh,
+                                                uniform, scale, p, dscale, seed, offset, al4);
+    __syncthreads();  // Ps is rewritten by the next tile
+  }
+
+  const int tx = tid & 15, ty = tid >> 4;
+#pragma unroll
+  for (int i = 0; i < RM; ++i) {
+    const int qi = q0 + ty + 16 * i;
+    if (qi < T) {
+      store_dims<D>(out + ((int64_t)b * T + qi) * C + (int64_t)h * D, tx, o[i], 1.0f / l[i],
+                    vec_out != 0);
+      if (tx == 0) lse[bh * (uint64_t)T + qi] = m[i] + logf(l[i]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // v2 fused backward for T <= kFusedT, D in {32, 64}: one block of 512 threads per (b, h), 16
 // warps per SM (the v1 kernel has 8: 224 registers at 256 threads). Same shared-memory tiles as
 // k_attn_bwd_fused plus a dQ partial tile and the dropout keep bits; the threads form two groups
@@ -1253,10 +1397,34 @@ int forward_launch(const char* op, float* out, float* lse, const float* qkv, con
   return bjc::check_launch(op);
 }
 
+template <int D, bool G4>
+int forward2_launch(const char* op, float* out, float* lse, const float* qkv,
+                    const int32_t* mask, int B, int T, int NH, float scale, float p, float dscale,
+                    uint64_t seed, uint64_t offset, void* stream) {
+  constexpr int BQ = Tiles<D>::FQ, BK = Tiles<D>::FK, TK = kFusedFwdT, LD = D + 4, LP = BK + 16;
+  constexpr int smem = (BQ * LD + 2 * TK * LD + BQ * LP) * (int)sizeof(float);
+  auto kern = &k_attn_fwd2<D, BQ, BK, G4>;
+  static unsigned done = 0;
+  BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
+  const dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)NH, (unsigned)B);
+  BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, lse, qkv, mask, T, NH, scale,
+            p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
+  return bjc::check_launch(op);
+}
+
 template <int D>
 int forward_impl(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
                  int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
                  uint64_t offset, void* stream) {
+  if constexpr (D <= 64) {
+    if (T <= kFusedFwdT && !attn_v1()) {
+      if (p > 0.0f)
+        return forward2_launch<D, true>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                        offset, stream);
+      return forward2_launch<D, false>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                       offset, stream);
+    }
+  }
   if (attn_v1() || p == 0.0f)  // (at p = 0 both instantiations run the same code)
     return forward_launch<D, false>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
                                     offset, stream);
