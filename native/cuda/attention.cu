@@ -1065,8 +1065,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 //   draw the tile's keep bits (8 keys each) into shared memory before the products: with whole
 //   Philox groups ((offset | T) % 4 == 0) two Philox calls per thread (one per 4 elements),
 //   otherwise one per element. The keep bits of every element are drawn exactly once.
-// - S^T, dP^T: keys ty + 16a (a < NA) x query tx + 16z (in passes of 4 key micro-tiles: 128
-//   registers, no spills at D = 64); P, Pdrop, dS written as in v1.
+// - S^T, dP^T: keys ty + 16a (a < NA) x query tx + 16z (S^T and dP^T in separate passes over d:
+//   128 registers, no spills at D = 64); P, Pdrop, dS written as in v1.
 // - dK += dS^T Q (group 0) and dV += Pdrop^T dO (group 1): keys ty + 16a x channels dim_of(tx).
 // - dQ = dS K: query rows ty, ty + 16 x channels dim_of(tx), group z summing the keys of its half
 //   [z KP/2, (z + 1) KP/2); group 1 hands its partial over through shared memory and group 0 adds
@@ -1182,22 +1182,20 @@ __device__ __forceinline__ void bwd2_body(float* smem, float* s_lse, float* s_D,
       float st[NA], dpt[NA];
 #pragma unroll
       for (int a = 0; a < NA; ++a) st[a] = dpt[a] = 0.0f;
-      // in passes of at most 4 key micro-tiles: 8 K, V float4 in flight, not 16 (registers)
-      constexpr int NP = NA < 4 ? NA : 4;
-#pragma unroll
-      for (int a0 = 0; a0 < NA; a0 += NP) {
+      // S^T, then dP^T (one pass each: NA float4 of K or V in flight, not 2 NA; registers)
 #pragma unroll 1
-        for (int d = 0; d < D; d += 4) {
-          const float4 qb = *reinterpret_cast<const float4*>(Qs + ql * LD + d);
-          const float4 ob = *reinterpret_cast<const float4*>(dOs + ql * LD + d);
+      for (int d = 0; d < D; d += 4) {
+        const float4 qb = *reinterpret_cast<const float4*>(Qs + ql * LD + d);
 #pragma unroll
-          for (int a = a0; a < (a0 + NP < NA ? a0 + NP : NA); ++a) {
-            const float4 ka = *reinterpret_cast<const float4*>(Ks + (ty + 16 * a) * LD + d);
-            const float4 va = *reinterpret_cast<const float4*>(Vs + (ty + 16 * a) * LD + d);
-            st[a] = dot4(ka, qb, st[a]);
-            dpt[a] = dot4(va, ob, dpt[a]);
-          }
-        }
+        for (int a = 0; a < NA; ++a)
+          st[a] = dot4(*reinterpret_cast<const float4*>(Ks + (ty + 16 * a) * LD + d), qb, st[a]);
+      }
+#pragma unroll 1
+      for (int d = 0; d < D; d += 4) {
+        const float4 ob = *reinterpret_cast<const float4*>(dOs + ql * LD + d);
+#pragma unroll
+        for (int a = 0; a < NA; ++a)
+          dpt[a] = dot4(*reinterpret_cast<const float4*>(Vs + (ty + 16 * a) * LD + d), ob, dpt[a]);
       }
       const float lq = s_lse[qi < T ? qi : 0], Dq = s_D[qi < T ? qi : 0];
 #pragma unroll
