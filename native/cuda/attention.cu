@@ -240,6 +240,35 @@ __device__ __forceinline__ float drop_factor(float p, float dscale, uint64_t see
   return bj_dropout_uniform(seed, idx) >= p ? dscale : 0.0f;
 }
 
+// Keep bits of one row's keys tx + 16j (j < NJ; bit j) for lanes tx of a 16-lane group, the row's
+// key 0 having element index idx0 (p > 0). al4 (idx0 % 4 == 0, the same for the whole group):
+// lane tx draws the Philox group of keys 4tx .. 4tx + 3 and the bits move by shuffles (one call per
+// 4 elements); otherwise one call per element, in a loop that is not unrolled (registers).
+template <int NJ>
+__device__ __forceinline__ unsigned row_keep_bits(float p, uint64_t seed, uint64_t idx0, int tx,
+                                                  bool al4) {
+  unsigned r = 0;
+  if (al4) {
+    unsigned bits = 0;
+    if (4 * tx < 16 * NJ) {
+      float u[4];
+      bj_dropout_uniform4(seed, (idx0 >> 2) + (uint64_t)tx, u);
+      bits = (u[0] >= p ? 1u : 0u) | (u[1] >= p ? 2u : 0u) | (u[2] >= p ? 4u : 0u) |
+             (u[3] >= p ? 8u : 0u);
+    }
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) {
+      const unsigned kb = __shfl_sync(bjc::kFull, bits, (tx >> 2) + 4 * j, 16);
+      r |= ((kb >> (tx & 3)) & 1u) << j;
+    }
+  } else {
+#pragma unroll 1
+    for (int j = 0; j < NJ; ++j)
+      r |= (bj_dropout_uniform(seed, idx0 + (uint64_t)(tx + 16 * j)) >= p ? 1u : 0u) << j;
+  }
+  return r;
+}
+
 // ---------------------------------------------------------------------------------------------
 // One key tile of the forward: keys k0 + tx + 16j for j < NJ only (the tile's keys from 16 * NJ
 // on are padded: NJ is a template parameter so that the loops carry no guards).
@@ -444,6 +473,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   float* PdT = dOs + BQ * LD;  // (BK, LS) Pdrop^T of the current query tile
   float* dST = PdT + BK * LS;  // (BK, LS) dS^T
   __shared__ float s_lse[BQ], s_D[BQ];
+  // dropout keep bits of the query tile: thread t draws keys kb EPT .. kb EPT + EPT - 1 (kb = t %
+  // TPQ) of query t / TPQ, bit e in s_keep[(t / TPQ) * TPQ + kb]
+  constexpr int EPT = BQ * BK / kThreads, TPQ = BK / EPT;
+  static_assert(EPT % 4 == 0 && EPT <= 16 && BK % EPT == 0, "keep-bit layout");
+  __shared__ unsigned short s_keep[BQ * TPQ];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int k0 = blockIdx.x * BK, h = blockIdx.y, b = blockIdx.z;
   const int C = NH * D;
@@ -455,6 +489,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const uint64_t bh = (uint64_t)b * NH + h;
   const bool uniform = !batch_has_real_key(mask, b, T);
   const float inv_t = 1.0f / (float)T;
+  const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;  // rows start whole Philox groups
 
   int kval[RK];
   int anyk = 0;
@@ -479,6 +514,26 @@ __global__ void __launch_bounds__(kThreads, 2)
       load_dout_and_delta<D, BQ, LD>(dOs, s_D, dout_b + (int64_t)q0 * C, out_b + (int64_t)q0 * C,
                                      C, nq, vec_o != 0);
       if (tid < BQ) s_lse[tid] = tid < nq ? lse[bh * (uint64_t)T + q0 + tid] : 0.0f;
+      if (p > 0.0f) {
+        const int kq = tid / TPQ, kb = tid % TPQ;
+        const uint64_t i0 =
+            offset + (bh * (uint64_t)T + (uint64_t)(q0 + kq)) * (uint64_t)T + k0 + kb * EPT;
+        unsigned bits = 0;
+        if (al4) {  // whole Philox groups: one call per 4 elements
+#pragma unroll
+          for (int g = 0; g < EPT / 4; ++g) {
+            float u[4];
+            bj_dropout_uniform4(seed, (i0 >> 2) + (uint64_t)g, u);
+#pragma unroll
+            for (int w = 0; w < 4; ++w) bits |= (u[w] >= p ? 1u : 0u) << (4 * g + w);
+          }
+        } else {
+#pragma unroll 1
+          for (int w = 0; w < EPT; ++w)
+            bits |= (bj_dropout_uniform(seed, i0 + (uint64_t)w) >= p ? 1u : 0u) << w;
+        }
+        s_keep[kq * TPQ + kb] = (unsigned short)bits;
+      }
       __syncthreads();
 
       float st[RK][RQ], dpt[RK][RQ];
@@ -516,9 +571,10 @@ __global__ void __launch_bounds__(kThreads, 2)
           float P = 0.0f;
           if (kval[a] && qi < T) P = uniform ? inv_t : expf(scale * st[a][q] - s_lse[ql]);
           float f = 1.0f;
-          if (p > 0.0f && P != 0.0f)
-            f = drop_factor(p, dscale, seed,
-                            offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T + kj);
+          if (p > 0.0f) {
+            const int kl = ty + 16 * a;
+            f = ((s_keep[ql * TPQ + kl / EPT] >> (kl % EPT)) & 1) ? dscale : 0.0f;
+          }
           PdT[(ty + 16 * a) * LS + ql] = P * f;
           dST[(ty + 16 * a) * LS + ql] = uniform ? 0.0f : P * (dpt[a][q] * f - s_D[ql]);
         }
@@ -596,6 +652,7 @@ __global__ void __launch_bounds__(kThreads)
   const float* out_b = out + (int64_t)b * T * C + (int64_t)h * D;
   float* dqkv_b = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
   const uint64_t bh = (uint64_t)b * NH + h;
+  const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;  // rows start whole Philox groups
   const bool uniform = !batch_has_real_key(mask, b, T);
 
   float dq[RM][NV];
@@ -654,13 +711,14 @@ __global__ void __launch_bounds__(kThreads)
         const int ql = ty + 16 * a, qi = q0 + ql;
         const float lq = s_lse[ql], Dq = s_D[ql];
         const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T + k0;
+        const unsigned keep = p > 0.0f ? row_keep_bits<RN>(p, seed, idx0, tx, al4) : ~0u;
 #pragma unroll
         for (int j = 0; j < RN; ++j) {
           const int kl = tx + 16 * j;
           float P = 0.0f;
           if (s_valid[kl] && qi < T) P = expf(scale * s[a][j] - lq);
           float f = 1.0f;
-          if (p > 0.0f && P != 0.0f) f = drop_factor(p, dscale, seed, idx0 + kl);
+          if (p > 0.0f) f = ((keep >> j) & 1u) ? dscale : 0.0f;
           dSs[ql * LS + kl] = P * (dp[a][j] * f - Dq);
         }
       }
