@@ -43,7 +43,8 @@
 //
 // Two implementations, picked per call by the environment variable BJ_ATTN_IMPL:
 // - "v1": the kernels above, as they were before the v2 work (one Philox call per dropout
-//   element; backward k_attn_bwd_fused for D in {32, 64}, T <= 128).
+//   element in the forward and the fused backward; backward k_attn_bwd_fused for D in {32, 64},
+//   T <= 128); "v1fwd" / "v1bwd": v1 for that direction only, v2 for the other.
 // - default ("v2"): for D <= 64 and T <= 128 the forward k_attn_fwd2 (K, V and the mask loaded
 //   once per block, all loads in flight together; 107.5 KB at D = 64, two blocks per SM); other
 //   shapes k_attn_fwd. With dropout, both forwards draw one Philox call per 4 elements when
@@ -1429,13 +1430,18 @@ __global__ void __launch_bounds__(kThreads2, 1)
 }
 
 // ---------------------------------------------------------------------------------------------
-// BJ_ATTN_IMPL=v1 (read at every call) selects the kernels as they were before the v2 work (forward
-// with one Philox call per dropout element, backward k_attn_bwd_fused at 256 threads); anything
-// else, or unset, the v2 kernels (forward with one Philox call per 4 elements, backward
-// k_attn_bwd2). Both give the same results up to fp32 rounding (same masks, same semantics).
-bool attn_v1() {
+// BJ_ATTN_IMPL (read at every call): "v1" selects the kernels as they were before the v2 work for
+// both directions (forward k_attn_fwd with one Philox call per dropout element, backward
+// k_attn_bwd_fused at 256 threads), "v1fwd" only for the forward, "v1bwd" only for the backward;
+// anything else, or unset, the v2 kernels (see the file header). Both give the same results up to
+// fp32 rounding (same masks, same semantics).
+bool attn_v1(bool fwd) {
   const char* e = std::getenv("BJ_ATTN_IMPL");
-  return e != nullptr && std::strcmp(e, "v1") == 0;
+  if (e == nullptr) return false;
+  if (std::strcmp(e, "v1") == 0) return true;
+  if (std::strcmp(e, "v1fwd") == 0) return fwd;
+  if (std::strcmp(e, "v1bwd") == 0) return !fwd;
+  return false;
 }
 
 template <int D, bool G4>
@@ -1473,7 +1479,7 @@ int forward_impl(const char* op, float* out, float* lse, const float* qkv, const
                  int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
                  uint64_t offset, void* stream) {
   if constexpr (D <= 64) {
-    if (T <= kFusedFwdT && !attn_v1()) {
+    if (T <= kFusedFwdT && !attn_v1(true)) {
       if (p > 0.0f)
         return forward2_launch<D, true>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
                                         offset, stream);
@@ -1481,7 +1487,7 @@ int forward_impl(const char* op, float* out, float* lse, const float* qkv, const
                                        offset, stream);
     }
   }
-  if (attn_v1() || p == 0.0f)  // (at p = 0 both instantiations run the same code)
+  if (attn_v1(true) || p == 0.0f)  // (at p = 0 both instantiations run the same code)
     return forward_launch<D, false>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
                                     offset, stream);
   return forward_launch<D, true>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
@@ -1497,7 +1503,7 @@ int backward_impl(const char* op, float* dqkv, const float* dout, const float* q
   const int vec_o = bjc::aligned16(dout) && bjc::aligned16(out) ? 1 : 0;
   const int vec_out = bjc::aligned16(dqkv) ? 1 : 0;
   if constexpr (D == 32 || D == 64) {
-    if (T <= kFusedT && !attn_v1()) {
+    if (T <= kFusedT && !attn_v1(false)) {
       constexpr int BQ = 32, TK = kFusedT, LD = D + 4, LS = BQ + 16, LK = TK + 4;
       constexpr int smem =
           (2 * TK * LD + 3 * BQ * LD + 2 * TK * LS + BQ * LK) * (int)sizeof(float);

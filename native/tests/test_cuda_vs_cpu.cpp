@@ -625,10 +625,12 @@ int main() {
   if (want("tanh")) test_tanh();
   if (want("dropout")) test_dropout();
   if (want("attention")) {
-    // BJ_TEST_ATTN=v1 / v2 tests one implementation (default: both; see attention.cu)
+    // BJ_TEST_ATTN=<impls> (comma-separated BJ_ATTN_IMPL values: v1, v2, v1fwd, v1bwd) picks the
+    // implementations tested (default: v1,v2; see attention.cu)
     const char* only = std::getenv("BJ_TEST_ATTN");
-    for (const char* impl : {"v1", "v2"})
-      if (only == nullptr || std::strcmp(only, impl) == 0) test_attention(impl);
+    const std::string list = std::string(",") + (only ? only : "v1,v2") + ",";
+    for (const char* impl : {"v1", "v2", "v1fwd", "v1bwd"})
+      if (list.find(std::string(",") + impl + ",") != std::string::npos) test_attention(impl);
     unsetenv("BJ_ATTN_IMPL");
   }
   if (want("losses")) test_losses();
