@@ -565,17 +565,14 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
 #pragma unroll
       for (int a = 0; a < RK; ++a) {
-        const int kj = k0 + ty + 16 * a;
+        const int kl = ty + 16 * a;  // key k0 + kl
 #pragma unroll
         for (int q = 0; q < RQ; ++q) {
           const int ql = tx + 16 * q, qi = q0 + ql;
           float P = 0.0f;
           if (kval[a] && qi < T) P = uniform ? inv_t : expf(scale * st[a][q] - s_lse[ql]);
           float f = 1.0f;
-          if (p > 0.0f) {
-            const int kl = ty + 16 * a;
-            f = ((s_keep[ql * TPQ + kl / EPT] >> (kl % EPT)) & 1) ? dscale : 0.0f;
-          }
+          if (p > 0.0f) f = ((s_keep[ql * TPQ + kl / EPT] >> (kl % EPT)) & 1) ? dscale : 0.0f;
           PdT[(ty + 16 * a) * LS + ql] = P * f;
           dST[(ty + 16 * a) * LS + ql] = uniform ? 0.0f : P * (dpt[a][q] * f - s_D[ql]);
         }
