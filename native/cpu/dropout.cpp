@@ -8,8 +8,9 @@
 //
 // p = 0 is the identity (every u >= 0). Elementwise and counter-based: the result does not
 // depend on the thread count. The draws are made kDrawChunk at a time into a stack buffer by
-// bj::philox_uniforms_{avx2,sse} (8 or 4 counters per vector, the same bits as the scalar
-// bj_dropout_uniform), then the mask is applied over the chunk.
+// bj::philox_uniforms_{avx2,sse} (8 or 4 Philox counters per vector, each giving the uniforms of 4
+// consecutive elements; the same bits as the scalar bj_dropout_uniform), then the mask is applied
+// over the chunk.
 #include "bertj_philox.h"
 #include "common.h"
 

@@ -40,7 +40,23 @@
 //   key tiles: recompute S and dP, dS through shared memory, dQ += dS K. Also deterministic.
 // Dynamic shared memory per block at D = 64: fwd 72.7 KB, bwd_kv 110.6 KB (76.8 KB with a query
 // tile of 32), bwd_q 90.1 KB (opted in above 48 KB once per device). No global scratch.
+//
+// Two implementations, picked per call by the environment variable BJ_ATTN_IMPL:
+// - "v1": the kernels above, as they were before the v2 work (one Philox call per dropout
+//   element in the forward and the fused backward; backward k_attn_bwd_fused for D in {32, 64},
+//   T <= 128); "v1fwd" / "v1bwd": v1 for that direction only, v2 for the other.
+// - default ("v2"): for D <= 64 and T <= 128 the forward k_attn_fwd2 (K, V and the mask loaded
+//   once per block, all loads in flight together; 107.5 KB at D = 64, two blocks per SM); other
+//   shapes k_attn_fwd. With dropout, both forwards draw one Philox call per 4 elements when
+//   (offset | T) % 4 == 0 (whole Philox groups per row; keep bits move between lanes by
+//   shuffles). Backward for D in {32, 64}, T <= 128: k_attn_bwd2 (512 threads, see there;
+//   161.8 KB at D = 64, one block of 16 warps per SM); other shapes the two-kernel backward.
+//   v2 and v1 agree up to fp32 rounding (same masks, same semantics, both deterministic).
+// Dropout element e (the index above) uses word e & 3 of the Philox call at counter e >> 2
+// (bertj_philox.h), so a row's 4-aligned groups of keys share one call.
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "common.cuh"
 
@@ -124,11 +140,11 @@ __device__ __forceinline__ void store_dims(float* row, int tx, const float (&o)[
 }
 
 // dst[r * LD + c] = src[r * gstride + c] for r < nvalid, c < D; zero rows in [nvalid, ROWS).
-template <int D, int ROWS, int LD>
+template <int D, int ROWS, int LD, int NT = kThreads>
 __device__ __forceinline__ void load_tile(float* dst, const float* src, int64_t gstride,
                                           int nvalid, bool vec) {
   constexpr int C4 = D / 4;
-  for (int e = threadIdx.x; e < ROWS * C4; e += kThreads) {
+  for (int e = threadIdx.x; e < ROWS * C4; e += NT) {
     const int r = e / C4, c = (e % C4) * 4;
     float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (r < nvalid) {
@@ -225,16 +241,45 @@ __device__ __forceinline__ float drop_factor(float p, float dscale, uint64_t see
   return bj_dropout_uniform(seed, idx) >= p ? dscale : 0.0f;
 }
 
+// Keep bits of one row's keys tx + 16j (j < NJ; bit j) for lanes tx of a 16-lane group, the row's
+// key 0 having element index idx0 (p > 0). al4 (idx0 % 4 == 0, the same for the whole group):
+// lane tx draws the Philox group of keys 4tx .. 4tx + 3 and the bits move by shuffles (one call per
+// 4 elements); otherwise one call per element, in a loop that is not unrolled (registers).
+template <int NJ>
+__device__ __forceinline__ unsigned row_keep_bits(float p, uint64_t seed, uint64_t idx0, int tx,
+                                                  bool al4) {
+  unsigned r = 0;
+  if (al4) {
+    unsigned bits = 0;
+    if (4 * tx < 16 * NJ) {
+      float u[4];
+      bj_dropout_uniform4(seed, (idx0 >> 2) + (uint64_t)tx, u);
+      bits = (u[0] >= p ? 1u : 0u) | (u[1] >= p ? 2u : 0u) | (u[2] >= p ? 4u : 0u) |
+             (u[3] >= p ? 8u : 0u);
+    }
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) {
+      const unsigned kb = __shfl_sync(bjc::kFull, bits, (tx >> 2) + 4 * j, 16);
+      r |= ((kb >> (tx & 3)) & 1u) << j;
+    }
+  } else {
+#pragma unroll 1
+    for (int j = 0; j < NJ; ++j)
+      r |= (bj_dropout_uniform(seed, idx0 + (uint64_t)(tx + 16 * j)) >= p ? 1u : 0u) << j;
+  }
+  return r;
+}
+
 // ---------------------------------------------------------------------------------------------
 // One key tile of the forward: keys k0 + tx + 16j for j < NJ only (the tile's keys from 16 * NJ
 // on are padded: NJ is a template parameter so that the loops carry no guards).
-template <int D, int BQ, int BK, int NJ>
+template <int D, int BQ, int BK, int NJ, bool G4>
 __device__ __forceinline__ void fwd_tile(const float* Qs, const float* Ks, const float* Vs,
                                          float* Ps, const int* s_valid, float (&m)[BQ / 16],
                                          float (&l)[BQ / 16], float (&o)[BQ / 16][D / 16],
                                          int q0, int k0, int T, uint64_t bh, bool uniform,
                                          float scale, float p, float dscale, uint64_t seed,
-                                         uint64_t offset) {
+                                         uint64_t offset, bool al4) {
   constexpr int LD = D + 4, LP = BK + 16, RM = BQ / 16, NV = D / 16, KP = 16 * NJ;
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   float s[RM][NJ];
@@ -273,6 +318,31 @@ __device__ __forceinline__ void fwd_tile(const float* Qs, const float* Ks, const
     const float corr = expf(m[i] - mnew);
     const int qi = q0 + ty + 16 * i;
     const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T + k0;
+    if (G4 && p > 0.0f && al4) {
+      // idx0 % 4 == 0: lane tx draws the group of keys 4tx .. 4tx + 3 (one Philox call) and the
+      // lane of key tx + 16j takes bit (tx & 3) of lane (tx >> 2) + 4j's keep bits.
+      unsigned bits = 0;
+      if (4 * tx < KP) {
+        float u[4];
+        bj_dropout_uniform4(seed, (idx0 >> 2) + (uint64_t)tx, u);
+        bits = (u[0] >= p ? 1u : 0u) | (u[1] >= p ? 2u : 0u) | (u[2] >= p ? 4u : 0u) |
+               (u[3] >= p ? 8u : 0u);
+      }
+      float rs = 0.0f;
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        const unsigned kb = __shfl_sync(bjc::kFull, bits, (tx >> 2) + 4 * j, 16);
+        const float e = kvj[j] ? expf(s[i][j] - mnew) : 0.0f;
+        rs += e;
+        Ps[(ty + 16 * i) * LP + tx + 16 * j] = ((kb >> (tx & 3)) & 1u) ? e * dscale : 0.0f;
+      }
+      rs = sum16(rs);
+      l[i] = l[i] * corr + rs;
+      m[i] = mnew;
+#pragma unroll
+      for (int v = 0; v < NV; ++v) o[i][v] *= corr;
+      continue;
+    }
     float rs = 0.0f;
 #pragma unroll
     for (int j = 0; j < NJ; ++j) {
@@ -313,7 +383,7 @@ __device__ __forceinline__ void fwd_tile(const float* Qs, const float* Ks, const
   }
 }
 
-template <int D, int BQ, int BK>
+template <int D, int BQ, int BK, bool G4>
 __global__ void __launch_bounds__(kThreads)
     k_attn_fwd(float* out, float* lse, const float* qkv, const int32_t* mask, int T, int NH,
                float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
@@ -332,6 +402,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t C3 = 3LL * C;
   const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;  // q of token 0, head h
   const uint64_t bh = (uint64_t)b * NH + h;
+  const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;  // every tile row starts a Philox group
   // keys from kend on are padded (P = 0): not visited
   int kend = key_end(mask, b, T);
   const bool uniform = kend == 0;
@@ -361,17 +432,17 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const int nj = (nk + 15) / 16;
     if (nj >= RN)
-      fwd_tile<D, BQ, BK, RN>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh, uniform, scale,
-                              p, dscale, seed, offset);
+      fwd_tile<D, BQ, BK, RN, G4>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh, uniform, scale,
+                              p, dscale, seed, offset, al4);
     else if (nj == 1)
-      fwd_tile<D, BQ, BK, 1>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh, uniform, scale, p,
-                             dscale, seed, offset);
+      fwd_tile<D, BQ, BK, 1, G4>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh, uniform, scale, p,
+                             dscale, seed, offset, al4);
     else if (nj == 2)
-      fwd_tile<D, BQ, BK, (RN > 2 ? 2 : 1)>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh,
-                                            uniform, scale, p, dscale, seed, offset);
+      fwd_tile<D, BQ, BK, (RN > 2 ? 2 : 1), G4>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh,
+                                            uniform, scale, p, dscale, seed, offset, al4);
     else
-      fwd_tile<D, BQ, BK, (RN > 3 ? 3 : 1)>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh,
-                                            uniform, scale, p, dscale, seed, offset);
+      fwd_tile<D, BQ, BK, (RN > 3 ? 3 : 1), G4>(Qs, Ks, Vs, Ps, s_valid, m, l, o, q0, k0, T, bh,
+                                            uniform, scale, p, dscale, seed, offset, al4);
     __syncthreads();  // Ks, Vs, Ps, s_valid are rewritten by the next tile
   }
 
@@ -403,6 +474,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   float* PdT = dOs + BQ * LD;  // (BK, LS) Pdrop^T of the current query tile
   float* dST = PdT + BK * LS;  // (BK, LS) dS^T
   __shared__ float s_lse[BQ], s_D[BQ];
+  // dropout keep bits of the query tile: thread t draws keys kb EPT .. kb EPT + EPT - 1 (kb = t %
+  // TPQ) of query t / TPQ, bit e in s_keep[(t / TPQ) * TPQ + kb]
+  constexpr int EPT = BQ * BK / kThreads, TPQ = BK / EPT;
+  static_assert(EPT % 4 == 0 && EPT <= 16 && BK % EPT == 0, "keep-bit layout");
+  __shared__ unsigned short s_keep[BQ * TPQ];
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int k0 = blockIdx.x * BK, h = blockIdx.y, b = blockIdx.z;
   const int C = NH * D;
@@ -414,6 +490,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const uint64_t bh = (uint64_t)b * NH + h;
   const bool uniform = !batch_has_real_key(mask, b, T);
   const float inv_t = 1.0f / (float)T;
+  const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;  // rows start whole Philox groups
 
   int kval[RK];
   int anyk = 0;
@@ -438,6 +515,26 @@ __global__ void __launch_bounds__(kThreads, 2)
       load_dout_and_delta<D, BQ, LD>(dOs, s_D, dout_b + (int64_t)q0 * C, out_b + (int64_t)q0 * C,
                                      C, nq, vec_o != 0);
       if (tid < BQ) s_lse[tid] = tid < nq ? lse[bh * (uint64_t)T + q0 + tid] : 0.0f;
+      if (p > 0.0f) {
+        const int kq = tid / TPQ, kb = tid % TPQ;
+        const uint64_t i0 =
+            offset + (bh * (uint64_t)T + (uint64_t)(q0 + kq)) * (uint64_t)T + k0 + kb * EPT;
+        unsigned bits = 0;
+        if (al4) {  // whole Philox groups: one call per 4 elements
+#pragma unroll
+          for (int g = 0; g < EPT / 4; ++g) {
+            float u[4];
+            bj_dropout_uniform4(seed, (i0 >> 2) + (uint64_t)g, u);
+#pragma unroll
+            for (int w = 0; w < 4; ++w) bits |= (u[w] >= p ? 1u : 0u) << (4 * g + w);
+          }
+        } else {
+#pragma unroll 1
+          for (int w = 0; w < EPT; ++w)
+            bits |= (bj_dropout_uniform(seed, i0 + (uint64_t)w) >= p ? 1u : 0u) << w;
+        }
+        s_keep[kq * TPQ + kb] = (unsigned short)bits;
+      }
       __syncthreads();
 
       float st[RK][RQ], dpt[RK][RQ];
@@ -468,16 +565,14 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
 #pragma unroll
       for (int a = 0; a < RK; ++a) {
-        const int kj = k0 + ty + 16 * a;
+        const int kl = ty + 16 * a;  // key k0 + kl
 #pragma unroll
         for (int q = 0; q < RQ; ++q) {
           const int ql = tx + 16 * q, qi = q0 + ql;
           float P = 0.0f;
           if (kval[a] && qi < T) P = uniform ? inv_t : expf(scale * st[a][q] - s_lse[ql]);
           float f = 1.0f;
-          if (p > 0.0f && P != 0.0f)
-            f = drop_factor(p, dscale, seed,
-                            offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T + kj);
+          if (p > 0.0f) f = ((s_keep[ql * TPQ + kl / EPT] >> (kl % EPT)) & 1) ? dscale : 0.0f;
           PdT[(ty + 16 * a) * LS + ql] = P * f;
           dST[(ty + 16 * a) * LS + ql] = uniform ? 0.0f : P * (dpt[a][q] * f - s_D[ql]);
         }
@@ -555,6 +650,7 @@ __global__ void __launch_bounds__(kThreads)
   const float* out_b = out + (int64_t)b * T * C + (int64_t)h * D;
   float* dqkv_b = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
   const uint64_t bh = (uint64_t)b * NH + h;
+  const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;  // rows start whole Philox groups
   const bool uniform = !batch_has_real_key(mask, b, T);
 
   float dq[RM][NV];
@@ -613,13 +709,14 @@ __global__ void __launch_bounds__(kThreads)
         const int ql = ty + 16 * a, qi = q0 + ql;
         const float lq = s_lse[ql], Dq = s_D[ql];
         const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T + k0;
+        const unsigned keep = p > 0.0f ? row_keep_bits<RN>(p, seed, idx0, tx, al4) : ~0u;
 #pragma unroll
         for (int j = 0; j < RN; ++j) {
           const int kl = tx + 16 * j;
           float P = 0.0f;
           if (s_valid[kl] && qi < T) P = expf(scale * s[a][j] - lq);
           float f = 1.0f;
-          if (p > 0.0f && P != 0.0f) f = drop_factor(p, dscale, seed, idx0 + kl);
+          if (p > 0.0f) f = ((keep >> j) & 1u) ? dscale : 0.0f;
           dSs[ql * LS + kl] = P * (dp[a][j] * f - Dq);
         }
       }
@@ -883,19 +980,515 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // ---------------------------------------------------------------------------------------------
-template <int D>
-int forward_impl(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
-                 int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
-                 uint64_t offset, void* stream) {
+// v2 forward for T <= kFusedT (D <= 64): as k_attn_fwd, but K and V of every key before key_end
+// are loaded once, together, with all loads in flight before the first store, and the mask is
+// read once (valid flags, key_end and the per-tile "has a real key" flags in one pass). The key
+// tiles are then walked from shared memory without global-memory waits in between (k_attn_fwd
+// waits for the mask and for K, V at every tile). 107.5 KB of shared memory at D = 64: two blocks
+// per SM, as k_attn_fwd (registers allow two).
+constexpr int kFusedFwdT = 128;
+
+template <int D, int BQ, int BK, bool G4>
+__global__ void __launch_bounds__(kThreads, 2)
+    k_attn_fwd2(float* out, float* lse, const float* qkv, const int32_t* mask, int T, int NH,
+                float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
+                int vec_out) {
+  constexpr int TK = kFusedFwdT, LD = D + 4, RM = BQ / 16, RN = BK / 16, NV = D / 16, C4 = D / 4;
+  constexpr int NW = kThreads / 32, WPT = BK / 32;  // warps; warps per key tile (mask pass)
+  static_assert(RN >= 1 && RN <= 4 && BK % 32 == 0 && TK <= kThreads, "tiles");
+  BJ_DYN_SMEM(float, smem);
+  float* Qs = smem;          // (BQ, LD)
+  float* Ks = Qs + BQ * LD;  // (TK, LD)
+  float* Vs = Ks + TK * LD;  // (TK, LD)
+  float* Ps = Vs + TK * LD;  // (BQ, BK + 16) dropped, unnormalized probabilities of a key tile
+  __shared__ int s_valid[TK];
+  __shared__ int s_wlast[NW], s_wany[NW];
+  const int tid = threadIdx.x;
+  const int q0 = blockIdx.x * BQ, h = blockIdx.y, b = blockIdx.z;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;  // q of token 0, head h
+  const uint64_t bh = (uint64_t)b * NH + h;
+  const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;  // every tile row starts a Philox group
+
+  // mask pass (threads < TK: key tid) while the Q tile loads
+  int kv = 0;
+  if (tid < TK) kv = tid < T && (mask == nullptr || mask[(int64_t)b * T + tid] != 0);
+  load_tile<D, BQ, LD>(Qs, qkv_b + (int64_t)q0 * C3, C3, min(BQ, T - q0), vec_in);
+  {
+    const int last = bjc::warp_max(kv ? tid + 1 : 0);
+    const unsigned any = __ballot_sync(bjc::kFull, kv);
+    if ((tid & 31) == 0) {
+      s_wlast[tid >> 5] = last;
+      s_wany[tid >> 5] = any != 0u;
+    }
+  }
+  __syncthreads();
+  int kend = 0;
+#pragma unroll
+  for (int w = 0; w < NW; ++w) kend = max(kend, s_wlast[w]);
+  const bool uniform = kend == 0;  // no real key: every key attends uniformly
+  if (uniform) kend = T;
+  if (tid < TK) s_valid[tid] = uniform ? (tid < T ? 1 : 0) : kv;
+
+  // K, V rows < kend (zero rows up to the 16-key boundary): all loads in flight, then the stores
+  {
+    constexpr int IT = (TK * C4 + kThreads - 1) / kThreads;
+    const int rows = (kend + 15) & ~15;
+    float4 kr[IT], vr[IT];
+#pragma unroll
+    for (int it = 0; it < IT; ++it) {
+      const int e = tid + it * kThreads, r = e / C4, c = (e % C4) * 4;
+      kr[it] = vr[it] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (r < kend) {
+        const float* kp = qkv_b + (int64_t)r * C3 + C + c;
+        const float* vp = kp + C;
+        if (vec_in) {
+          kr[it] = *reinterpret_cast<const float4*>(kp);
+          vr[it] = *reinterpret_cast<const float4*>(vp);
+        } else {
+          kr[it] = make_float4(kp[0], kp[1], kp[2], kp[3]);
+          vr[it] = make_float4(vp[0], vp[1], vp[2], vp[3]);
+        }
+      }
+    }
+#pragma unroll
+    for (int it = 0; it < IT; ++it) {
+      const int e = tid + it * kThreads, r = e / C4, c = (e % C4) * 4;
+      if (r < rows) {
+        *reinterpret_cast<float4*>(Ks + r * LD + c) = kr[it];
+        *reinterpret_cast<float4*>(Vs + r * LD + c) = vr[it];
+      }
+    }
+  }
+  __syncthreads();
+
+  float m[RM], l[RM], o[RM][NV];
+#pragma unroll
+  for (int i = 0; i < RM; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) o[i][v] = 0.0f;
+  }
+
+  for (int k0 = 0; k0 < kend; k0 += BK) {
+    if (!uniform) {
+      int any = 0;
+#pragma unroll
+      for (int w = 0; w < WPT; ++w) any |= s_wany[k0 / 32 + w];
+      if (!any) continue;  // no real key in this tile (block-uniform)
+    }
+    const int nj = (min(BK, kend - k0) + 15) / 16;
+    const float* Kt = Ks + k0 * LD;
+    const float* Vt = Vs + k0 * LD;
+    const int* vt = s_valid + k0;
+    if (nj >= RN)
+      fwd_tile<D, BQ, BK, RN, G4>(Qs, Kt, Vt, Ps, vt, m, l, o, q0, k0, T, bh, uniform, scale, p,
+                                  dscale, seed, offset, al4);
+    else if (nj == 1)
+      fwd_tile<D, BQ, BK, 1, G4>(Qs, Kt, Vt, Ps, vt, m, l, o, q0, k0, T, bh, uniform, scale, p,
+                                 dscale, seed, offset, al4);
+    else if (nj == 2)
+      fwd_tile<D, BQ, BK, (RN > 2 ? 2 : 1), G4>(Qs, Kt, Vt, Ps, vt, m, l, o, q0, k0, T, bh,
+                                                uniform, scale, p, dscale, seed, offset, al4);
+    else
+      fwd_tile<D, BQ, BK, (RN > 3 ? 3 : 1), G4>(Qs, Kt, Vt, Ps, vt, m, l, o, q0, k0, T, bh,
+                                                uniform, scale, p, dscale, seed, offset, al4);
+    __syncthreads();  // Ps is rewritten by the next tile
+  }
+
+  const int tx = tid & 15, ty = tid >> 4;
+#pragma unroll
+  for (int i = 0; i < RM; ++i) {
+    const int qi = q0 + ty + 16 * i;
+    if (qi < T) {
+      store_dims<D>(out + ((int64_t)b * T + qi) * C + (int64_t)h * D, tx, o[i], 1.0f / l[i],
+                    vec_out != 0);
+      if (tx == 0) lse[bh * (uint64_t)T + qi] = m[i] + logf(l[i]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// v2 fused backward for T <= kFusedT, D in {32, 64}: one block of 512 threads per (b, h), 16
+// warps per SM (the v1 kernel has 8: 224 registers at 256 threads). Same shared-memory tiles as
+// k_attn_bwd_fused plus a dQ partial tile and the dropout keep bits; the threads form two groups
+// of 256 (z = tid / 256, whole warps), (tx, ty) = 16 x 16 inside a group:
+// - once: K, V (keys < key_end), lse_i and D_i = dO_i . out_i of all T queries into shared memory.
+// - query tile q0 (BQ = 32): Q, dO come from registers loaded during the previous tile's dQ
+//   product (software prefetch, placed where registers are free); with dropout the 512 threads
+//   draw the tile's keep bits (8 keys each) into shared memory before the products: with whole
+//   Philox groups ((offset | T) % 4 == 0) two Philox calls per thread (one per 4 elements),
+//   otherwise one per element. The keep bits of every element are drawn exactly once.
+// - S^T, dP^T: keys ty + 16a (a < NA) x query tx + 16z (S^T and dP^T in separate passes over d:
+//   128 registers, no spills at D = 64); P, Pdrop, dS written as in v1.
+// - dK += dS^T Q (group 0) and dV += Pdrop^T dO (group 1): keys ty + 16a x channels dim_of(tx).
+// - dQ = dS K: query rows ty, ty + 16 x channels dim_of(tx), group z summing the keys of its half
+//   [z KP/2, (z + 1) KP/2); group 1 hands its partial over through shared memory and group 0 adds
+//   it (fixed order) and stores. Deterministic: no atomics, fixed summation order.
+constexpr int kThreads2 = 512;
+
+template <int D, int BQ, int NA>
+__device__ __forceinline__ void bwd2_body(float* smem, float* s_lse, float* s_D, uint8_t* s_keep,
+                                          float* dqkv_b, const float* dout_b, const float* qkv_b,
+                                          const float* out_b, const float* lse_bh,
+                                          const int32_t* mask, int b, int T, int C, int64_t C3,
+                                          float scale, float p, float dscale, uint64_t seed,
+                                          uint64_t idx_bh, bool uniform, bool al4, int vec_in,
+                                          int vec_o, int vec_out) {
+  constexpr int TK = kFusedT, LD = D + 4, LS = BQ + 16, LK = TK + 4, NV = D / 16, C4 = D / 4;
+  constexpr int KP = 16 * NA, KH = 8 * NA;  // keys computed; dQ key split
+  static_assert(BQ == 32, "one query micro-tile per thread group; 16 keep-bit bytes per query");
+  static_assert(BQ * C4 <= kThreads2 && (BQ * C4) % 32 == 0, "one float4 per loading thread");
+  float* Ks = smem;
+  float* Vs = Ks + TK * LD;
+  float* Qs = Vs + TK * LD;
+  float* dOs = Qs + BQ * LD;
+  float* PdT = dOs + BQ * LD;  // (TK, LS) Pdrop^T of the current query tile
+  float* dST = PdT + TK * LS;  // (TK, LS) dS^T
+  float* dSq = dST + TK * LS;  // (BQ, LK) dS
+  float* dQp = dSq + BQ * LK;  // (BQ, LD) group 1's dQ partial
+  const int tid = threadIdx.x, z = tid >> 8, tx = tid & 15, ty = (tid >> 4) & 15;
+  const float inv_t = 1.0f / (float)T;
+  const bool drop = p > 0.0f;
+
+  unsigned kval = 0;  // bit a: key ty + 16a is real (or attended uniformly)
+#pragma unroll
+  for (int a = 0; a < NA; ++a) kval |= key_ok(mask, b, T, ty + 16 * a, uniform) ? 1u << a : 0u;
+  float acc[NA][NV];  // dK (group 0) or dV (group 1) of keys ty + 16a
+#pragma unroll
+  for (int a = 0; a < NA; ++a)
+#pragma unroll
+    for (int v = 0; v < NV; ++v) acc[a][v] = 0.0f;
+
+  // s_lse[i], s_D[i] = dO_i . out_i of every query (all T, before the first tile's barrier)
+  for (int i = tid; i < T; i += kThreads2) s_lse[i] = lse_bh[i];
+  for (int e = tid; e < ((T * C4 + 31) & ~31); e += kThreads2) {  // whole warps (shuffles)
+    const int r = e / C4, c = (e % C4) * 4;
+    float4 g = make_float4(0.0f, 0.0f, 0.0f, 0.0f), o = g;
+    if (r < T) {
+      const float* gp = dout_b + (int64_t)r * C + c;
+      const float* op = out_b + (int64_t)r * C + c;
+      if (vec_o) {
+        g = *reinterpret_cast<const float4*>(gp);
+        o = *reinterpret_cast<const float4*>(op);
+      } else {
+        g = make_float4(gp[0], gp[1], gp[2], gp[3]);
+        o = make_float4(op[0], op[1], op[2], op[3]);
+      }
+    }
+    float part = g.x * o.x;
+    part = fmaf(g.y, o.y, part);
+    part = fmaf(g.z, o.z, part);
+    part = fmaf(g.w, o.w, part);
+#pragma unroll
+    for (int off = C4 / 2; off > 0; off >>= 1) part += __shfl_xor_sync(bjc::kFull, part, off);
+    if (r < T && c == 0) s_D[r] = part;
+  }
+
+  // prefetch registers: row lr, channels lc .. lc + 3 of Q and dO of the next query tile
+  const int lr = tid / C4, lc = (tid % C4) * 4;
+  const bool lact = tid < BQ * C4;
+  float4 gq, gd;
+  auto fetch = [&](int q0) {
+    gq = gd = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const int qi = q0 + lr;
+    if (lact && qi < T) {
+      const float* qp = qkv_b + (int64_t)qi * C3 + lc;
+      const float* dp = dout_b + (int64_t)qi * C + lc;
+      gq = vec_in ? *reinterpret_cast<const float4*>(qp) : make_float4(qp[0], qp[1], qp[2], qp[3]);
+      gd = vec_o ? *reinterpret_cast<const float4*>(dp) : make_float4(dp[0], dp[1], dp[2], dp[3]);
+    }
+  };
+  fetch(0);
+
+  for (int q0 = 0; q0 < T; q0 += BQ) {
+    // ---- tile in: Q, dO, keep bits ----
+    if (lact) {
+      *reinterpret_cast<float4*>(Qs + lr * LD + lc) = gq;
+      *reinterpret_cast<float4*>(dOs + lr * LD + lc) = gd;
+    }
+    if (drop) {  // keep bits of keys 8 kb .. 8 kb + 7 of query q0 + kq in s_keep[kq * 16 + kb]
+      const int kq = tid >> 4, kb = tid & 15;
+      if (8 * kb < KP) {
+        const uint64_t i0 = idx_bh + (uint64_t)(q0 + kq) * (uint64_t)T + 8u * kb;
+        unsigned bits = 0;
+        if (al4) {  // two whole Philox groups
+          float u[4], w[4];
+          bj_dropout_uniform4(seed, i0 >> 2, u);
+          bj_dropout_uniform4(seed, (i0 >> 2) + 1, w);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            bits |= (u[e] >= p ? 1u : 0u) << e;
+            bits |= (w[e] >= p ? 1u : 0u) << (e + 4);
+          }
+        } else {  // groups straddle the rows: one Philox call per element
+#pragma unroll 1
+          for (int e = 0; e < 8; ++e) bits |= (bj_dropout_uniform(seed, i0 + e) >= p ? 1u : 0u) << e;
+        }
+        s_keep[kq * 16 + kb] = (uint8_t)bits;
+      }
+    }
+    __syncthreads();
+
+    // ---- S^T, dP^T: keys ty + 16a x query ql = tx + 16z ----
+    {
+      const int ql = tx + 16 * z, qi = q0 + ql;
+      float st[NA], dpt[NA];
+#pragma unroll
+      for (int a = 0; a < NA; ++a) st[a] = dpt[a] = 0.0f;
+      // S^T, then dP^T (one pass each: NA float4 of K or V in flight, not 2 NA; registers)
+#pragma unroll 1
+      for (int d = 0; d < D; d += 4) {
+        const float4 qb = *reinterpret_cast<const float4*>(Qs + ql * LD + d);
+#pragma unroll
+        for (int a = 0; a < NA; ++a)
+          st[a] = dot4(*reinterpret_cast<const float4*>(Ks + (ty + 16 * a) * LD + d), qb, st[a]);
+      }
+#pragma unroll 1
+      for (int d = 0; d < D; d += 4) {
+        const float4 ob = *reinterpret_cast<const float4*>(dOs + ql * LD + d);
+#pragma unroll
+        for (int a = 0; a < NA; ++a)
+          dpt[a] = dot4(*reinterpret_cast<const float4*>(Vs + (ty + 16 * a) * LD + d), ob, dpt[a]);
+      }
+      const float lq = s_lse[qi < T ? qi : 0], Dq = s_D[qi < T ? qi : 0];
+#pragma unroll
+      for (int a = 0; a < NA; ++a) {
+        const int kj = ty + 16 * a;
+        float P = 0.0f;
+        if (((kval >> a) & 1u) && qi < T) P = uniform ? inv_t : expf(scale * st[a] - lq);
+        float f = 1.0f;
+        if (drop) f = ((s_keep[ql * 16 + (kj >> 3)] >> (kj & 7)) & 1) ? dscale : 0.0f;
+        const float ds = uniform ? 0.0f : P * (dpt[a] * f - Dq);
+        PdT[kj * LS + ql] = P * f;
+        dST[kj * LS + ql] = ds;
+        dSq[ql * LK + kj] = ds;
+      }
+    }
+    __syncthreads();
+
+    // ---- dK += dS^T Q (z = 0), dV += Pdrop^T dO (z = 1) ----
+    {
+      const float* X = z ? dOs : Qs;
+      const float* W = z ? PdT : dST;
+#pragma unroll 1
+      for (int c = 0; c < BQ; c += 4) {
+        float xv[4][NV];
+#pragma unroll
+        for (int cc = 0; cc < 4; ++cc) load_dims<D>(X + (c + cc) * LD, tx, xv[cc]);
+#pragma unroll
+        for (int a = 0; a < NA; ++a) {
+          const float4 wa = *reinterpret_cast<const float4*>(W + (ty + 16 * a) * LS + c);
+#pragma unroll
+          for (int v = 0; v < NV; ++v) {
+            float x = acc[a][v];
+            x = fmaf(wa.x, xv[0][v], x);
+            x = fmaf(wa.y, xv[1][v], x);
+            x = fmaf(wa.z, xv[2][v], x);
+            x = fmaf(wa.w, xv[3][v], x);
+            acc[a][v] = x;
+          }
+        }
+      }
+    }
+
+    // the next tile's Q, dO: in flight during the dQ product (loaded here, not earlier: the
+    // registers are scarce in the products above)
+    if (q0 + BQ < T) fetch(q0 + BQ);
+
+    // ---- dQ = scale * dS K: rows ty, ty + 16 x channels dim_of(tx), keys of half z ----
+    {
+      float dq[2][NV];
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int v = 0; v < NV; ++v) dq[i][v] = 0.0f;
+      const int c0 = z * KH;
+#pragma unroll 1
+      for (int c = c0; c < c0 + KH; c += 4) {
+        float4 sa[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+          sa[i] = *reinterpret_cast<const float4*>(dSq + (ty + 16 * i) * LK + c);
+        float kv4[4][NV];
+#pragma unroll
+        for (int cc = 0; cc < 4; ++cc) load_dims<D>(Ks + (c + cc) * LD, tx, kv4[cc]);
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int v = 0; v < NV; ++v) {
+            float x = dq[i][v];
+            x = fmaf(sa[i].x, kv4[0][v], x);
+            x = fmaf(sa[i].y, kv4[1][v], x);
+            x = fmaf(sa[i].z, kv4[2][v], x);
+            x = fmaf(sa[i].w, kv4[3][v], x);
+            dq[i][v] = x;
+          }
+      }
+      if (z == 1) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int v = 0; v < NV; ++v) dQp[(ty + 16 * i) * LD + dim_of<D>(tx, v)] = dq[i][v];
+      }
+      __syncthreads();
+      if (z == 0) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const int qi = q0 + ty + 16 * i;
+#pragma unroll
+          for (int v = 0; v < NV; ++v) dq[i][v] += dQp[(ty + 16 * i) * LD + dim_of<D>(tx, v)];
+          if (qi < T) store_dims<D>(dqkv_b + (int64_t)qi * C3, tx, dq[i], scale, vec_out != 0);
+        }
+      }
+    }
+    __syncthreads();  // every tile buffer is rewritten by the next query tile
+  }
+
+  // dK (group 0) / dV (group 1) of keys ty + 16a: computed for a < NA, zero for the rest
+  float zero[NV];
+#pragma unroll
+  for (int v = 0; v < NV; ++v) zero[v] = 0.0f;
+  const int part = z ? 2 * C : C;
+  const float mul = z ? 1.0f : scale;
+#pragma unroll
+  for (int a = 0; a < TK / 16; ++a) {
+    const int kj = ty + 16 * a;
+    if (kj < T) {
+      float* row = dqkv_b + (int64_t)kj * C3 + part;
+      if (a < NA)
+        store_dims<D>(row, tx, acc[a < NA ? a : 0], mul, vec_out != 0);
+      else
+        store_dims<D>(row, tx, zero, 1.0f, vec_out != 0);
+    }
+  }
+}
+
+template <int D, int BQ>
+__global__ void __launch_bounds__(kThreads2, 1)
+    k_attn_bwd2(float* dqkv, const float* dout, const float* qkv, const float* out,
+                const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
+                float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
+                int vec_out) {
+  constexpr int TK = kFusedT, LD = D + 4;
+  BJ_DYN_SMEM(float, smem);
+  __shared__ float s_lse[kFusedT], s_D[kFusedT];
+  __shared__ uint8_t s_keep[BQ * 16];
+  __shared__ int s_kend[kThreads2 / 32];
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const float* dout_b = dout + (int64_t)b * T * C + (int64_t)h * D;
+  const float* out_b = out + (int64_t)b * T * C + (int64_t)h * D;
+  float* dqkv_b = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const uint64_t bh = (uint64_t)b * NH + h;
+  int kend = T;  // one past the last real key (0: none)
+  if (mask != nullptr) {
+    int last = 0;
+    for (int j = threadIdx.x; j < T; j += kThreads2)
+      if (mask[(int64_t)b * T + j] != 0) last = j + 1;
+    last = bjc::warp_max(last);
+    if ((threadIdx.x & 31) == 0) s_kend[threadIdx.x >> 5] = last;
+    __syncthreads();
+    kend = 0;
+#pragma unroll
+    for (int w = 0; w < kThreads2 / 32; ++w) kend = max(kend, s_kend[w]);
+  }
+  const bool uniform = kend == 0;
+  if (uniform) kend = T;  // no real key: every key attends uniformly
+  float* Ks = smem;
+  float* Vs = Ks + TK * LD;
+  load_tile<D, TK, LD, kThreads2>(Ks, qkv_b + C, C3, kend, vec_in);
+  load_tile<D, TK, LD, kThreads2>(Vs, qkv_b + 2 * C, C3, kend, vec_in);
+  const float* lse_bh = lse + bh * (uint64_t)T;
+  const uint64_t idx_bh = offset + bh * (uint64_t)T * (uint64_t)T;
+  const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;
+#define BJ_BWD2_CASE(NA)                                                                     \
+  case NA:                                                                                   \
+    bwd2_body<D, BQ, NA>(smem, s_lse, s_D, s_keep, dqkv_b, dout_b, qkv_b, out_b, lse_bh, \
+                             mask, b, T, C, C3, scale, p, dscale, seed, idx_bh, uniform, al4, \
+                             vec_in, vec_o, vec_out);                                        \
+    break;
+  switch ((kend + 15) / 16) {
+    BJ_BWD2_CASE(1)
+    BJ_BWD2_CASE(2)
+    BJ_BWD2_CASE(3)
+    BJ_BWD2_CASE(4)
+    BJ_BWD2_CASE(5)
+    BJ_BWD2_CASE(6)
+    BJ_BWD2_CASE(7)
+    default:
+      BJ_BWD2_CASE(8)
+  }
+#undef BJ_BWD2_CASE
+}
+
+// ---------------------------------------------------------------------------------------------
+// BJ_ATTN_IMPL (read at every call): "v1" selects the kernels as they were before the v2 work for
+// both directions (forward k_attn_fwd with one Philox call per dropout element, backward
+// k_attn_bwd_fused at 256 threads), "v1fwd" only for the forward, "v1bwd" only for the backward;
+// anything else, or unset, the v2 kernels (see the file header). Both give the same results up to
+// fp32 rounding (same masks, same semantics).
+bool attn_v1(bool fwd) {
+  const char* e = std::getenv("BJ_ATTN_IMPL");
+  if (e == nullptr) return false;
+  if (std::strcmp(e, "v1") == 0) return true;
+  if (std::strcmp(e, "v1fwd") == 0) return fwd;
+  if (std::strcmp(e, "v1bwd") == 0) return !fwd;
+  return false;
+}
+
+template <int D, bool G4>
+int forward_launch(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
+                   int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
+                   uint64_t offset, void* stream) {
   constexpr int BQ = Tiles<D>::FQ, BK = Tiles<D>::FK, LD = D + 4, LP = BK + 16;
   constexpr int smem = (BQ * LD + 2 * BK * LD + BQ * LP) * (int)sizeof(float);
-  auto kern = &k_attn_fwd<D, BQ, BK>;
+  auto kern = &k_attn_fwd<D, BQ, BK, G4>;
   static unsigned done = 0;
   BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
   const dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)NH, (unsigned)B);
   BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, lse, qkv, mask, T, NH, scale,
             p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
   return bjc::check_launch(op);
+}
+
+template <int D, bool G4>
+int forward2_launch(const char* op, float* out, float* lse, const float* qkv,
+                    const int32_t* mask, int B, int T, int NH, float scale, float p, float dscale,
+                    uint64_t seed, uint64_t offset, void* stream) {
+  constexpr int BQ = Tiles<D>::FQ, BK = Tiles<D>::FK, TK = kFusedFwdT, LD = D + 4, LP = BK + 16;
+  constexpr int smem = (BQ * LD + 2 * TK * LD + BQ * LP) * (int)sizeof(float);
+  auto kern = &k_attn_fwd2<D, BQ, BK, G4>;
+  static unsigned done = 0;
+  BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
+  const dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)NH, (unsigned)B);
+  BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, lse, qkv, mask, T, NH, scale,
+            p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
+  return bjc::check_launch(op);
+}
+
+template <int D>
+int forward_impl(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
+                 int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
+                 uint64_t offset, void* stream) {
+  if constexpr (D <= 64) {
+    if (T <= kFusedFwdT && !attn_v1(true)) {
+      if (p > 0.0f)
+        return forward2_launch<D, true>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                        offset, stream);
+      return forward2_launch<D, false>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                       offset, stream);
+    }
+  }
+  if (attn_v1(true) || p == 0.0f)  // (at p = 0 both instantiations run the same code)
+    return forward_launch<D, false>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                    offset, stream);
+  return forward_launch<D, true>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                 offset, stream);
 }
 
 template <int D>
@@ -906,6 +1499,20 @@ int backward_impl(const char* op, float* dqkv, const float* dout, const float* q
   const int vec_in = bjc::aligned16(qkv) ? 1 : 0;
   const int vec_o = bjc::aligned16(dout) && bjc::aligned16(out) ? 1 : 0;
   const int vec_out = bjc::aligned16(dqkv) ? 1 : 0;
+  if constexpr (D == 32 || D == 64) {
+    if (T <= kFusedT && !attn_v1(false)) {
+      constexpr int BQ = 32, TK = kFusedT, LD = D + 4, LS = BQ + 16, LK = TK + 4;
+      constexpr int smem =
+          (2 * TK * LD + 3 * BQ * LD + 2 * TK * LS + BQ * LK) * (int)sizeof(float);
+      const dim3 grid((unsigned)NH, (unsigned)B);
+      auto kern = &k_attn_bwd2<D, BQ>;
+      static unsigned done = 0;
+      BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
+      BJ_LAUNCH(kern, grid, kThreads2, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse,
+                mask, T, NH, scale, p, dscale, seed, offset, vec_in, vec_o, vec_out);
+      return bjc::check_launch(op);
+    }
+  }
 #if BJ_ATTN_FUSED_BWD
   if constexpr (D == 32 || D == 64) {
     if (T <= kFusedT) {

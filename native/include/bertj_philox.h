@@ -4,8 +4,10 @@
  * CUDA (__host__ __device__), so that both backends draw bit-identical masks.
  *
  * bj_dropout_uniform(seed, idx): the uniform in [0, 1) for global element index idx
- * (= offset + i of a dropout call): counter (lo32(idx), hi32(idx), 0, 0), key (lo32(seed),
- * hi32(seed)), first output word u32, u = (u32 >> 8) * 2^-24 (exact in fp32).
+ * (= offset + i of a dropout call): one Philox call serves the 4 elements of a group,
+ * g = idx >> 2: counter (lo32(g), hi32(g), 0, 0), key (lo32(seed), hi32(seed)), output word
+ * idx & 3 is u32, u = (u32 >> 8) * 2^-24 (exact in fp32). bj_dropout_uniform4(seed, g, u) gives the
+ * 4 uniforms of elements 4g .. 4g + 3 from one call (what the batched CPU and GPU kernels use).
  */
 #ifndef BERTJ_PHILOX_H
 #define BERTJ_PHILOX_H
@@ -40,10 +42,18 @@ BJ_HD void bj_philox4x32_10(uint32_t* c, uint32_t k0, uint32_t k1) {
   }
 }
 
-BJ_HD float bj_dropout_uniform(uint64_t seed, uint64_t idx) {
-  uint32_t c[4] = {(uint32_t)idx, (uint32_t)(idx >> 32), 0u, 0u};
+/* The 4 uniforms of elements 4g .. 4g + 3 (group g). */
+BJ_HD void bj_dropout_uniform4(uint64_t seed, uint64_t g, float* u) {
+  uint32_t c[4] = {(uint32_t)g, (uint32_t)(g >> 32), 0u, 0u};
   bj_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
-  return (float)(c[0] >> 8) * (1.0f / 16777216.0f);
+  for (int w = 0; w < 4; ++w) u[w] = (float)(c[w] >> 8) * (1.0f / 16777216.0f);
+}
+
+BJ_HD float bj_dropout_uniform(uint64_t seed, uint64_t idx) {
+  uint32_t c[4] = {(uint32_t)(idx >> 2), (uint32_t)(idx >> 34), 0u, 0u};
+  bj_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+  const uint32_t w = (idx & 1) ? ((idx & 2) ? c[3] : c[1]) : ((idx & 2) ? c[2] : c[0]);
+  return (float)(w >> 8) * (1.0f / 16777216.0f);
 }
 
 #endif /* BERTJ_PHILOX_H */

@@ -83,13 +83,13 @@ double time_us(const std::function<int()>& f, int iters) {
 void row(const std::string& op, const std::string& shape, double us, double bytes,
          double flops = 0.0) {
   if (us < 0) {
-    std::printf("| %-28s | %-34s | %10s | %8s | %8s |\n", op.c_str(), shape.c_str(), "FAILED", "",
+    std::printf("| %-28s | %-40s | %10s | %8s | %8s |\n", op.c_str(), shape.c_str(), "FAILED", "",
                 "");
     return;
   }
   char tf[32] = "";
   if (flops > 0) std::snprintf(tf, sizeof tf, "%.2f", flops / us * 1e-6);
-  std::printf("| %-28s | %-34s | %10.1f | %8.0f | %8s |\n", op.c_str(), shape.c_str(), us,
+  std::printf("| %-28s | %-40s | %10.1f | %8.0f | %8s |\n", op.c_str(), shape.c_str(), us,
               bytes / us * 1e-3, tf);
 }
 template <class F>
@@ -113,7 +113,7 @@ int main() {
   cudaDeviceProp prop;
   cudaGetDeviceProperties(&prop, 0);
   std::printf("bench_cuda_ops on %s (%d SMs)\n\n", prop.name, prop.multiProcessorCount);
-  std::printf("| %-28s | %-34s | %10s | %8s | %8s |\n", "op", "shape", "us", "GB/s", "TFLOP/s");
+  std::printf("| %-28s | %-40s | %10s | %8s | %8s |\n", "op", "shape", "us", "GB/s", "TFLOP/s");
   std::printf("|%s|%s|%s|%s|%s|\n", std::string(30, '-').c_str(), std::string(36, '-').c_str(),
               std::string(12, '-').c_str(), std::string(10, '-').c_str(),
               std::string(10, '-').c_str());
@@ -150,12 +150,19 @@ int main() {
     const double fl = 4.0 * B * NH * (double)T * T * D;
     const double fwd_bytes = F * (nqkv + nout + nlse) + 4.0 * B * T;
     const double bwd_bytes = F * (nqkv + 2.0 * nout + nlse + nqkv) + 4.0 * B * T;
+    // Each attention row twice: BJ_ATTN_IMPL=v1 (the kernels before the v2 work) and v2 (the
+    // default), labelled "[v1]" / "[v2]"; the variable is restored afterwards.
+    const char* impl_env = std::getenv("BJ_ATTN_IMPL");
+    const std::string impl_saved = impl_env ? impl_env : "";
+    for (const char* impl : {"v1", "v2"}) {
+    setenv("BJ_ATTN_IMPL", impl, 1);
+    const std::string tag = std::string(" [") + impl + "]";
     for (int masked = 1; masked >= 0; --masked) {
       for (float p : {0.1f, 0.0f}) {
         const int32_t* m = masked ? mask : nullptr;
         char sh[96];
-        std::snprintf(sh, sizeof sh, "B32 T128 NH12 D64 %s p=%.1f",
-                      masked ? "mask" : "nomask", p);
+        std::snprintf(sh, sizeof sh, "B32 T128 NH12 D64 %s p=%.1f%s",
+                      masked ? "mask" : "nomask", p, tag.c_str());
         auto fwd = [&] {
           return bj_cuda_attention_forward(out.p, lse.p, qkv.p, m, B, T, NH, D, p, 42, 0, nullptr);
         };
@@ -175,7 +182,7 @@ int main() {
     for (int d : {32, 128}) {
       const int nh = C / d;
       char sh[96];
-      std::snprintf(sh, sizeof sh, "B32 T128 NH%d D%d mask p=0.1", nh, d);
+      std::snprintf(sh, sizeof sh, "B32 T128 NH%d D%d mask p=0.1%s", nh, d, tag.c_str());
       auto fwd = [&] {
         return bj_cuda_attention_forward(out.p, lse.p, qkv.p, mask, B, T, nh, d, 0.1f, 42, 0,
                                          nullptr);
@@ -198,10 +205,13 @@ int main() {
         return bj_cuda_attention_backward(dqkv.p, dout.p, qkv.p, out.p, lse.p, nullptr, b2, t2, NH,
                                           D, 0.1f, 42, 0, nullptr);
       };
-      row("attention fwd", "B4 T512 NH12 D64 nomask p=0.1", time_us(fwd, 10), fwd_bytes, fl2);
-      row("attention bwd", "B4 T512 NH12 D64 nomask p=0.1", time_us(bwd, 10), bwd_bytes,
-          2.5 * fl2);
+      const std::string sh2 = "B4 T512 NH12 D64 nomask p=0.1" + tag;
+      row("attention fwd", sh2, time_us(fwd, 10), fwd_bytes, fl2);
+      row("attention bwd", sh2, time_us(bwd, 10), bwd_bytes, 2.5 * fl2);
     }
+    }  // impl
+    if (impl_env) setenv("BJ_ATTN_IMPL", impl_saved.c_str(), 1);
+    else unsetenv("BJ_ATTN_IMPL");
     cudaFree(mask);
   }
 

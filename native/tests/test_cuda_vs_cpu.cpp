@@ -564,7 +564,8 @@ void test_dropout() {
               // counters crossing 2^32 inside a group of 4; n % 4 = 3; unaligned; tiny p
               S{4103, 0.1f, 9, (1ULL << 32) - 4097, false, 0},
               S{1027, 0.3f, 5, (1ULL << 32) - 2, true, 2}, S{6, 0.9f, 77, 3, false, 3},
-              S{2048, 1e-7f, 1, 0, false, 0}}) {
+              S{2048, 1e-7f, 1, 0, false, 0},
+              S{4101, 0.3f, 5, 1ULL << 32, false, 0}}) {  // (offset % 4 == 0: whole groups)
     const std::string sh = fmt("n=%lld p=%.1f off=%llu inplace=%d pad=%d", (long long)s.n, s.p,
                                (unsigned long long)s.offset, s.inplace, s.pad);
     auto x = randn(s.n);
@@ -598,14 +599,18 @@ void test_dropout() {
   }
 }
 
-void test_attention() {
+void test_attention(const char* impl) {
   // mask kinds: 0 = NULL, 1 = random lengths (batch 0 full), 2 = random lengths with the last
-  // batch fully padded, 3 = random holes (not right-padded; batch 0 keeps its last key padded)
+  // batch fully padded, 3 = random holes (not right-padded; batch 0 keeps its last key padded).
+  // Dropout offset 12344 + off: off = 0 with T % 4 == 0 takes the kernels' whole-Philox-group
+  // path (one call per 4 elements), anything else the per-element path.
+  setenv("BJ_ATTN_IMPL", impl, 1);
   struct S {
     int B, T, NH, D;
     float p;
     int mask;
     int pad;
+    int off = 0;
   };
   for (S s : {S{2, 70, 2, 64, 0.1f, 2, 0}, S{1, 1, 1, 64, 0.0f, 0, 0}, S{2, 128, 3, 32, 0.0f, 1, 0},
               S{2, 33, 2, 128, 0.1f, 2, 0}, S{1, 512, 1, 64, 0.1f, 1, 0},
@@ -613,10 +618,13 @@ void test_attention() {
               S{2, 65, 1, 128, 0.0f, 1, 1}, S{1, 1, 2, 32, 0.1f, 2, 0},
               S{3, 128, 4, 16, 0.0f, 1, 0}, S{2, 45, 4, 16, 0.1f, 2, 1},
               S{1, 7, 2, 16, 0.1f, 0, 0}, S{2, 128, 2, 64, 0.0f, 1, 0},
-              S{3, 100, 2, 64, 0.1f, 3, 1}, S{2, 128, 2, 32, 0.0f, 3, 0},
-              S{2, 120, 1, 64, 0.1f, 2, 0}}) {
-    const std::string sh = fmt("B=%d T=%d NH=%d D=%d p=%.1f mask=%d pad=%d", s.B, s.T, s.NH, s.D,
-                               s.p, s.mask, s.pad);
+              S{3, 100, 2, 64, 0.1f, 3, 1, 1}, S{2, 128, 2, 32, 0.0f, 3, 0},
+              S{2, 120, 1, 64, 0.1f, 2, 0, 3}, S{2, 128, 2, 64, 0.1f, 1, 0},
+              S{2, 100, 2, 64, 0.1f, 3, 0}, S{2, 96, 3, 32, 0.1f, 3, 1},
+              S{1, 64, 2, 64, 0.1f, 2, 0}, S{2, 76, 1, 32, 0.1f, 1, 0, 2},
+              S{1, 128, 1, 16, 0.1f, 3, 0}, S{1, 64, 1, 128, 0.1f, 3, 0}}) {
+    const std::string sh = fmt("%s B=%d T=%d NH=%d D=%d p=%.1f mask=%d pad=%d off=%d", impl, s.B,
+                               s.T, s.NH, s.D, s.p, s.mask, s.pad, s.off);
     const int C = s.NH * s.D;
     const size_t nqkv = (size_t)s.B * s.T * 3 * C, nout = (size_t)s.B * s.T * C;
     const size_t nlse = (size_t)s.B * s.NH * s.T;
@@ -635,7 +643,7 @@ void test_attention() {
         for (int t = L; t < s.T; ++t) mask[(size_t)b * s.T + t] = 0;
       }
     }
-    const uint64_t seed = 0xC0FFEEULL + s.T, offset = 12345;
+    const uint64_t seed = 0xC0FFEEULL + s.T, offset = 12344 + (uint64_t)s.off;
     const int32_t* cm = s.mask ? mask.data() : nullptr;
     Dev<float> gqkv(qkv, s.pad), gout(nout, s.pad), glse(nlse);
     Dev<int32_t> gmask(mask);
@@ -804,17 +812,32 @@ int main() {
   }
   std::printf("CUDA vs CPU, %d device(s)\n", ndev);
   report_bits("num_threads", "bj_cuda_num_threads() == 0", bj_cuda_num_threads() == 0);
-  test_memory();
-  test_embeddings();
-  test_layernorm();
-  test_gelu();
-  test_tanh();
-  test_dropout();
-  test_attention();
-  test_losses();
-  test_optimizer();
-  test_dropout_layernorm();  // last: the other tests draw the same inputs as before it
-  test_errors();
+  // BJ_TEST_ONLY=<names> (comma-separated) runs only those op families (memory, embeddings,
+  // layernorm, gelu, tanh, dropout, attention, losses, optimizer, dropout_layernorm, errors),
+  // e.g. in the emulator.
+  const char* only_fam = std::getenv("BJ_TEST_ONLY");
+  auto want = [&](const char* fam) {
+    return only_fam == nullptr || std::strstr(only_fam, fam) != nullptr;
+  };
+  if (want("memory")) test_memory();
+  if (want("embeddings")) test_embeddings();
+  if (want("layernorm")) test_layernorm();
+  if (want("gelu")) test_gelu();
+  if (want("tanh")) test_tanh();
+  if (want("dropout")) test_dropout();
+  if (want("attention")) {
+    // BJ_TEST_ATTN=<impls> (comma-separated BJ_ATTN_IMPL values: v1, v2, v1fwd, v1bwd) picks the
+    // implementations tested (default: v1,v2; see attention.cu)
+    const char* only = std::getenv("BJ_TEST_ATTN");
+    const std::string list = std::string(",") + (only ? only : "v1,v2") + ",";
+    for (const char* impl : {"v1", "v2", "v1fwd", "v1bwd"})
+      if (list.find(std::string(",") + impl + ",") != std::string::npos) test_attention(impl);
+    unsetenv("BJ_ATTN_IMPL");
+  }
+  if (want("losses")) test_losses();
+  if (want("optimizer")) test_optimizer();
+  if (want("dropout_layernorm")) test_dropout_layernorm();  // after the others (same inputs)
+  if (want("errors")) test_errors();
   const cudaError_t e = cudaDeviceSynchronize();
   if (e != cudaSuccess) {
     std::printf("CUDA error at the end: %s\n", cudaGetErrorString(e));

@@ -186,9 +186,13 @@ final class OpRef {
     return new int[] {c0, c1, c2, c3};
   }
 
-  /** The dropout uniform of global element idx: (first word >>> 8) * 2^-24, exact in fp32. */
+  /**
+   * The dropout uniform of global element idx: one Philox call per group of 4 elements, counter
+   * idx >>> 2, word idx & 3: (word >>> 8) * 2^-24, exact in fp32.
+   */
   static float philoxUniform(long seed, long idx) {
-    int w = philox4x32x10((int) idx, (int) (idx >>> 32), 0, 0, (int) seed, (int) (seed >>> 32))[0];
+    long g = idx >>> 2;
+    int w = philox4x32x10((int) g, (int) (g >>> 32), 0, 0, (int) seed, (int) (seed >>> 32))[(int) (idx & 3)];
     return (float) (w >>> 8) * (1.0f / 16777216.0f);
   }
 
