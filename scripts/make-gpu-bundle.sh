@@ -24,6 +24,10 @@ tr ':' '\n' < java-api/target/classpath.txt \
   | grep -v -E 'tokenizers|langchain4j|onnxruntime|/ai/djl/|/net/java/dev/jna/|/commons-|/gson/|/protobuf-' \
   | while read -r j; do [ -n "$j" ] && cp "$j" "$b/lib/"; done
 cp java-api/target/bertj-*.jar "$b/lib/"
+# OpenBLAS: bertj binds openblas_nolapack only; the LAPACK JNI libraries and headers are not used.
+ob=$(ls "$b"/lib/openblas-*-linux-x86_64.jar)
+zip -q -d "$ob" 'org/bytedeco/openblas/linux-x86_64/libjniopenblas.so' \
+  'org/bytedeco/openblas/linux-x86_64/libjniopenblas_full.so' 'org/bytedeco/openblas/linux-x86_64/include/*' >/dev/null
 (cd java-api/target/test-classes && jar cf "$b/lib/bertj-tests.jar" .)
 junit=$(find ~/.m2/repository/org/junit/platform/junit-platform-console-standalone -name '*.jar' | sort | tail -1)
 [ -n "$junit" ] || { ./mvnw -B -q dependency:get -Dartifact=org.junit.platform:junit-platform-console-standalone:1.14.1; \
