@@ -129,27 +129,50 @@ class CudaVsCpuTest {
     }
   }
 
-  /** Linear layers with a bias: cuBLASLt's fused epilogue (fp32 and bf16) vs CPU GEMM + bias. */
+  /**
+   * Linear layers with a bias through cuBLASLt's fused epilogue (opt-in: bertj.cublaslt=true; a
+   * backend of its own), fp32 and bf16, vs the CPU's GEMM + bias.
+   */
   @Test
   void linearWithFusedBias() {
     int n = 4 * 33, in = 96, out = 40;
-    P x = rand(n * in);
-    P w = rand(out * in);
-    P bias = rand(out);
-    P y = zeros(n * out);
-    cpu.linear(y.c, x.c, w.c, bias.c, n, in, out);
-    gpu.linear(y.g, x.g, w.g, bias.g, n, in, out);
-    close("linear+bias fp32", y, 1e-5);
-    P xl = new P(DType.BF16, n * in);
-    P wl = new P(DType.BF16, out * in);
-    cpu.toBf16(xl.c, x.c);
-    gpu.toBf16(xl.g, x.g);
-    cpu.toBf16(wl.c, w.c);
-    gpu.toBf16(wl.g, w.g);
-    P yl = zeros(n * out);
-    cpu.linearBf16(yl.c, xl.c, wl.c, bias.c, n, in, out);
-    gpu.linearBf16(yl.g, xl.g, wl.g, bias.g, n, in, out);
-    close("linear+bias bf16", yl, 1e-5);
+    float[] xv = new float[n * in];
+    float[] wv = new float[out * in];
+    float[] bv = new float[out];
+    for (float[] a : new float[][] {xv, wv, bv}) {
+      for (int i = 0; i < a.length; i++) {
+        a[i] = (float) rnd.nextGaussian();
+      }
+    }
+    System.setProperty("bertj.cublaslt", "true");
+    try (CudaBackend ltBe = new CudaBackend();
+        Tensor xc = cpu.alloc(DType.F32, n * in); Tensor wc = cpu.alloc(DType.F32, out * in);
+        Tensor bc = cpu.alloc(DType.F32, out); Tensor yc = cpu.alloc(DType.F32, n * out);
+        Tensor xg = ltBe.alloc(DType.F32, n * in); Tensor wg = ltBe.alloc(DType.F32, out * in);
+        Tensor bg = ltBe.alloc(DType.F32, out); Tensor yg = ltBe.alloc(DType.F32, n * out);
+        Tensor xlc = cpu.alloc(DType.BF16, n * in); Tensor wlc = cpu.alloc(DType.BF16, out * in);
+        Tensor xlg = ltBe.alloc(DType.BF16, n * in); Tensor wlg = ltBe.alloc(DType.BF16, out * in)) {
+      xc.copyFrom(xv);
+      wc.copyFrom(wv);
+      bc.copyFrom(bv);
+      xg.copyFrom(xv);
+      wg.copyFrom(wv);
+      bg.copyFrom(bv);
+      cpu.linear(yc, xc, wc, bc, n, in, out);
+      ltBe.linear(yg, xg, wg, bg, n, in, out);
+      double e = relErr(yc.toFloatArray(), yg.toFloatArray())[0];
+      assertTrue(e <= 1e-5, "linear+bias fp32 (cuBLASLt): " + e);
+      cpu.toBf16(xlc, xc);
+      cpu.toBf16(wlc, wc);
+      ltBe.toBf16(xlg, xg);
+      ltBe.toBf16(wlg, wg);
+      cpu.linearBf16(yc, xlc, wlc, bc, n, in, out);
+      ltBe.linearBf16(yg, xlg, wlg, bg, n, in, out);
+      e = relErr(yc.toFloatArray(), yg.toFloatArray())[0];
+      assertTrue(e <= 1e-5, "linear+bias bf16 (cuBLASLt): " + e);
+    } finally {
+      System.clearProperty("bertj.cublaslt");
+    }
   }
 
   /** bf16 rounding bit-identical; bf16 GEMM (tensor cores) vs the CPU's widened fp32 GEMM. */
