@@ -67,10 +67,14 @@ if has bench; then
   stamp "bertj bench (CUDA)"
   while IFS= read -r args; do
     [ -z "$args" ] && continue
-    # tokens starting with -D are JVM system properties (e.g. -Dbertj.cublaslt=false)
-    props=""; rest=""
-    for tok in $args; do case $tok in -D*) props="$props $tok";; *) rest="$rest $tok";; esac; done
-    timeout 120 "$JAVA" $JOPTS $props -cp "$CP" org.bertj.cli.Main bench --device cuda $rest >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
+    # tokens starting with -D are JVM system properties (e.g. -Dbertj.cublaslt=true), tokens
+    # starting with + are environment variables for that line (e.g. +BJ_ATTN_IMPL=v1)
+    props=""; envs=""; rest=""
+    for tok in $args; do
+      case $tok in -D*) props="$props $tok";; +*) envs="$envs ${tok#+}";; *) rest="$rest $tok";; esac
+    done
+    [ -n "$envs$props" ] && echo "{\"bench_settings\":\"${envs# }${props}\"}" >> "$OUT/bench.jsonl"
+    env $envs timeout 120 "$JAVA" $JOPTS $props -cp "$CP" org.bertj.cli.Main bench --device cuda $rest >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
   done <<< "${BENCH_LINES:-"--model bert-base --batch 32 --seq 128 --mode train
 --model bert-base --batch 32 --seq 128 --mode train --precision bf16
 --model bert-base --batch 256 --seq 128 --mode train --precision bf16
