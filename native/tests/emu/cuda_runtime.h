@@ -43,6 +43,10 @@ struct alignas(16) float4 {
 struct alignas(8) float2 {
   float x, y;
 };
+struct alignas(8) uint2 {
+  unsigned x, y;
+};
+inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 inline float2 make_float2(float x, float y) { return float2{x, y}; }
 
@@ -251,7 +255,11 @@ inline void trampoline() {
   fiber_exit();
 }
 
-inline void* dyn_smem() { return S().dyn.data(); }
+// Dynamic shared memory, 128-byte aligned (the WMMA loads and stores need 32-byte alignment).
+inline void* dyn_smem() {
+  const uintptr_t p = reinterpret_cast<uintptr_t>(S().dyn.data());
+  return reinterpret_cast<void*>((p + 127) & ~uintptr_t(127));
+}
 
 inline void run_block() {
   Sched& s = S();
@@ -295,7 +303,7 @@ void launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, A... a) {
   s.body = [&]() { k(a...); };
   s.bdim = b;
   s.gdim = g;
-  s.dyn.assign(smem + 16, 0xff);  // NaN-filled, like uninitialized shared memory
+  s.dyn.assign(smem + 16 + 128, 0xff);  // NaN-filled, like uninitialized shared memory
   for (unsigned z = 0; z < g.z; ++z)
     for (unsigned y = 0; y < g.y; ++y)
       for (unsigned x = 0; x < g.x; ++x) {
