@@ -25,7 +25,7 @@
 //   dV += Pd^T dO and dK += dS^T Q (col-major loads of the transposed tiles), and dQ = dS K (one
 //   16 x 16 tile per warp) staged in shared memory and written with the scale. At the end dK (x
 //   scale) and dV go through shared memory (over the S/dP tiles) to global memory; keys at or
-//   after KP (padded) get 0. Dynamic shared memory at D = 64: 99.7 KB (two blocks per SM).
+//   after KP (padded) get 0. Dynamic shared memory at D = 64: 99.2 KB (two blocks per SM).
 // Deterministic: fixed tile order, no atomics. Keys after the last real key are neither loaded
 // nor computed (16-key granularity); a batch without a real key attends uniformly to its T keys
 // (P = 1/T, lse = log T, dS = 0).
