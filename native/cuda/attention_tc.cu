@@ -124,21 +124,38 @@ __device__ __forceinline__ int key_setup(const int32_t* mask, int b, int T, int*
   return r;
 }
 
-// dst[r * LDH + c] = bf16(src[r * gstride + c]) for r < nvalid, c < D; zero rows [nvalid, nrows).
-template <int D, int LDH>
-__device__ __forceinline__ void load_bf16_rows(bf16* dst, const float* src, int64_t gstride,
-                                               int nvalid, int nrows, int vec) {
-  constexpr int C4 = D / 4;
-  for (int e = threadIdx.x; e < nrows * C4; e += kThreads) {
-    const int r = e / C4, c = (e % C4) * 4;
-    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (r < nvalid) {
-      const float* p = src + r * gstride + c;
-      v = vec ? *reinterpret_cast<const float4*>(p) : make_float4(p[0], p[1], p[2], p[3]);
+// For each of the NS sources s: dst[s][r * LDH + c] = bf16(src[s][r * gstride + c]) for
+// r < nvalid, c < D, and zero rows [nvalid, nrows) (nrows <= MAXR). The loop counts are constants
+// and every load is issued before the first conversion, so a thread keeps up to
+// NS * MAXR * D / (4 * kThreads) loads in flight (the latency, not the bandwidth, bounds a block).
+template <int D, int LDH, int MAXR, int NS>
+__device__ __forceinline__ void load_bf16_rows(bf16* const* dst, const float* const* src,
+                                               int64_t gstride, int nvalid, int nrows, int vec) {
+  constexpr int C4 = D / 4, IT = (MAXR * C4 + kThreads - 1) / kThreads;
+  float4 v[NS][IT];
+#pragma unroll
+  for (int i = 0; i < IT; ++i) {
+    const int e = threadIdx.x + i * kThreads, r = e / C4, c = (e % C4) * 4;
+#pragma unroll
+    for (int k = 0; k < NS; ++k) {
+      v[k][i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (r < nvalid) {
+        const float* p = src[k] + r * gstride + c;
+        v[k][i] = vec ? *reinterpret_cast<const float4*>(p) : make_float4(p[0], p[1], p[2], p[3]);
+      }
     }
-    __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(dst + r * LDH + c);
-    o[0] = __floats2bfloat162_rn(v.x, v.y);
-    o[1] = __floats2bfloat162_rn(v.z, v.w);
+  }
+#pragma unroll
+  for (int i = 0; i < IT; ++i) {
+    const int e = threadIdx.x + i * kThreads, r = e / C4, c = (e % C4) * 4;
+    if (r < nrows) {
+#pragma unroll
+      for (int k = 0; k < NS; ++k) {
+        __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(dst[k] + r * LDH + c);
+        o[0] = __floats2bfloat162_rn(v[k][i].x, v[k][i].y);
+        o[1] = __floats2bfloat162_rn(v[k][i].z, v[k][i].w);
+      }
+    }
   }
 }
 
@@ -205,12 +222,19 @@ __global__ void __launch_bounds__(kThreads, 2)
   const bool uniform = kend == 0;
   if (uniform) kend = T;  // no real key: every key attends uniformly
   const int nkt = (kend + 15) / 16, KP = 16 * nkt;
-  load_bf16_rows<D, LDH>(Ks, qkv_b + C, C3, kend, KP, vec_in);
-  load_bf16_rows<D, LDH>(Vs, qkv_b + 2 * C, C3, kend, KP, vec_in);
+  {
+    bf16* const dst[2] = {Ks, Vs};
+    const float* const src[2] = {qkv_b + C, qkv_b + 2 * C};
+    load_bf16_rows<D, LDH, kMaxT, 2>(dst, src, C3, kend, KP, vec_in);
+  }
 
   for (int q0 = 0; q0 < T; q0 += kFwdQ) {
     const int nq = min(kFwdQ, T - q0), nqt = (nq + 15) / 16;
-    load_bf16_rows<D, LDH>(Qs, qkv_b + (int64_t)q0 * C3, C3, nq, 16 * nqt, vec_in);
+    {
+      bf16* const dst[1] = {Qs};
+      const float* const src[1] = {qkv_b + (int64_t)q0 * C3};
+      load_bf16_rows<D, LDH, kFwdQ, 1>(dst, src, C3, nq, 16 * nqt, vec_in);
+    }
     __syncthreads();  // (the first one also orders the K, V loads)
 
     // S = Q K^T: warp -> row tile warp % 4, key tiles warp / 4 + 2n
@@ -345,8 +369,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   if (uniform) kend = T;
   const int nkt = (kend + 15) / 16, KP = 16 * nkt;
   const bool own = warp < nkt;  // this warp's key tile (keys 16 warp ..) is computed
-  load_bf16_rows<D, LDH>(Ks, qkv_b + C, C3, kend, KP, vec_in);
-  load_bf16_rows<D, LDH>(Vs, qkv_b + 2 * C, C3, kend, KP, vec_in);
+  {
+    bf16* const dst[2] = {Ks, Vs};
+    const float* const src[2] = {qkv_b + C, qkv_b + 2 * C};
+    load_bf16_rows<D, LDH, kMaxT, 2>(dst, src, C3, kend, KP, vec_in);
+  }
 
   FragC dk[NCT], dv[NCT];
 #pragma unroll
@@ -357,33 +384,45 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   for (int q0 = 0; q0 < T; q0 += kBwdQ) {
     const int nq = min(kBwdQ, T - q0), nqt = (nq + 15) / 16;
-    load_bf16_rows<D, LDH>(Qs, qkv_b + (int64_t)q0 * C3, C3, nq, 16 * nqt, vec_in);
-    // bf16(dO) chunk and D_i = bf16(dO_i) . out_i (the C4 lanes of a row are adjacent lanes)
-    static_assert((kBwdQ * C4) % kThreads == 0, "every thread runs the same iterations");
+    // bf16(dO) chunk and D_i = bf16(dO_i) . out_i (the C4 lanes of a row are adjacent lanes of
+    // one warp); the dO, out and Q loads are all issued before the first use
+    constexpr int GIT = kBwdQ * C4 / kThreads;
+    static_assert(GIT * kThreads == kBwdQ * C4, "every thread runs the same iterations");
     static_assert(32 % C4 == 0, "a row's lanes sit in one warp");
-    for (int e = tid; e < kBwdQ * C4; e += kThreads) {
-      const int r = e / C4, c = (e % C4) * 4;
-      float4 g = make_float4(0.0f, 0.0f, 0.0f, 0.0f), o = g;
+    float4 g[GIT], o[GIT];
+#pragma unroll
+    for (int i = 0; i < GIT; ++i) {
+      const int e = tid + i * kThreads, r = e / C4, c = (e % C4) * 4;
+      g[i] = o[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
       if (r < nq) {
         const float* gp = dout_b + (int64_t)(q0 + r) * C + c;
         const float* op = out_b + (int64_t)(q0 + r) * C + c;
         if (vec_o) {
-          g = *reinterpret_cast<const float4*>(gp);
-          o = *reinterpret_cast<const float4*>(op);
+          g[i] = *reinterpret_cast<const float4*>(gp);
+          o[i] = *reinterpret_cast<const float4*>(op);
         } else {
-          g = make_float4(gp[0], gp[1], gp[2], gp[3]);
-          o = make_float4(op[0], op[1], op[2], op[3]);
+          g[i] = make_float4(gp[0], gp[1], gp[2], gp[3]);
+          o[i] = make_float4(op[0], op[1], op[2], op[3]);
         }
       }
-      const __nv_bfloat162 g01 = __floats2bfloat162_rn(g.x, g.y);
-      const __nv_bfloat162 g23 = __floats2bfloat162_rn(g.z, g.w);
+    }
+    {
+      bf16* const dst[1] = {Qs};
+      const float* const src[1] = {qkv_b + (int64_t)q0 * C3};
+      load_bf16_rows<D, LDH, kBwdQ, 1>(dst, src, C3, nq, 16 * nqt, vec_in);
+    }
+#pragma unroll
+    for (int i = 0; i < GIT; ++i) {
+      const int e = tid + i * kThreads, r = e / C4, c = (e % C4) * 4;
+      const __nv_bfloat162 g01 = __floats2bfloat162_rn(g[i].x, g[i].y);
+      const __nv_bfloat162 g23 = __floats2bfloat162_rn(g[i].z, g[i].w);
       __nv_bfloat162* gs = reinterpret_cast<__nv_bfloat162*>(Gs + r * LDH + c);
       gs[0] = g01;
       gs[1] = g23;
-      float part = __bfloat162float(g01.x) * o.x;
-      part = fmaf(__bfloat162float(g01.y), o.y, part);
-      part = fmaf(__bfloat162float(g23.x), o.z, part);
-      part = fmaf(__bfloat162float(g23.y), o.w, part);
+      float part = __bfloat162float(g01.x) * o[i].x;
+      part = fmaf(__bfloat162float(g01.y), o[i].y, part);
+      part = fmaf(__bfloat162float(g23.x), o[i].z, part);
+      part = fmaf(__bfloat162float(g23.y), o[i].w, part);
       part = group_sum<C4>(part);
       if (e % C4 == 0) s_D[r] = part;
     }
