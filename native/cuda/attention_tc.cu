@@ -14,10 +14,12 @@
 // banks). Fragments are used only through load/store/mma/fill (never the per-thread element
 // layout), which is what the CPU emulation in native/tests/emu/mma.h supports.
 //
-// - k_attn_tc_fwd<D>: query chunks of 64 rows. S = Q K^T (warp w: row tile w % 4, key tiles
-//   w / 4 + 2n), then 4 threads per row: max, sum, lse = m + log(l), Pd = bf16(exp(s - lse) *
-//   keep / (1 - p)); O = Pd V (2 or 1 output tiles per warp) staged in fp32 shared memory (over
-//   the S tile) and written out. Dynamic shared memory at D = 64: 97.9 KB (two blocks per SM).
+// - k_attn_tc_fwd<D, QC>: query chunks of QC = 32 (default) or 64 rows. S = Q K^T (warp w: row
+//   tile w % RT, key tiles w / RT + WPR n), then 256 / QC threads per row: max, sum, lse = m +
+//   log(l), Pd = bf16(exp(s - lse) * keep / (1 - p)); O = Pd V (output tiles spread over the
+//   warps) staged in fp32 shared memory (over the S tile) and written out. Dynamic shared memory
+//   at D = 64: 66.6 KB with QC = 32 (80 registers: three blocks per SM), 97.9 KB with QC = 64
+//   (two blocks per SM).
 // - k_attn_tc_bwd<D>: warp w owns key tile w (keys 16w .. 16w + 15) and keeps dK, dV of it in
 //   fp32 accumulator fragments across the query chunks (32 rows). Per chunk: Q, bf16(dO) and
 //   D_i = bf16(dO_i) . out_i; S = Q K^T and dP = dO V^T for the warp's key tile; 8 threads per
@@ -33,6 +35,7 @@
 #include <mma.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "common.cuh"
 
@@ -48,7 +51,12 @@ typedef __nv_bfloat16 bf16;
 
 constexpr int kThreads = 256, kWarps = kThreads / 32;
 constexpr int kMaxT = 128;  // longest sequence (keys and queries)
-constexpr int kFwdQ = 64;   // query rows per forward chunk
+// Query rows per forward chunk: 32 (default: 66.6 KB of shared memory and at most 80 registers,
+// three blocks per SM, so that B32 x NH12 = 384 blocks fit the 132 SMs of an H100/H200 in one
+// wave) or 64 (97.9 KB, 128 registers, two blocks per SM, half the chunks and barriers). The
+// environment variable BJ_ATTN_TC_FWD_ROWS=64 or 32 overrides the default (read per call: a
+// benchmarking knob; bench_cuda_ops times both).
+constexpr int kFwdQDefault = 32;
 constexpr int kBwdQ = 32;   // query rows per backward chunk
 static_assert(kMaxT / 16 == kWarps, "the backward gives each warp one key tile");
 
@@ -60,11 +68,13 @@ typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
 
 constexpr int align128(int x) { return (x + 127) / 128 * 128; }
 
-// Shared memory of the forward (byte offsets; every buffer 128-byte aligned).
-template <int D>
+// Shared memory of the forward with QC query rows per chunk (byte offsets; every buffer
+// 128-byte aligned).
+template <int D, int QC>
 struct FwdLayout {
+  static constexpr int kFwdQ = QC;
   static constexpr int LDH = D + 8;                // bf16 rows of Q, K, V
-  static constexpr int TPR = kThreads / kFwdQ;     // threads per score row (4)
+  static constexpr int TPR = kThreads / kFwdQ;     // threads per score row (4 or 8)
   static constexpr int LDS = kMaxT + TPR;          // fp32 scores
   static constexpr int LDP = kMaxT + 8;            // bf16 probabilities
   static constexpr int LDO = D + 4;                // fp32 output staging (over the scores)
@@ -193,14 +203,17 @@ __device__ __forceinline__ void store_row4(float* dst, const float* src, float m
 }
 
 // ---------------------------------------------------------------------------------------------
-template <int D>
-__global__ void __launch_bounds__(kThreads, 2)
+template <int D, int QC>
+__global__ void __launch_bounds__(kThreads, QC == 64 ? 2 : 3)
     k_attn_tc_fwd(float* out, float* lse, const float* qkv, const int32_t* mask, int T, int NH,
                   float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
                   int vec_out) {
-  typedef FwdLayout<D> L;
+  typedef FwdLayout<D, QC> L;
   constexpr int LDH = L::LDH, LDS = L::LDS, LDP = L::LDP, LDO = L::LDO, TPR = L::TPR;
-  constexpr int NCT = D / 16, C4 = D / 4;
+  constexpr int NCT = D / 16, C4 = D / 4, kFwdQ = QC;
+  constexpr int RT = kFwdQ / 16;   // row tiles per chunk (4 or 2)
+  constexpr int WPR = kWarps / RT;  // warps per row tile in S = Q K^T (2 or 4)
+  constexpr int KPW = kMaxT / 16 / WPR;  // key tiles per warp (4 or 2)
   BJ_TC_SMEM(smem);
   bf16* Qs = reinterpret_cast<bf16*>(smem + L::oQ);       // (kFwdQ, LDH) query chunk
   bf16* Ks = reinterpret_cast<bf16*>(smem + L::oK);       // (kMaxT, LDH)
@@ -222,10 +235,17 @@ __global__ void __launch_bounds__(kThreads, 2)
   const bool uniform = kend == 0;
   if (uniform) kend = T;  // no real key: every key attends uniformly
   const int nkt = (kend + 15) / 16, KP = 16 * nkt;
-  {
+  if constexpr (QC == 64) {
     bf16* const dst[2] = {Ks, Vs};
     const float* const src[2] = {qkv_b + C, qkv_b + 2 * C};
     load_bf16_rows<D, LDH, kMaxT, 2>(dst, src, C3, kend, KP, vec_in);
+  } else {  // fewer loads in flight: 80 registers
+    bf16* const dk[1] = {Ks};
+    bf16* const dv[1] = {Vs};
+    const float* const sk[1] = {qkv_b + C};
+    const float* const sv[1] = {qkv_b + 2 * C};
+    load_bf16_rows<D, LDH, kMaxT, 1>(dk, sk, C3, kend, KP, vec_in);
+    load_bf16_rows<D, LDH, kMaxT, 1>(dv, sv, C3, kend, KP, vec_in);
   }
 
   for (int q0 = 0; q0 < T; q0 += kFwdQ) {
@@ -237,20 +257,20 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     __syncthreads();  // (the first one also orders the K, V loads)
 
-    // S = Q K^T: warp -> row tile warp % 4, key tiles warp / 4 + 2n
+    // S = Q K^T: warp -> row tile warp % RT, key tiles warp / RT + WPR n (n < KPW)
     if (!uniform) {
-      const int rt = warp & 3;
+      const int rt = warp % RT;
       if (rt < nqt) {
-        FragC acc[4];
+        FragC acc[KPW];
 #pragma unroll
-        for (int n = 0; n < 4; ++n) wmma::fill_fragment(acc[n], 0.0f);
+        for (int n = 0; n < KPW; ++n) wmma::fill_fragment(acc[n], 0.0f);
 #pragma unroll
         for (int d = 0; d < D; d += 16) {
           FragA a;
           wmma::load_matrix_sync(a, Qs + rt * 16 * LDH + d, LDH);
 #pragma unroll
-          for (int n = 0; n < 4; ++n) {
-            const int kt = (warp >> 2) + 2 * n;
+          for (int n = 0; n < KPW; ++n) {
+            const int kt = warp / RT + WPR * n;
             if (kt < nkt) {
               FragBt bk;
               wmma::load_matrix_sync(bk, Ks + kt * 16 * LDH + d, LDH);
@@ -259,8 +279,8 @@ __global__ void __launch_bounds__(kThreads, 2)
           }
         }
 #pragma unroll
-        for (int n = 0; n < 4; ++n) {
-          const int kt = (warp >> 2) + 2 * n;
+        for (int n = 0; n < KPW; ++n) {
+          const int kt = warp / RT + WPR * n;
           if (kt < nkt)
             wmma::store_matrix_sync(Sf + rt * 16 * LDS + kt * 16, acc[n], LDS,
                                     wmma::mem_row_major);
@@ -300,13 +320,12 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     __syncthreads();
 
-    // O = Pdrop V: output tiles warp * TPW + u (row tile t / NCT, channel tile t % NCT)
-    constexpr int TPW = (kFwdQ / 16) * NCT / kWarps;
-    static_assert(TPW >= 1, "output tiles per warp");
+    // O = Pdrop V: output tiles t = warp + kWarps u (row tile t / NCT, channel tile t % NCT)
+    constexpr int NT = RT * NCT;
 #pragma unroll
-    for (int u = 0; u < TPW; ++u) {
-      const int t = warp * TPW + u, rt = t / NCT, ct = t % NCT;
-      if (rt < nqt) {
+    for (int u = 0; u < (NT + kWarps - 1) / kWarps; ++u) {
+      const int t = warp + kWarps * u, rt = t / NCT, ct = t % NCT;
+      if (t < NT && rt < nqt) {
         FragC acc;
         wmma::fill_fragment(acc, 0.0f);
         for (int kt = 0; kt < nkt; ++kt) {
@@ -555,12 +574,12 @@ int unsupported(const char* op, int T, int D) {
                    op, T, D, kMaxT);
 }
 
-template <int D>
+template <int D, int QC>
 int forward_impl(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
                  int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
                  uint64_t offset, void* stream) {
-  constexpr int smem = FwdLayout<D>::kBytes;
-  auto kern = &k_attn_tc_fwd<D>;
+  constexpr int smem = FwdLayout<D, QC>::kBytes;
+  auto kern = &k_attn_tc_fwd<D, QC>;
   static unsigned done = 0;
   BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
   const dim3 grid((unsigned)NH, (unsigned)B);
@@ -604,11 +623,17 @@ extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C)
     return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: B = %d or NH = %d exceeds 65535", op, B, NH);
   const float scale = 1.0f / std::sqrt((float)D);
   const float dscale = 1.0f / (1.0f - p);
+  const char* rows = std::getenv("BJ_ATTN_TC_FWD_ROWS");
+  const bool r32 = rows != nullptr ? std::atoi(rows) == 32 : kFwdQDefault == 32;
   if (D == 32)
-    return forward_impl<32>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
-                            stream);
-  return forward_impl<64>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
-                          stream);
+    return r32 ? forward_impl<32, 32>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                      offset, stream)
+               : forward_impl<32, 64>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                      offset, stream);
+  return r32 ? forward_impl<64, 32>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                    offset, stream)
+             : forward_impl<64, 64>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                    offset, stream);
 }
 
 extern "C" int bj_cuda_attention_tc_backward(float* dqkv,          // (B, T, 3C), "="

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -213,6 +214,10 @@ int main() {
         return bj_cuda_attention_tc_backward(dqkv.p, dout.p, qkv.p, out.p, lse.p, mask, B, T, NH,
                                              D, p, 42, 0, nullptr);
       };
+      // the forward with 64-row query chunks too (BJ_ATTN_TC_FWD_ROWS; 32 is the default)
+      setenv("BJ_ATTN_TC_FWD_ROWS", "64", 1);
+      row("attention_tc fwd rows=64", sh, time_us(fwd, 20), fwd_bytes, fl);
+      unsetenv("BJ_ATTN_TC_FWD_ROWS");
       const double tf = time_us(fwd, 20), tb = time_us(bwd, 20);
       row("attention_tc fwd", sh, tf, fwd_bytes, fl);
       row("attention_tc bwd", sh, tb, bwd_bytes, 2.5 * fl);

@@ -571,6 +571,20 @@ void test_attention_tc() {
       report("attention_tc_forward out", sh, rel(gout.get(), out), kTcFwd);
       report("attention_tc_forward lse", sh, rel(glse.get(), lse), kTcFwd);
     }
+    // the forward's other query-chunk size (BJ_ATTN_TC_FWD_ROWS: 32 by default, 64)
+    for (const char* rows : {"64", "32"}) {
+      setenv("BJ_ATTN_TC_FWD_ROWS", rows, 1);
+      cudaMemset(gout.p, 0xff, nout * sizeof(float));
+      cudaMemset(glse.p, 0xff, nlse * sizeof(float));
+      const std::string shr = sh + " rows=" + rows;
+      if (GPU_OK("attention_tc_forward", shr,
+                 bj_cuda_attention_tc_forward(gout.p, glse.p, gqkv.p, gm, s.B, s.T, s.NH, s.D,
+                                              s.p, seed, offset, nullptr))) {
+        report("attention_tc_forward out", shr, rel(gout.get(), out), kTcFwd);
+        report("attention_tc_forward lse", shr, rel(glse.get(), lse), kTcFwd);
+      }
+    }
+    unsetenv("BJ_ATTN_TC_FWD_ROWS");
     auto dout = randv(nout);
     std::vector<float> dqkv(nqkv), dqkv32(nqkv);
     Dev<float> gdout(dout, s.pad), gout2(out, s.pad), glse2(lse), gdqkv(nqkv, s.pad);
