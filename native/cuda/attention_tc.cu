@@ -574,14 +574,35 @@ int unsupported(const char* op, int T, int D) {
                    op, T, D, kMaxT);
 }
 
+// Opts `kernel` in to `bytes` of dynamic shared memory and asks for the largest shared-memory
+// carveout (a hint: two or three blocks per SM need more than the default split may give), once
+// per device. BJ_OK or BJ_ERR_CUDA naming `op`.
+int prepare(const void* kernel, int bytes, unsigned* done_smem, unsigned* done_carveout,
+            const char* op) {
+  BJ_TRY(bjc::allow_smem(kernel, bytes, done_smem, op));
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return bjc::fail(BJ_ERR_CUDA, "%s: %s", op, cudaGetErrorString(e));
+  const unsigned bit = dev < 32 ? (1u << dev) : 0u;
+  if (bit != 0 && (__atomic_load_n(done_carveout, __ATOMIC_ACQUIRE) & bit)) return BJ_OK;
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                           (int)cudaSharedmemCarveoutMaxShared);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return bjc::fail(BJ_ERR_CUDA, "%s: %s (shared memory carveout)", op, cudaGetErrorString(e));
+  }
+  if (bit != 0) __atomic_fetch_or(done_carveout, bit, __ATOMIC_RELEASE);
+  return BJ_OK;
+}
+
 template <int D, int QC>
 int forward_impl(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
                  int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
                  uint64_t offset, void* stream) {
   constexpr int smem = FwdLayout<D, QC>::kBytes;
   auto kern = &k_attn_tc_fwd<D, QC>;
-  static unsigned done = 0;
-  BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
+  static unsigned done = 0, done_carveout = 0;
+  BJ_TRY(prepare((const void*)kern, smem, &done, &done_carveout, op));
   const dim3 grid((unsigned)NH, (unsigned)B);
   BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, lse, qkv, mask, T, NH, scale,
             p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
@@ -595,8 +616,8 @@ int backward_impl(const char* op, float* dqkv, const float* dout, const float* q
                   void* stream) {
   constexpr int smem = BwdLayout<D>::kBytes;
   auto kern = &k_attn_tc_bwd<D>;
-  static unsigned done = 0;
-  BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
+  static unsigned done = 0, done_carveout = 0;
+  BJ_TRY(prepare((const void*)kern, smem, &done, &done_carveout, op));
   const dim3 grid((unsigned)NH, (unsigned)B);
   BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse, mask,
             T, NH, scale, p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0,
