@@ -515,20 +515,24 @@ void test_attention_tc() {
     int mask;  // 0 = NULL, 1 = random lengths, 2 = lengths + last batch fully padded, 3 = holes
     int pad;
   };
+  // small shapes in the emulator (one fiber per GPU thread) and under compute-sanitizer
+  // (BJ_TEST_SMALL=1); more and larger ones on a GPU
+  const std::vector<S> small = {S{2, 70, 2, 64, 0.1f, 2, 0},  S{1, 1, 1, 64, 0.0f, 0, 0},
+                                S{2, 7, 2, 32, 0.1f, 3, 1},   S{1, 64, 1, 64, 0.0f, 1, 0},
+                                S{2, 100, 1, 64, 0.1f, 3, 1}, S{1, 128, 1, 64, 0.1f, 0, 0},
+                                S{2, 128, 1, 32, 0.0f, 2, 0}, S{2, 17, 1, 64, 0.1f, 2, 1}};
+  const std::vector<S> large = {S{2, 70, 2, 64, 0.1f, 2, 0},  S{1, 1, 1, 64, 0.0f, 0, 0},
+                                S{2, 7, 2, 32, 0.1f, 3, 1},   S{3, 64, 4, 64, 0.0f, 1, 0},
+                                S{3, 100, 2, 64, 0.1f, 3, 1}, S{4, 128, 3, 64, 0.1f, 1, 0},
+                                S{2, 128, 2, 32, 0.0f, 2, 0}, S{2, 17, 2, 64, 0.1f, 2, 1},
+                                S{8, 128, 12, 64, 0.1f, 1, 0}, S{2, 1, 2, 32, 0.1f, 2, 0},
+                                S{3, 128, 2, 64, 0.0f, 3, 0}, S{2, 113, 2, 32, 0.1f, 1, 1}};
 #ifdef BJ_CUDA_EMU
-  const std::vector<S> shapes = {S{2, 70, 2, 64, 0.1f, 2, 0}, S{1, 1, 1, 64, 0.0f, 0, 0},
-                                 S{2, 7, 2, 32, 0.1f, 3, 1},  S{1, 64, 1, 64, 0.0f, 1, 0},
-                                 S{2, 100, 1, 64, 0.1f, 3, 1}, S{1, 128, 1, 64, 0.1f, 0, 0},
-                                 S{2, 128, 1, 32, 0.0f, 2, 0}, S{2, 17, 1, 64, 0.1f, 2, 1}};
+  const bool use_small = true;
 #else
-  const std::vector<S> shapes = {S{2, 70, 2, 64, 0.1f, 2, 0},  S{1, 1, 1, 64, 0.0f, 0, 0},
-                                 S{2, 7, 2, 32, 0.1f, 3, 1},   S{3, 64, 4, 64, 0.0f, 1, 0},
-                                 S{3, 100, 2, 64, 0.1f, 3, 1}, S{4, 128, 3, 64, 0.1f, 1, 0},
-                                 S{2, 128, 2, 32, 0.0f, 2, 0}, S{2, 17, 2, 64, 0.1f, 2, 1},
-                                 S{8, 128, 12, 64, 0.1f, 1, 0}, S{2, 1, 2, 32, 0.1f, 2, 0},
-                                 S{3, 128, 2, 64, 0.0f, 3, 0}, S{2, 113, 2, 32, 0.1f, 1, 1}};
+  const bool use_small = std::getenv("BJ_TEST_SMALL") != nullptr;
 #endif
-  for (const S& s : shapes) {
+  for (const S& s : use_small ? small : large) {
     const std::string sh = fmt("B=%d T=%d NH=%d D=%d p=%.1f mask=%d pad=%d", s.B, s.T, s.NH, s.D,
                                s.p, s.mask, s.pad);
     const int C = s.NH * s.D;
