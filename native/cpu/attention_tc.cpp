@@ -121,12 +121,10 @@ void forward_pair(const TcArgs& a, int64_t bh, float* out, float* lse, const flo
         pd[j] = real[j] ? bf(std::exp(s[j] - l) * drop_factor(a, bh, i, j)) : 0.0f;
     }
     lse[bh * T + i] = l;
-    float* o = out + ((int64_t)b * T + i) * a.C + (int64_t)h * D;
-    for (int d = 0; d < D; ++d) {
-      float acc = 0.0f;
-      for (int j = 0; j < T; ++j) acc += pd[j] * V[(size_t)j * D + d];
-      o[d] = acc;
-    }
+    float* o = out + ((int64_t)b * T + i) * a.C + (int64_t)h * D;  // sum over j in order
+    for (int d = 0; d < D; ++d) o[d] = 0.0f;
+    for (int j = 0; j < T; ++j)
+      for (int d = 0; d < D; ++d) o[d] += pd[j] * V[(size_t)j * D + d];
   }
 }
 
@@ -164,25 +162,28 @@ void backward_pair(const TcArgs& a, int64_t bh, float* dqkv, const float* dout, 
       Pd[(size_t)i * T + j] = bf(P * f);
     }
   }
-  for (int i = 0; i < T; ++i) {  // dq_i = scale * sum_j dS_ij k_j
-    float* dq = dbase + (int64_t)i * C3;
-    for (int d = 0; d < D; ++d) {
-      float acc = 0.0f;
-      for (int j = 0; j < T; ++j) acc += dS[(size_t)i * T + j] * K[(size_t)j * D + d];
-      dq[d] = a.scale * acc;
+  // dq_i = scale * sum_j dS_ij k_j; dk_j = scale * sum_i dS_ij q_i; dv_j = sum_i Pd_ij g_i
+  // (every sum in index order: j for dq, i for dk and dv)
+  std::vector<float> acc(D), dK((size_t)T * D, 0.0f), dV((size_t)T * D, 0.0f);
+  for (int i = 0; i < T; ++i) {
+    for (int d = 0; d < D; ++d) acc[d] = 0.0f;
+    for (int j = 0; j < T; ++j) {
+      const float ds = dS[(size_t)i * T + j], pd = Pd[(size_t)i * T + j];
+      for (int d = 0; d < D; ++d) {
+        acc[d] += ds * K[(size_t)j * D + d];
+        dK[(size_t)j * D + d] += ds * Q[(size_t)i * D + d];
+        dV[(size_t)j * D + d] += pd * G[(size_t)i * D + d];
+      }
     }
+    float* dq = dbase + (int64_t)i * C3;
+    for (int d = 0; d < D; ++d) dq[d] = a.scale * acc[d];
   }
-  for (int j = 0; j < T; ++j) {  // dk_j = scale * sum_i dS_ij q_i, dv_j = sum_i Pd_ij g_i
+  for (int j = 0; j < T; ++j) {
     float* dk = dbase + (int64_t)j * C3 + C;
     float* dv = dk + C;
     for (int d = 0; d < D; ++d) {
-      float ak = 0.0f, av = 0.0f;
-      for (int i = 0; i < T; ++i) {
-        ak += dS[(size_t)i * T + j] * Q[(size_t)i * D + d];
-        av += Pd[(size_t)i * T + j] * G[(size_t)i * D + d];
-      }
-      dk[d] = a.scale * ak;
-      dv[d] = av;
+      dk[d] = a.scale * dK[(size_t)j * D + d];
+      dv[d] = dV[(size_t)j * D + d];
     }
   }
 }
