@@ -146,6 +146,24 @@ extern "C" {
                             int T, int NH, int D, float p, uint64_t seed, uint64_t offset,      \
                             void* stream);                                                      \
                                                                                                 \
+  /* ---- self-attention core on bf16 tensor cores ("tc", for the bf16 mixed-precision mode) -- */ \
+  /* Same parameters, layout, mask, dropout (Philox element index), lse and gradient convention  \
+     as attention_forward / attention_backward; only the numerics differ: q, k, v (and dout)    \
+     are rounded to bf16 (nearest even) when loaded, S = q k^T is accumulated in fp32, softmax   \
+     statistics are fp32, Pdrop is rounded to bf16 before Pdrop v. Backward: dP = dO V^T in      \
+     fp32 from bf16 operands, D_i = bf16(dout_i) . out_i in fp32, dS = P (dP - D) rounded to    \
+     bf16 (unscaled) before dS K and dS^T Q, Pdrop rounded to bf16 for Pdrop^T dO; every product \
+     accumulates in fp32 and the 1/sqrt(D) of dq, dk is applied in fp32 after. Outputs fp32.    \
+     Supported: T <= 128 and D in {32, 64}; otherwise BJ_ERR_UNSUPPORTED (callers fall back to    \
+     the fp32 ops). The CPU version is the reference of the CUDA one (same rounding points). */ \
+  int P##attention_tc_forward(float* out, float* lse, const float* qkv, const int32_t* mask,   \
+                              int B, int T, int NH, int D, float p, uint64_t seed,              \
+                              uint64_t offset, void* stream);                                   \
+  int P##attention_tc_backward(float* dqkv, const float* dout, const float* qkv,               \
+                               const float* out, const float* lse, const int32_t* mask, int B,  \
+                               int T, int NH, int D, float p, uint64_t seed, uint64_t offset,   \
+                               void* stream);                                                   \
+                                                                                                \
   /* ---- losses (per-element loss values and the gradient in one pass) ---- */                \
   /* Softmax cross-entropy. logits (B, L), labels (B) int32; a label < 0 is ignored (loss 0,     \
      grad 0); a label >= L returns BJ_ERR_INVALID. losses (B) = -log softmax(logits)[label];     \

@@ -215,6 +215,47 @@ int main() {
     cudaFree(mask);
   }
 
+  // ---- attention on bf16 tensor cores (attention_tc), bert-base shape, the same padding mask
+  // as the fp32 rows above (lengths T/2..T, generator seed 7) ----
+  {
+    const int B = 32, T = 128, NH = 12, D = 64, C = NH * D;
+    const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
+    Buf qkv(nqkv, -2.0f, 2.0f, 2), out(nout), lse(nlse), dout(nout, -1.0f, 1.0f, 3), dqkv(nqkv);
+    std::vector<int32_t> hmask((size_t)B * T, 1);
+    std::mt19937 g(7);
+    std::uniform_int_distribution<int> len(T / 2, T);
+    for (int b = 0; b < B; ++b)
+      for (int t = b == 0 ? T : len(g); t < T; ++t) hmask[(size_t)b * T + t] = 0;
+    int32_t* mask = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&mask), hmask.size() * sizeof(int32_t));
+    cudaMemcpy(mask, hmask.data(), hmask.size() * sizeof(int32_t), cudaMemcpyHostToDevice);
+    const double fl = 4.0 * B * NH * (double)T * T * D;
+    const double fwd_bytes = F * (nqkv + nout + nlse) + 4.0 * B * T;
+    const double bwd_bytes = F * (nqkv + 2.0 * nout + nlse + nqkv) + 4.0 * B * T;
+    for (float p : {0.1f, 0.0f}) {
+      char sh[96];
+      std::snprintf(sh, sizeof sh, "B32 T128 NH12 D64 mask p=%.1f", p);
+      auto fwd = [&] {
+        return bj_cuda_attention_tc_forward(out.p, lse.p, qkv.p, mask, B, T, NH, D, p, 42, 0,
+                                            nullptr);
+      };
+      auto bwd = [&] {
+        return bj_cuda_attention_tc_backward(dqkv.p, dout.p, qkv.p, out.p, lse.p, mask, B, T, NH,
+                                             D, p, 42, 0, nullptr);
+      };
+      // the forward with 64-row query chunks too (BJ_ATTN_TC_FWD_ROWS; 32 is the default)
+      setenv("BJ_ATTN_TC_FWD_ROWS", "64", 1);
+      row("attention_tc fwd rows=64", sh, time_us(fwd, 20), fwd_bytes, fl);
+      unsetenv("BJ_ATTN_TC_FWD_ROWS");
+      const double tf = time_us(fwd, 20), tb = time_us(bwd, 20);
+      row("attention_tc fwd", sh, tf, fwd_bytes, fl);
+      row("attention_tc bwd", sh, tb, bwd_bytes, 2.5 * fl);
+      row("attention_tc fwd+bwd", sh, tf < 0 || tb < 0 ? -1 : tf + tb, fwd_bytes + bwd_bytes,
+          3.5 * fl);
+    }
+    cudaFree(mask);
+  }
+
   // ---- layer norm + residual, bias + GELU ----
   {
     const int N = 4096;

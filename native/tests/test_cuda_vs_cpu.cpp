@@ -706,6 +706,144 @@ void test_attention(const char* impl) {
   }
 }
 
+// attention_tc (bf16 tensor cores): CUDA tc vs CPU tc, which round the same values to bf16 at
+// the same points. What remains is fp32 accumulation order and exp/log ulps (~1e-6 relative);
+// such a difference flips the bf16 rounding of an element of P or dS with probability ~256 x
+// 1e-6, and a flip moves that element by 2^-8 relative, so the relative norm difference is about
+// sqrt(3e-4) x 4e-3 ~ 1e-4. Tolerances 1e-3 (forward) and 2e-3 (backward: dS = P (dP - D) loses
+// digits to cancellation before its rounding) leave a margin over that and are still far below
+// the ~4e-3 that a systematic error of one bf16 ulp would give. tc vs the fp32 op is checked
+// loosely (2e-2): that is the bf16 rounding itself.
+void test_attention_tc() {
+  constexpr double kTcFwd = 1e-3, kTcBwd = 2e-3, kTcVsF32 = 2e-2;
+  struct S {
+    int B, T, NH, D;
+    float p;
+    int mask;  // 0 = NULL, 1 = random lengths, 2 = lengths + last batch fully padded, 3 = holes
+    int pad;
+  };
+  // small shapes in the emulator (one fiber per GPU thread) and under compute-sanitizer
+  // (BJ_TEST_SMALL=1); more and larger ones on a GPU
+  const std::vector<S> small = {S{2, 70, 2, 64, 0.1f, 2, 0},  S{1, 1, 1, 64, 0.0f, 0, 0},
+                                S{2, 7, 2, 32, 0.1f, 3, 1},   S{1, 64, 1, 64, 0.0f, 1, 0},
+                                S{2, 100, 1, 64, 0.1f, 3, 1}, S{1, 128, 1, 64, 0.1f, 0, 0},
+                                S{2, 128, 1, 32, 0.0f, 2, 0}, S{2, 17, 1, 64, 0.1f, 2, 1}};
+  const std::vector<S> large = {S{2, 70, 2, 64, 0.1f, 2, 0},  S{1, 1, 1, 64, 0.0f, 0, 0},
+                                S{2, 7, 2, 32, 0.1f, 3, 1},   S{3, 64, 4, 64, 0.0f, 1, 0},
+                                S{3, 100, 2, 64, 0.1f, 3, 1}, S{4, 128, 3, 64, 0.1f, 1, 0},
+                                S{2, 128, 2, 32, 0.0f, 2, 0}, S{2, 17, 2, 64, 0.1f, 2, 1},
+                                S{8, 128, 12, 64, 0.1f, 1, 0}, S{2, 1, 2, 32, 0.1f, 2, 0},
+                                S{3, 128, 2, 64, 0.0f, 3, 0}, S{2, 113, 2, 32, 0.1f, 1, 1}};
+#ifdef BJ_CUDA_EMU
+  const bool use_small = true;
+#else
+  const bool use_small = std::getenv("BJ_TEST_SMALL") != nullptr;
+#endif
+  for (const S& s : use_small ? small : large) {
+    const std::string sh = fmt("B=%d T=%d NH=%d D=%d p=%.1f mask=%d pad=%d", s.B, s.T, s.NH, s.D,
+                               s.p, s.mask, s.pad);
+    const int C = s.NH * s.D;
+    const size_t nqkv = (size_t)s.B * s.T * 3 * C, nout = (size_t)s.B * s.T * C;
+    const size_t nlse = (size_t)s.B * s.NH * s.T;
+    auto qkv = randn(nqkv);
+    std::vector<int32_t> mask((size_t)s.B * s.T, 1);
+    if (s.mask == 3) {
+      std::bernoulli_distribution real(0.7);
+      for (int b = 0; b < s.B; ++b)
+        for (int t = 0; t < s.T; ++t) mask[(size_t)b * s.T + t] = real(g_rng) ? 1 : 0;
+      mask[(size_t)s.T - 1] = 0;
+      if (s.T > 1) mask[0] = 1;
+    } else if (s.mask) {
+      std::uniform_int_distribution<int> len(1, s.T);
+      for (int b = 0; b < s.B; ++b) {
+        int L = b == 0 ? s.T : len(g_rng);
+        if (s.mask == 2 && b == s.B - 1) L = 0;
+        for (int t = L; t < s.T; ++t) mask[(size_t)b * s.T + t] = 0;
+      }
+    }
+    const uint64_t seed = 0xBF16ULL + s.T, offset = 777;
+    const int32_t* cm = s.mask ? mask.data() : nullptr;
+    Dev<float> gqkv(qkv, s.pad), gout(nout, s.pad), glse(nlse);
+    Dev<int32_t> gmask(mask);
+    const int32_t* gm = s.mask ? gmask.p : nullptr;
+    std::vector<float> out(nout), lse(nlse), out32(nout), lse32(nlse);
+    CPU_OK("attention_tc_forward", sh,
+           bj_cpu_attention_tc_forward(out.data(), lse.data(), qkv.data(), cm, s.B, s.T, s.NH,
+                                       s.D, s.p, seed, offset, nullptr));
+    CPU_OK("attention_forward (fp32)", sh,
+           bj_cpu_attention_forward(out32.data(), lse32.data(), qkv.data(), cm, s.B, s.T, s.NH,
+                                    s.D, s.p, seed, offset, nullptr));
+    report("attention_tc cpu vs fp32 out", sh, rel(out, out32), kTcVsF32);
+    cudaMemset(gout.p, 0xff, nout * sizeof(float));  // NaN: every element must be written
+    cudaMemset(glse.p, 0xff, nlse * sizeof(float));
+    if (GPU_OK("attention_tc_forward", sh,
+               bj_cuda_attention_tc_forward(gout.p, glse.p, gqkv.p, gm, s.B, s.T, s.NH, s.D, s.p,
+                                            seed, offset, nullptr))) {
+      report("attention_tc_forward out", sh, rel(gout.get(), out), kTcFwd);
+      report("attention_tc_forward lse", sh, rel(glse.get(), lse), kTcFwd);
+    }
+    // the forward's other query-chunk size (BJ_ATTN_TC_FWD_ROWS: 32 by default, 64)
+    for (const char* rows : {"64", "32"}) {
+      setenv("BJ_ATTN_TC_FWD_ROWS", rows, 1);
+      cudaMemset(gout.p, 0xff, nout * sizeof(float));
+      cudaMemset(glse.p, 0xff, nlse * sizeof(float));
+      const std::string shr = sh + " rows=" + rows;
+      if (GPU_OK("attention_tc_forward", shr,
+                 bj_cuda_attention_tc_forward(gout.p, glse.p, gqkv.p, gm, s.B, s.T, s.NH, s.D,
+                                              s.p, seed, offset, nullptr))) {
+        report("attention_tc_forward out", shr, rel(gout.get(), out), kTcFwd);
+        report("attention_tc_forward lse", shr, rel(glse.get(), lse), kTcFwd);
+      }
+    }
+    unsetenv("BJ_ATTN_TC_FWD_ROWS");
+    auto dout = randv(nout);
+    std::vector<float> dqkv(nqkv), dqkv32(nqkv);
+    Dev<float> gdout(dout, s.pad), gout2(out, s.pad), glse2(lse), gdqkv(nqkv, s.pad);
+    cudaMemset(gdqkv.p, 0xff, nqkv * sizeof(float));  // NaN: every element must be written
+    CPU_OK("attention_tc_backward", sh,
+           bj_cpu_attention_tc_backward(dqkv.data(), dout.data(), qkv.data(), out.data(),
+                                        lse.data(), cm, s.B, s.T, s.NH, s.D, s.p, seed, offset,
+                                        nullptr));
+    CPU_OK("attention_backward (fp32)", sh,
+           bj_cpu_attention_backward(dqkv32.data(), dout.data(), qkv.data(), out32.data(),
+                                     lse32.data(), cm, s.B, s.T, s.NH, s.D, s.p, seed, offset,
+                                     nullptr));
+    report("attention_tc cpu vs fp32 dqkv", sh, rel(dqkv, dqkv32), kTcVsF32);
+    if (GPU_OK("attention_tc_backward", sh,
+               bj_cuda_attention_tc_backward(gdqkv.p, gdout.p, gqkv.p, gout2.p, glse2.p, gm, s.B,
+                                             s.T, s.NH, s.D, s.p, seed, offset, nullptr))) {
+      const auto g = gdqkv.get();
+      report("attention_tc_backward dq", sh, rel(g, dqkv, 0, SIZE_MAX, 3 * C, C), kTcBwd);
+      report("attention_tc_backward dk", sh, rel(g, dqkv, C, SIZE_MAX, 3 * C, C), kTcBwd);
+      report("attention_tc_backward dv", sh, rel(g, dqkv, 2 * C, SIZE_MAX, 3 * C, C), kTcBwd);
+      cudaMemset(gdqkv.p, 0, nqkv * sizeof(float));
+      if (GPU_OK("attention_tc_backward (rerun)", sh,
+                 bj_cuda_attention_tc_backward(gdqkv.p, gdout.p, gqkv.p, gout2.p, glse2.p, gm,
+                                               s.B, s.T, s.NH, s.D, s.p, seed, offset, nullptr)))
+        report_bits("attention_tc_backward (rerun)", sh, same_bits(gdqkv.get(), g));
+    }
+  }
+  // unsupported shapes: T > 128 or D outside {32, 64}, on both backends
+  float* dummy = nullptr;
+  cudaMalloc(reinterpret_cast<void**>(&dummy), 64 * sizeof(float));
+  std::vector<float> h(64);
+  const int cases[3][2] = {{129, 64}, {16, 128}, {16, 16}};
+  for (const auto& td : cases) {
+    const std::string sh = fmt("T=%d D=%d", td[0], td[1]);
+    const bool ok =
+        bj_cuda_attention_tc_forward(dummy, dummy, dummy, nullptr, 1, td[0], 1, td[1], 0.0f, 0,
+                                     0, nullptr) == BJ_ERR_UNSUPPORTED &&
+        bj_cuda_attention_tc_backward(dummy, dummy, dummy, dummy, dummy, nullptr, 1, td[0], 1,
+                                      td[1], 0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED &&
+        bj_cpu_attention_tc_forward(h.data(), h.data(), h.data(), nullptr, 1, td[0], 1, td[1],
+                                    0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED &&
+        bj_cpu_attention_tc_backward(h.data(), h.data(), h.data(), h.data(), h.data(), nullptr, 1,
+                                     td[0], 1, td[1], 0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED;
+    report_bits("attention_tc unsupported", sh, ok);
+  }
+  cudaFree(dummy);
+}
+
 void test_losses() {
   for (auto [B, L] : {std::pair<int, int>{5, 3}, {64, 1000}, {1, 1}, {33, 2}}) {
     const std::string sh = fmt("B=%d L=%d", B, L);
@@ -829,9 +967,17 @@ int main() {
     return 77;
   }
   std::printf("CUDA vs CPU, %d device(s)\n", ndev);
+  // BJ_TEST_ONLY=attention_tc runs only the attention_tc checks (the emulator is slow)
+  const char* only = std::getenv("BJ_TEST_ONLY");
+  if (only && std::strcmp(only, "attention_tc") == 0) {
+    test_attention_tc();
+    std::printf("%d passed, %d failed\n", g_pass, g_fail);
+    return g_fail == 0 ? 0 : 1;
+  }
   report_bits("num_threads", "bj_cuda_num_threads() == 0", bj_cuda_num_threads() == 0);
   // BJ_TEST_ONLY=<names> (comma-separated) runs only those op families (memory, embeddings,
-  // layernorm, gelu, tanh, dropout, attention, losses, optimizer, dropout_layernorm, errors),
+  // layernorm, gelu, tanh, dropout, attention, attention_tc, losses, optimizer, dropout_layernorm,
+  // errors),
   // e.g. in the emulator.
   const char* only_fam = std::getenv("BJ_TEST_ONLY");
   auto want = [&](const char* fam) {
@@ -852,6 +998,7 @@ int main() {
       if (list.find(std::string(",") + impl + ",") != std::string::npos) test_attention(impl);
     unsetenv("BJ_ATTN_IMPL");
   }
+  if (want("attention_tc")) test_attention_tc();
   if (want("losses")) test_losses();
   if (want("optimizer")) test_optimizer();
   if (want("dropout_layernorm")) test_dropout_layernorm();  // after the others (same inputs)

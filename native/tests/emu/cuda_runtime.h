@@ -43,6 +43,10 @@ struct alignas(16) float4 {
 struct alignas(8) float2 {
   float x, y;
 };
+struct alignas(8) uint2 {
+  unsigned x, y;
+};
+inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 struct alignas(8) uint2 {
   unsigned x, y;
@@ -66,7 +70,11 @@ enum cudaMemcpyKind {
   cudaMemcpyDeviceToDevice = 3,
   cudaMemcpyDefault = 4
 };
-enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaFuncAttribute {
+  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+  cudaFuncAttributePreferredSharedMemoryCarveout = 9
+};
+enum cudaSharedCarveout { cudaSharedmemCarveoutMaxShared = 100 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 enum cudaStreamCaptureStatus {
   cudaStreamCaptureStatusNone = 0,
@@ -254,7 +262,11 @@ inline void trampoline() {
   fiber_exit();
 }
 
-inline void* dyn_smem() { return S().dyn.data(); }
+// Dynamic shared memory, 128-byte aligned (the WMMA loads and stores need 32-byte alignment).
+inline void* dyn_smem() {
+  const uintptr_t p = reinterpret_cast<uintptr_t>(S().dyn.data());
+  return reinterpret_cast<void*>((p + 127) & ~uintptr_t(127));
+}
 
 inline void run_block() {
   Sched& s = S();
@@ -298,7 +310,7 @@ void launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, A... a) {
   s.body = [&]() { k(a...); };
   s.bdim = b;
   s.gdim = g;
-  s.dyn.assign(smem + 16, 0xff);  // NaN-filled, like uninitialized shared memory
+  s.dyn.assign(smem + 16 + 128, 0xff);  // NaN-filled, like uninitialized shared memory
   for (unsigned z = 0; z < g.z; ++z)
     for (unsigned y = 0; y < g.y; ++y)
       for (unsigned x = 0; x < g.x; ++x) {

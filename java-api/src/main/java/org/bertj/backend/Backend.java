@@ -214,6 +214,24 @@ public interface Backend extends AutoCloseable {
   void attentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
       Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset);
 
+  /**
+   * {@link #attentionForward} on bf16 tensor cores (CUDA; the CPU computes the same rounding):
+   * q, k, v rounded to bf16, fp32 accumulation and softmax, P rounded to bf16 before P v
+   * ({@code attention_tc} in bertj.h). Same arguments and outputs. Returns false, computing
+   * nothing, when the shape is not supported (t > 128 or d not in {32, 64}); the caller then
+   * uses {@link #attentionForward}.
+   */
+  boolean attentionForwardLowp(Tensor out, Tensor lse, Tensor qkv, Tensor mask, int b, int t,
+      int nh, int d, float p, long seed, long offset);
+
+  /**
+   * {@link #attentionBackward} with the rounding of {@link #attentionForwardLowp} (dout, dS and P
+   * rounded to bf16 before their products); for an out and lse from that forward. Returns false,
+   * computing nothing, when the shape is not supported.
+   */
+  boolean attentionBackwardLowp(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
+      Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset);
+
   // ---- losses ----
 
   /** Per-row cross-entropy losses (b) and dlogits (b, l) * gradScale (dlogits may be null). */

@@ -120,6 +120,16 @@ final class CudaKernels implements Kernels {
   }
 
   @Override
+  public int attentionTcForward(long out, long lse, long qkv, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream) {
+    return BertjCuda.bj_cuda_attention_tc_forward(out, lse, qkv, mask, b, t, nh, d, p, seed, offset, stream);
+  }
+
+  @Override
+  public int attentionTcBackward(long dqkv, long dout, long qkv, long out, long lse, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream) {
+    return BertjCuda.bj_cuda_attention_tc_backward(dqkv, dout, qkv, out, lse, mask, b, t, nh, d, p, seed, offset, stream);
+  }
+
+  @Override
   public int crossEntropy(long losses, long dlogits, long logits, long labels, int b, int l, float gradScale, long stream) {
     return BertjCuda.bj_cuda_cross_entropy(losses, dlogits, logits, labels, b, l, gradScale, stream);
   }

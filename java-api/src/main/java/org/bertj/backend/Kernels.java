@@ -61,6 +61,12 @@ interface Kernels {
   int attentionBackward(long dqkv, long dout, long qkv, long out, long lse, long mask, int b,
       int t, int nh, int d, float p, long seed, long offset, long stream);
 
+  int attentionTcForward(long out, long lse, long qkv, long mask, int b, int t, int nh, int d,
+      float p, long seed, long offset, long stream);
+
+  int attentionTcBackward(long dqkv, long dout, long qkv, long out, long lse, long mask, int b,
+      int t, int nh, int d, float p, long seed, long offset, long stream);
+
   int crossEntropy(long losses, long dlogits, long logits, long labels, int b, int l,
       float gradScale, long stream);
 

@@ -320,6 +320,43 @@ abstract class NativeBackend implements Backend {
         "attentionBackward");
   }
 
+  /** The status code of an unsupported shape or option (BJ_ERR_UNSUPPORTED). */
+  private static final int ERR_UNSUPPORTED = 3;
+
+  @Override
+  public boolean attentionForwardLowp(Tensor out, Tensor lse, Tensor qkv, Tensor mask, int b,
+      int t, int nh, int d, float p, long seed, long offset) {
+    attentionDims(b, t, nh, d);
+    probability(p);
+    long bt = (long) b * t;
+    long c = (long) nh * d;
+    int status = k.attentionTcForward(f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
+        f32(qkv, "qkv", bt * 3 * c), i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset,
+        stream());
+    if (status == ERR_UNSUPPORTED) {
+      return false;
+    }
+    ok(status, "attentionForwardLowp");
+    return true;
+  }
+
+  @Override
+  public boolean attentionBackwardLowp(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
+      Tensor lse, Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset) {
+    attentionDims(b, t, nh, d);
+    probability(p);
+    long bt = (long) b * t;
+    long c = (long) nh * d;
+    int status = k.attentionTcBackward(f32(dqkv, "dqkv", bt * 3 * c), f32(dout, "dout", bt * c),
+        f32(qkv, "qkv", bt * 3 * c), f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
+        i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset, stream());
+    if (status == ERR_UNSUPPORTED) {
+      return false;
+    }
+    ok(status, "attentionBackwardLowp");
+    return true;
+  }
+
   // ---- losses ----
 
   @Override

@@ -9,9 +9,13 @@ import java.util.Locale;
  *   <li>{@link #FP32}: everything in fp32, the reference path on every backend.
  *   <li>{@link #BF16}: mixed precision. The Linear layers' GEMMs take bf16 inputs (a bf16 copy of
  *       the weights, refreshed after each optimizer step, and the activations rounded to bf16
- *       right before each GEMM) and accumulate and write fp32. Master weights, gradients, AdamW
- *       moments, layer norm, softmax, attention and the losses stay fp32. On CUDA the GEMMs run
- *       on the bf16 tensor cores; the CPU backend computes the same rounding (for tests).
+ *       right before each GEMM) and accumulate and write fp32. The attention core (T <= 128,
+ *       head size 32 or 64) rounds q, k, v, the probabilities and, in the backward, dout and dS
+ *       to bf16 for its products, with fp32 accumulation and fp32 softmax statistics
+ *       ({@link Backend#attentionForwardLowp}); other shapes keep the fp32 attention. Master
+ *       weights, gradients, AdamW moments, layer norm and the losses stay fp32. On CUDA the GEMMs
+ *       and the attention products run on the bf16 tensor cores; the CPU backend computes the
+ *       same rounding (for tests).
  * </ul>
  */
 public enum Precision {

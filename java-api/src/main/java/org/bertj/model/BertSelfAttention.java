@@ -3,6 +3,7 @@ package org.bertj.model;
 import org.bertj.io.BertConfig;
 import java.util.Arrays;
 import org.bertj.backend.Backend;
+import org.bertj.backend.Precision;
 import org.bertj.backend.Tensor;
 
 /**
@@ -14,6 +15,12 @@ import org.bertj.backend.Tensor;
  * <p>The three weights are adjacent in the flat buffer and read as one (3C, C) matrix, their
  * biases as one (3C) vector, so the projection is ONE GEMM producing packed qkv (B*T, 3C), the
  * layout {@link Backend#attentionForward} takes.
+ *
+ * <p>With bf16 parameters ({@link Parameters#precision()} BF16) the attention core runs on the
+ * bf16 tensor cores ({@link Backend#attentionForwardLowp}: q, k, v, P rounded to bf16, fp32
+ * accumulation and softmax) when the backend supports the shape (T <= 128, head size 32 or 64),
+ * and in fp32 otherwise; the backward follows whichever path the forward took. System property
+ * {@code bertj.attention.tc=false} keeps the fp32 attention in the bf16 mode (for comparisons).
  */
 public final class BertSelfAttention {
   /** Saved activations. */
@@ -26,6 +33,8 @@ public final class BertSelfAttention {
     public final Tensor lse;
     float p;
     long offset;
+    /** The forward ran the bf16 tensor-core op (so the backward must too). */
+    boolean lowp;
 
     Activations(Arena a, int b, int t, int c, int nh) {
       qkv = a.take((long) b * t, 3L * c);
@@ -36,6 +45,9 @@ public final class BertSelfAttention {
 
   private final Backend be;
   private final BertConfig config;
+  private final Parameters ps;
+  /** bertj.attention.tc=false (read when the model is built): bf16 keeps the fp32 attention. */
+  private final boolean tcOff = "false".equalsIgnoreCase(System.getProperty("bertj.attention.tc"));
   /** The packed (3C, C) projection, as one Linear (so it follows the parameters' precision). */
   private final Linear qkv;
 
@@ -43,6 +55,7 @@ public final class BertSelfAttention {
   public BertSelfAttention(Parameters ps, String prefix, BertConfig c) {
     this.be = ps.backend();
     this.config = c;
+    this.ps = ps;
     long h = c.getHiddenSize();
     String[] names = {"query", "key", "value"};
     Parameter[] w = new Parameter[3];
@@ -86,8 +99,13 @@ public final class BertSelfAttention {
     qkv.forward(a.qkv, x, n);
     a.p = rng.p(config.getAttentionProbsDropoutProb());
     a.offset = a.p > 0f ? rng.take((long) b * nh * t * t) : 0L;
-    be.attentionForward(a.ctx, a.lse, a.qkv, mask, b, t, nh, config.getHeadSize(), a.p, rng.seed(),
-        a.offset);
+    int d = config.getHeadSize();
+    a.lowp = ps.precision() == Precision.BF16 && !tcOff
+        && be.attentionForwardLowp(a.ctx, a.lse, a.qkv, mask, b, t, nh, d, a.p, rng.seed(),
+            a.offset);
+    if (!a.lowp) {
+      be.attentionForward(a.ctx, a.lse, a.qkv, mask, b, t, nh, d, a.p, rng.seed(), a.offset);
+    }
   }
 
   /**
@@ -98,8 +116,13 @@ public final class BertSelfAttention {
       int b, int t, DropoutRng rng) {
     int n = b * t;
     int c = config.getHiddenSize();
-    be.attentionBackward(dqkv, dctx, a.qkv, a.ctx, a.lse, mask, b, t,
-        config.getNumAttentionHeads(), config.getHeadSize(), a.p, rng.seed(), a.offset);
+    int nh = config.getNumAttentionHeads();
+    int d = config.getHeadSize();
+    if (!(a.lowp && be.attentionBackwardLowp(dqkv, dctx, a.qkv, a.ctx, a.lse, mask, b, t, nh, d,
+        a.p, rng.seed(), a.offset))) {
+      be.attentionBackward(dqkv, dctx, a.qkv, a.ctx, a.lse, mask, b, t, nh, d, a.p, rng.seed(),
+          a.offset);
+    }
     qkv.backward(dx, dqkv, x, n, true);
   }
 }

@@ -77,6 +77,12 @@ public final class BertjCpu {
   public static native int bj_cpu_attention_backward(@Cast("float*") long dqkv, @Cast("const float*") long dout, @Cast("const float*") long qkv, @Cast("const float*") long out,
       @Cast("const float*") long lse, @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
 
+  public static native int bj_cpu_attention_tc_forward(@Cast("float*") long out, @Cast("float*") long lse, @Cast("const float*") long qkv, @Cast("const int32_t*") long mask,
+      int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+
+  public static native int bj_cpu_attention_tc_backward(@Cast("float*") long dqkv, @Cast("const float*") long dout, @Cast("const float*") long qkv, @Cast("const float*") long out,
+      @Cast("const float*") long lse, @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+
   public static native int bj_cpu_cross_entropy(@Cast("float*") long losses, @Cast("float*") long dlogits, @Cast("const float*") long logits, @Cast("const int32_t*") long labels,
       int B, int L, float gradScale, @Cast("void*") long stream);
 

@@ -365,6 +365,36 @@ class CudaVsCpuTest {
     close("attention dqkv", dqkv, 1e-4);
   }
 
+  /** attention_tc (bf16 tensor cores) vs its CPU reference: same bf16 rounding points. */
+  @ParameterizedTest
+  @CsvSource({"2,16,4,64,0.0", "1,1,2,32,0.1", "3,100,2,64,0.1", "4,128,12,64,0.1",
+      "2,128,4,32,0.0"})
+  void attentionTc(int b, int t, int nh, int d, float p) {
+    int c = nh * d;
+    int[] mask = new int[b * t];
+    for (int i = 0; i < b; i++) {
+      int len = i == 1 && b > 2 ? 0 : Math.max(1, t - i * (t / 3 + 1)); // row 1 of 3+: fully padded
+      for (int j = 0; j < t; j++) {
+        mask[i * t + j] = j < len ? 1 : 0;
+      }
+    }
+    P m = ints(mask);
+    P qkv = rand(b * t, 3 * c);
+    P out = zeros(b * t, c);
+    P lse = zeros(b * nh * t);
+    assertTrue(cpu.attentionForwardLowp(out.c, lse.c, qkv.c, m.c, b, t, nh, d, p, 5, 77));
+    assertTrue(gpu.attentionForwardLowp(out.g, lse.g, qkv.g, m.g, b, t, nh, d, p, 5, 77));
+    close("attention_tc out", out, 1e-3);
+    close("attention_tc lse", lse, 1e-3);
+    P dout = rand(b * t, c);
+    P dqkv = zeros(b * t, 3 * c);
+    assertTrue(cpu.attentionBackwardLowp(dqkv.c, dout.c, qkv.c, out.c, lse.c, m.c, b, t, nh, d,
+        p, 5, 77));
+    assertTrue(gpu.attentionBackwardLowp(dqkv.g, dout.g, qkv.g, out.g, lse.g, m.g, b, t, nh, d,
+        p, 5, 77));
+    close("attention_tc dqkv", dqkv, 2e-3);
+  }
+
   @Test
   void lossesAndOptimizer() {
     int b = 37, l = 5;

@@ -1,0 +1,687 @@
+// Self-attention core on the bf16 tensor cores ("tc"), forward and backward, for bertj's bf16
+// mixed-precision mode. Semantics and rounding points: native/cpu/attention_tc.cpp (the readable
+// reference) and bertj.h; layout, mask, dropout element index and lse as native/cuda/attention.cu.
+//
+// Supported: T <= 128, head dim D in {32, 64} (template parameter); anything else returns
+// BJ_ERR_UNSUPPORTED and the caller uses the fp32 ops.
+//
+// One block of 256 threads (8 warps) per (head h, batch b): grid (NH, B). The block's keys and
+// values (keys up to the last real key, rounded up to 16: KP = 16 * nkt) sit in shared memory as
+// bf16 (row stride D + 8 bf16, 16 bytes of skew per row); queries are walked in chunks. Every
+// product runs on WMMA 16x16x16 bf16 fragments with fp32 accumulators; softmax, dropout (Philox,
+// the element index of the fp32 op) and dS are element-wise passes by all threads over fp32
+// tiles in shared memory (row strides padded so that the threads of one row group hit distinct
+// banks). Fragments are used only through load/store/mma/fill (never the per-thread element
+// layout), which is what the CPU emulation in native/tests/emu/mma.h supports.
+//
+// - k_attn_tc_fwd<D, QC>: query chunks of QC = 32 (default) or 64 rows. S = Q K^T (warp w: row
+//   tile w % RT, key tiles w / RT + WPR n), then 256 / QC threads per row: max, sum, lse = m +
+//   log(l), Pd = bf16(exp(s - lse) * keep / (1 - p)); O = Pd V (output tiles spread over the
+//   warps) staged in fp32 shared memory (over the S tile) and written out. Dynamic shared memory
+//   at D = 64: 66.6 KB with QC = 32 (80 registers: three blocks per SM), 97.9 KB with QC = 64
+//   (two blocks per SM).
+// - k_attn_tc_bwd<D>: warp w owns key tile w (keys 16w .. 16w + 15) and keeps dK, dV of it in
+//   fp32 accumulator fragments across the query chunks (32 rows). Per chunk: Q, bf16(dO) and
+//   D_i = bf16(dO_i) . out_i; S = Q K^T and dP = dO V^T for the warp's key tile; 8 threads per
+//   row: P = exp(scale s - lse), dropout, dS = bf16(P (dP f - D_i)), Pd = bf16(P f); then
+//   dV += Pd^T dO and dK += dS^T Q (col-major loads of the transposed tiles), and dQ = dS K (one
+//   16 x 16 tile per warp) staged in shared memory and written with the scale. At the end dK (x
+//   scale) and dV go through shared memory (over the S/dP tiles) to global memory; keys at or
+//   after KP (padded) get 0. Dynamic shared memory at D = 64: 99.2 KB (two blocks per SM).
+// Deterministic: fixed tile order, no atomics. Keys after the last real key are neither loaded
+// nor computed (16-key granularity); a batch without a real key attends uniformly to its T keys
+// (P = 1/T, lse = log T, dS = 0).
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "common.cuh"
+
+#ifdef BJ_CUDA_EMU
+#define BJ_TC_SMEM(name) unsigned char* name = reinterpret_cast<unsigned char*>(::emu::dyn_smem())
+#else
+#define BJ_TC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
+namespace {
+using namespace nvcuda;
+typedef __nv_bfloat16 bf16;
+
+constexpr int kThreads = 256, kWarps = kThreads / 32;
+constexpr int kMaxT = 128;  // longest sequence (keys and queries)
+// Query rows per forward chunk: 32 (default: 66.6 KB of shared memory and at most 80 registers,
+// three blocks per SM, so that B32 x NH12 = 384 blocks fit the 132 SMs of an H100/H200 in one
+// wave) or 64 (97.9 KB, 128 registers, two blocks per SM, half the chunks and barriers). The
+// environment variable BJ_ATTN_TC_FWD_ROWS=64 or 32 overrides the default (read per call: a
+// benchmarking knob; bench_cuda_ops times both).
+constexpr int kFwdQDefault = 32;
+constexpr int kBwdQ = 32;   // query rows per backward chunk
+static_assert(kMaxT / 16 == kWarps, "the backward gives each warp one key tile");
+
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> FragA;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> FragAt;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> FragB;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> FragBt;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
+
+constexpr int align128(int x) { return (x + 127) / 128 * 128; }
+
+// Shared memory of the forward with QC query rows per chunk (byte offsets; every buffer
+// 128-byte aligned).
+template <int D, int QC>
+struct FwdLayout {
+  static constexpr int kFwdQ = QC;
+  static constexpr int LDH = D + 8;                // bf16 rows of Q, K, V
+  static constexpr int TPR = kThreads / kFwdQ;     // threads per score row (4 or 8)
+  static constexpr int LDS = kMaxT + TPR;          // fp32 scores
+  static constexpr int LDP = kMaxT + 8;            // bf16 probabilities
+  static constexpr int LDO = D + 4;                // fp32 output staging (over the scores)
+  static constexpr int oQ = 0;
+  static constexpr int oK = align128(oQ + kFwdQ * LDH * 2);
+  static constexpr int oV = align128(oK + kMaxT * LDH * 2);
+  static constexpr int oS = align128(oV + kMaxT * LDH * 2);
+  static constexpr int oP = align128(oS + kFwdQ * LDS * 4);
+  static constexpr int oValid = align128(oP + kFwdQ * LDP * 2);
+  static constexpr int oRed = align128(oValid + kMaxT * 4);
+  static constexpr int kBytes = align128(oRed + kWarps * 4);
+  static_assert(LDO <= LDS, "output staging fits in the score tile");
+};
+
+// Shared memory of the backward.
+template <int D>
+struct BwdLayout {
+  static constexpr int LDH = D + 8;             // bf16 rows of K, V, Q, dO
+  static constexpr int TPR = kThreads / kBwdQ;  // threads per score row (8)
+  static constexpr int LDS = kMaxT + TPR;       // fp32 S and dP
+  static constexpr int LDP = kMaxT + 8;         // bf16 dS and Pd
+  static constexpr int LDO = D + 4;             // fp32 staging of dQ, dK, dV (over S and dP)
+  static constexpr int oK = 0;
+  static constexpr int oV = align128(oK + kMaxT * LDH * 2);
+  static constexpr int oQ = align128(oV + kMaxT * LDH * 2);
+  static constexpr int oG = align128(oQ + kBwdQ * LDH * 2);
+  static constexpr int oS = align128(oG + kBwdQ * LDH * 2);
+  static constexpr int odP = oS + kBwdQ * LDS * 4;  // right after S: one staging area
+  static constexpr int odS = align128(odP + kBwdQ * LDS * 4);
+  static constexpr int oPd = align128(odS + kBwdQ * LDP * 2);
+  static constexpr int oLse = align128(oPd + kBwdQ * LDP * 2);
+  static constexpr int oDel = align128(oLse + kBwdQ * 4);
+  static constexpr int oValid = align128(oDel + kBwdQ * 4);
+  static constexpr int oRed = align128(oValid + kMaxT * 4);
+  static constexpr int kBytes = align128(oRed + kWarps * 4);
+  static_assert((kBwdQ * LDS * 4) % 32 == 0, "dP tile alignment");
+  static_assert(kMaxT * LDO <= 2 * kBwdQ * LDS, "dK / dV staging fits over S and dP");
+};
+
+// s_valid[j] = key j is real (j < kMaxT; 0 from T on); returns one past the last real key (0
+// when the batch has none). Block-wide: every thread gets the answer.
+__device__ __forceinline__ int key_setup(const int32_t* mask, int b, int T, int* s_valid,
+                                         int* s_red) {
+  int last = 0;
+  for (int j = threadIdx.x; j < kMaxT; j += kThreads) {
+    int v = 0;
+    if (j < T) v = mask == nullptr ? 1 : (mask[(int64_t)b * T + j] != 0 ? 1 : 0);
+    s_valid[j] = v;
+    if (v) last = j + 1;
+  }
+  last = bjc::warp_max(last);
+  if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = last;
+  __syncthreads();
+  int r = 0;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) r = max(r, s_red[w]);
+  return r;
+}
+
+// For each of the NS sources s: dst[s][r * LDH + c] = bf16(src[s][r * gstride + c]) for
+// r < nvalid, c < D, and zero rows [nvalid, nrows) (nrows <= MAXR). The loop counts are constants
+// and every load is issued before the first conversion, so a thread keeps up to
+// NS * MAXR * D / (4 * kThreads) loads in flight (the latency, not the bandwidth, bounds a block).
+template <int D, int LDH, int MAXR, int NS>
+__device__ __forceinline__ void load_bf16_rows(bf16* const* dst, const float* const* src,
+                                               int64_t gstride, int nvalid, int nrows, int vec) {
+  constexpr int C4 = D / 4, IT = (MAXR * C4 + kThreads - 1) / kThreads;
+  float4 v[NS][IT];
+#pragma unroll
+  for (int i = 0; i < IT; ++i) {
+    const int e = threadIdx.x + i * kThreads, r = e / C4, c = (e % C4) * 4;
+#pragma unroll
+    for (int k = 0; k < NS; ++k) {
+      v[k][i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (r < nvalid) {
+        const float* p = src[k] + r * gstride + c;
+        v[k][i] = vec ? *reinterpret_cast<const float4*>(p) : make_float4(p[0], p[1], p[2], p[3]);
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < IT; ++i) {
+    const int e = threadIdx.x + i * kThreads, r = e / C4, c = (e % C4) * 4;
+    if (r < nrows) {
+#pragma unroll
+      for (int k = 0; k < NS; ++k) {
+        __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(dst[k] + r * LDH + c);
+        o[0] = __floats2bfloat162_rn(v[k][i].x, v[k][i].y);
+        o[1] = __floats2bfloat162_rn(v[k][i].z, v[k][i].w);
+      }
+    }
+  }
+}
+
+// Reduction over the TPR consecutive lanes of one row group (TPR a power of two <= 32).
+template <int TPR>
+__device__ __forceinline__ float group_max(float v) {
+#pragma unroll
+  for (int o = TPR / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(bjc::kFull, v, o));
+  return v;
+}
+template <int TPR>
+__device__ __forceinline__ float group_sum(float v) {
+#pragma unroll
+  for (int o = TPR / 2; o > 0; o >>= 1) v += __shfl_xor_sync(bjc::kFull, v, o);
+  return v;
+}
+
+// keep / (1 - p) of dropout element idx (p > 0).
+__device__ __forceinline__ float drop_factor(float p, float dscale, uint64_t seed, uint64_t idx) {
+  return bj_dropout_uniform(seed, idx) >= p ? dscale : 0.0f;
+}
+
+// dst row (global, D floats) = src row (shared, fp32) * mul; float4 when vec.
+template <int D>
+__device__ __forceinline__ void store_row4(float* dst, const float* src, float mul, int vec) {
+  const float4 v = *reinterpret_cast<const float4*>(src);
+  if (vec) {
+    *reinterpret_cast<float4*>(dst) = make_float4(v.x * mul, v.y * mul, v.z * mul, v.w * mul);
+  } else {
+    dst[0] = v.x * mul;
+    dst[1] = v.y * mul;
+    dst[2] = v.z * mul;
+    dst[3] = v.w * mul;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+template <int D, int QC>
+__global__ void __launch_bounds__(kThreads, QC == 64 ? 2 : 3)
+    k_attn_tc_fwd(float* out, float* lse, const float* qkv, const int32_t* mask, int T, int NH,
+                  float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
+                  int vec_out) {
+  typedef FwdLayout<D, QC> L;
+  constexpr int LDH = L::LDH, LDS = L::LDS, LDP = L::LDP, LDO = L::LDO, TPR = L::TPR;
+  constexpr int NCT = D / 16, C4 = D / 4, kFwdQ = QC;
+  constexpr int RT = kFwdQ / 16;   // row tiles per chunk (4 or 2)
+  constexpr int WPR = kWarps / RT;  // warps per row tile in S = Q K^T (2 or 4)
+  constexpr int KPW = kMaxT / 16 / WPR;  // key tiles per warp (4 or 2)
+  BJ_TC_SMEM(smem);
+  bf16* Qs = reinterpret_cast<bf16*>(smem + L::oQ);       // (kFwdQ, LDH) query chunk
+  bf16* Ks = reinterpret_cast<bf16*>(smem + L::oK);       // (kMaxT, LDH)
+  bf16* Vs = reinterpret_cast<bf16*>(smem + L::oV);       // (kMaxT, LDH)
+  float* Sf = reinterpret_cast<float*>(smem + L::oS);     // (kFwdQ, LDS) unscaled scores
+  float* Of = Sf;                                         // (kFwdQ, LDO) output staging
+  bf16* Pb = reinterpret_cast<bf16*>(smem + L::oP);       // (kFwdQ, LDP) bf16(Pdrop)
+  int* s_valid = reinterpret_cast<int*>(smem + L::oValid);
+  int* s_red = reinterpret_cast<int*>(smem + L::oRed);
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const uint64_t bh = (uint64_t)b * NH + h;
+  const float inv_t = 1.0f / (float)T;
+
+  int kend = key_setup(mask, b, T, s_valid, s_red);
+  const bool uniform = kend == 0;
+  if (uniform) kend = T;  // no real key: every key attends uniformly
+  const int nkt = (kend + 15) / 16, KP = 16 * nkt;
+  if constexpr (QC == 64) {
+    bf16* const dst[2] = {Ks, Vs};
+    const float* const src[2] = {qkv_b + C, qkv_b + 2 * C};
+    load_bf16_rows<D, LDH, kMaxT, 2>(dst, src, C3, kend, KP, vec_in);
+  } else {  // fewer loads in flight: 80 registers
+    bf16* const dk[1] = {Ks};
+    bf16* const dv[1] = {Vs};
+    const float* const sk[1] = {qkv_b + C};
+    const float* const sv[1] = {qkv_b + 2 * C};
+    load_bf16_rows<D, LDH, kMaxT, 1>(dk, sk, C3, kend, KP, vec_in);
+    load_bf16_rows<D, LDH, kMaxT, 1>(dv, sv, C3, kend, KP, vec_in);
+  }
+
+  for (int q0 = 0; q0 < T; q0 += kFwdQ) {
+    const int nq = min(kFwdQ, T - q0), nqt = (nq + 15) / 16;
+    {
+      bf16* const dst[1] = {Qs};
+      const float* const src[1] = {qkv_b + (int64_t)q0 * C3};
+      load_bf16_rows<D, LDH, kFwdQ, 1>(dst, src, C3, nq, 16 * nqt, vec_in);
+    }
+    __syncthreads();  // (the first one also orders the K, V loads)
+
+    // S = Q K^T: warp -> row tile warp % RT, key tiles warp / RT + WPR n (n < KPW)
+    if (!uniform) {
+      const int rt = warp % RT;
+      if (rt < nqt) {
+        FragC acc[KPW];
+#pragma unroll
+        for (int n = 0; n < KPW; ++n) wmma::fill_fragment(acc[n], 0.0f);
+#pragma unroll
+        for (int d = 0; d < D; d += 16) {
+          FragA a;
+          wmma::load_matrix_sync(a, Qs + rt * 16 * LDH + d, LDH);
+#pragma unroll
+          for (int n = 0; n < KPW; ++n) {
+            const int kt = warp / RT + WPR * n;
+            if (kt < nkt) {
+              FragBt bk;
+              wmma::load_matrix_sync(bk, Ks + kt * 16 * LDH + d, LDH);
+              wmma::mma_sync(acc[n], a, bk, acc[n]);
+            }
+          }
+        }
+#pragma unroll
+        for (int n = 0; n < KPW; ++n) {
+          const int kt = warp / RT + WPR * n;
+          if (kt < nkt)
+            wmma::store_matrix_sync(Sf + rt * 16 * LDS + kt * 16, acc[n], LDS,
+                                    wmma::mem_row_major);
+        }
+      }
+    }
+    __syncthreads();
+
+    // softmax statistics, dropout, bf16(Pdrop): TPR threads per row, keys lane + TPR k
+    {
+      const int r = tid / TPR, lane = tid % TPR, qi = q0 + r;
+      const bool row_ok = qi < T, live = row_ok && !uniform;
+      const float* srow = Sf + r * LDS;
+      bf16* prow = Pb + r * LDP;
+      float mx = -INFINITY;
+      if (live)
+        for (int j = lane; j < KP; j += TPR)
+          if (s_valid[j]) mx = fmaxf(mx, scale * srow[j]);
+      mx = group_max<TPR>(mx);
+      float sum = 0.0f;
+      if (live)
+        for (int j = lane; j < KP; j += TPR)
+          if (s_valid[j]) sum += expf(scale * srow[j] - mx);
+      sum = group_sum<TPR>(sum);
+      const float l = uniform ? logf((float)T) : mx + logf(sum);
+      const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T;
+      for (int j = lane; j < KP; j += TPR) {
+        float pv = 0.0f;
+        if (row_ok) {
+          if (uniform) pv = j < T ? inv_t : 0.0f;
+          else if (s_valid[j]) pv = expf(scale * srow[j] - l);
+          if (p > 0.0f && pv != 0.0f) pv *= drop_factor(p, dscale, seed, idx0 + j);
+        }
+        prow[j] = __float2bfloat16_rn(pv);
+      }
+      if (row_ok && lane == 0) lse[bh * (uint64_t)T + qi] = l;
+    }
+    __syncthreads();
+
+    // O = Pdrop V: output tiles t = warp + kWarps u (row tile t / NCT, channel tile t % NCT)
+    constexpr int NT = RT * NCT;
+#pragma unroll
+    for (int u = 0; u < (NT + kWarps - 1) / kWarps; ++u) {
+      const int t = warp + kWarps * u, rt = t / NCT, ct = t % NCT;
+      if (t < NT && rt < nqt) {
+        FragC acc;
+        wmma::fill_fragment(acc, 0.0f);
+        for (int kt = 0; kt < nkt; ++kt) {
+          FragA a;
+          FragB bv;
+          wmma::load_matrix_sync(a, Pb + rt * 16 * LDP + kt * 16, LDP);
+          wmma::load_matrix_sync(bv, Vs + kt * 16 * LDH + ct * 16, LDH);
+          wmma::mma_sync(acc, a, bv, acc);
+        }
+        wmma::store_matrix_sync(Of + rt * 16 * LDO + ct * 16, acc, LDO, wmma::mem_row_major);
+      }
+    }
+    __syncthreads();
+    for (int e = tid; e < nq * C4; e += kThreads) {
+      const int r = e / C4, c = (e % C4) * 4;
+      store_row4<D>(out + ((int64_t)b * T + q0 + r) * C + (int64_t)h * D + c, Of + r * LDO + c,
+                    1.0f, vec_out);
+    }
+    __syncthreads();  // Qs, Sf/Of, Pb are rewritten by the next chunk
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+template <int D>
+__global__ void __launch_bounds__(kThreads, 2)
+    k_attn_tc_bwd(float* dqkv, const float* dout, const float* qkv, const float* out,
+                  const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
+                  float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
+                  int vec_out) {
+  typedef BwdLayout<D> L;
+  constexpr int LDH = L::LDH, LDS = L::LDS, LDP = L::LDP, LDO = L::LDO, TPR = L::TPR;
+  constexpr int NCT = D / 16, C4 = D / 4;
+  BJ_TC_SMEM(smem);
+  bf16* Ks = reinterpret_cast<bf16*>(smem + L::oK);    // (kMaxT, LDH)
+  bf16* Vs = reinterpret_cast<bf16*>(smem + L::oV);    // (kMaxT, LDH)
+  bf16* Qs = reinterpret_cast<bf16*>(smem + L::oQ);    // (kBwdQ, LDH) query chunk
+  bf16* Gs = reinterpret_cast<bf16*>(smem + L::oG);    // (kBwdQ, LDH) bf16(dout) chunk
+  float* Sf = reinterpret_cast<float*>(smem + L::oS);  // (kBwdQ, LDS) unscaled scores
+  float* dPf = reinterpret_cast<float*>(smem + L::odP);  // (kBwdQ, LDS) dO V^T
+  float* Stage = Sf;  // fp32 staging of dQ (kBwdQ, LDO), then dK, dV (kMaxT, LDO) over Sf, dPf
+  bf16* dSb = reinterpret_cast<bf16*>(smem + L::odS);  // (kBwdQ, LDP) bf16(dS)
+  bf16* Pdb = reinterpret_cast<bf16*>(smem + L::oPd);  // (kBwdQ, LDP) bf16(Pdrop)
+  float* s_lse = reinterpret_cast<float*>(smem + L::oLse);
+  float* s_D = reinterpret_cast<float*>(smem + L::oDel);
+  int* s_valid = reinterpret_cast<int*>(smem + L::oValid);
+  int* s_red = reinterpret_cast<int*>(smem + L::oRed);
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const float* dout_b = dout + (int64_t)b * T * C + (int64_t)h * D;
+  const float* out_b = out + (int64_t)b * T * C + (int64_t)h * D;
+  float* dqkv_b = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const uint64_t bh = (uint64_t)b * NH + h;
+  const float inv_t = 1.0f / (float)T;
+
+  int kend = key_setup(mask, b, T, s_valid, s_red);
+  const bool uniform = kend == 0;
+  if (uniform) kend = T;
+  const int nkt = (kend + 15) / 16, KP = 16 * nkt;
+  const bool own = warp < nkt;  // this warp's key tile (keys 16 warp ..) is computed
+  {
+    bf16* const dst[2] = {Ks, Vs};
+    const float* const src[2] = {qkv_b + C, qkv_b + 2 * C};
+    load_bf16_rows<D, LDH, kMaxT, 2>(dst, src, C3, kend, KP, vec_in);
+  }
+
+  FragC dk[NCT], dv[NCT];
+#pragma unroll
+  for (int c = 0; c < NCT; ++c) {
+    wmma::fill_fragment(dk[c], 0.0f);
+    wmma::fill_fragment(dv[c], 0.0f);
+  }
+
+  for (int q0 = 0; q0 < T; q0 += kBwdQ) {
+    const int nq = min(kBwdQ, T - q0), nqt = (nq + 15) / 16;
+    // bf16(dO) chunk and D_i = bf16(dO_i) . out_i (the C4 lanes of a row are adjacent lanes of
+    // one warp); the dO, out and Q loads are all issued before the first use
+    constexpr int GIT = kBwdQ * C4 / kThreads;
+    static_assert(GIT * kThreads == kBwdQ * C4, "every thread runs the same iterations");
+    static_assert(32 % C4 == 0, "a row's lanes sit in one warp");
+    float4 g[GIT], o[GIT];
+#pragma unroll
+    for (int i = 0; i < GIT; ++i) {
+      const int e = tid + i * kThreads, r = e / C4, c = (e % C4) * 4;
+      g[i] = o[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (r < nq) {
+        const float* gp = dout_b + (int64_t)(q0 + r) * C + c;
+        const float* op = out_b + (int64_t)(q0 + r) * C + c;
+        if (vec_o) {
+          g[i] = *reinterpret_cast<const float4*>(gp);
+          o[i] = *reinterpret_cast<const float4*>(op);
+        } else {
+          g[i] = make_float4(gp[0], gp[1], gp[2], gp[3]);
+          o[i] = make_float4(op[0], op[1], op[2], op[3]);
+        }
+      }
+    }
+    {
+      bf16* const dst[1] = {Qs};
+      const float* const src[1] = {qkv_b + (int64_t)q0 * C3};
+      load_bf16_rows<D, LDH, kBwdQ, 1>(dst, src, C3, nq, 16 * nqt, vec_in);
+    }
+#pragma unroll
+    for (int i = 0; i < GIT; ++i) {
+      const int e = tid + i * kThreads, r = e / C4, c = (e % C4) * 4;
+      const __nv_bfloat162 g01 = __floats2bfloat162_rn(g[i].x, g[i].y);
+      const __nv_bfloat162 g23 = __floats2bfloat162_rn(g[i].z, g[i].w);
+      __nv_bfloat162* gs = reinterpret_cast<__nv_bfloat162*>(Gs + r * LDH + c);
+      gs[0] = g01;
+      gs[1] = g23;
+      float part = __bfloat162float(g01.x) * o[i].x;
+      part = fmaf(__bfloat162float(g01.y), o[i].y, part);
+      part = fmaf(__bfloat162float(g23.x), o[i].z, part);
+      part = fmaf(__bfloat162float(g23.y), o[i].w, part);
+      part = group_sum<C4>(part);
+      if (e % C4 == 0) s_D[r] = part;
+    }
+    if (tid < kBwdQ) s_lse[tid] = tid < nq ? lse[bh * (uint64_t)T + q0 + tid] : 0.0f;
+    __syncthreads();  // (the first one also orders the K, V loads)
+
+    // S = Q K^T and dP = dO V^T for the warp's key tile, one row tile of the chunk at a time
+    // (two live accumulators besides dK, dV: no register spills at 128 registers)
+    if (own) {
+#pragma unroll
+      for (int rt = 0; rt < kBwdQ / 16; ++rt) {
+        if (rt < nqt) {
+          FragC s, dp;
+          wmma::fill_fragment(s, 0.0f);
+          wmma::fill_fragment(dp, 0.0f);
+#pragma unroll
+          for (int d = 0; d < D; d += 16) {
+            FragBt bk, bv;
+            FragA aq, ag;
+            wmma::load_matrix_sync(bk, Ks + warp * 16 * LDH + d, LDH);
+            wmma::load_matrix_sync(aq, Qs + rt * 16 * LDH + d, LDH);
+            wmma::mma_sync(s, aq, bk, s);
+            wmma::load_matrix_sync(bv, Vs + warp * 16 * LDH + d, LDH);
+            wmma::load_matrix_sync(ag, Gs + rt * 16 * LDH + d, LDH);
+            wmma::mma_sync(dp, ag, bv, dp);
+          }
+          wmma::store_matrix_sync(Sf + rt * 16 * LDS + warp * 16, s, LDS, wmma::mem_row_major);
+          wmma::store_matrix_sync(dPf + rt * 16 * LDS + warp * 16, dp, LDS, wmma::mem_row_major);
+        }
+      }
+    }
+    __syncthreads();
+
+    // P from lse, dropout, dS = bf16(P (dP f - D_i)), Pd = bf16(P f): TPR threads per row
+    {
+      const int r = tid / TPR, lane = tid % TPR, qi = q0 + r;
+      const bool row_ok = qi < T;
+      const float l = s_lse[r], Di = s_D[r];
+      const float* srow = Sf + r * LDS;
+      const float* prow = dPf + r * LDS;
+      const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T;
+#pragma unroll 1
+      for (int j = lane; j < KP; j += TPR) {
+        float P = 0.0f, f = 1.0f, ds = 0.0f;
+        if (row_ok) {
+          if (uniform) P = j < T ? inv_t : 0.0f;
+          else if (s_valid[j]) P = expf(scale * srow[j] - l);
+          if (p > 0.0f && P != 0.0f) f = drop_factor(p, dscale, seed, idx0 + j);
+          if (!uniform && P != 0.0f) ds = P * (prow[j] * f - Di);
+        }
+        dSb[r * LDP + j] = __float2bfloat16_rn(ds);
+        Pdb[r * LDP + j] = __float2bfloat16_rn(P * f);
+      }
+    }
+    __syncthreads();
+
+    // dV += Pd^T dO, dK += dS^T Q for the warp's key tile (the transposed tiles are col-major)
+    if (own) {
+#pragma unroll
+      for (int ks = 0; ks < kBwdQ / 16; ++ks) {
+        if (ks < nqt) {
+          FragAt as, ap;
+          wmma::load_matrix_sync(as, dSb + ks * 16 * LDP + warp * 16, LDP);
+          wmma::load_matrix_sync(ap, Pdb + ks * 16 * LDP + warp * 16, LDP);
+#pragma unroll
+          for (int c = 0; c < NCT; ++c) {
+            FragB bq, bg;
+            wmma::load_matrix_sync(bq, Qs + ks * 16 * LDH + c * 16, LDH);
+            wmma::load_matrix_sync(bg, Gs + ks * 16 * LDH + c * 16, LDH);
+            wmma::mma_sync(dk[c], as, bq, dk[c]);
+            wmma::mma_sync(dv[c], ap, bg, dv[c]);
+          }
+        }
+      }
+    }
+    // dQ = dS K: tile `warp` (row tile warp / NCT, channel tile warp % NCT), staged over Sf
+    {
+      const int rt = warp / NCT, ct = warp % NCT;
+      if (rt < nqt && rt < kBwdQ / 16) {
+        FragC acc;
+        wmma::fill_fragment(acc, 0.0f);
+        for (int kt = 0; kt < nkt; ++kt) {
+          FragA a;
+          FragB bk;
+          wmma::load_matrix_sync(a, dSb + rt * 16 * LDP + kt * 16, LDP);
+          wmma::load_matrix_sync(bk, Ks + kt * 16 * LDH + ct * 16, LDH);
+          wmma::mma_sync(acc, a, bk, acc);
+        }
+        wmma::store_matrix_sync(Stage + rt * 16 * LDO + ct * 16, acc, LDO, wmma::mem_row_major);
+      }
+    }
+    __syncthreads();
+    for (int e = tid; e < nq * C4; e += kThreads) {
+      const int r = e / C4, c = (e % C4) * 4;
+      store_row4<D>(dqkv_b + (int64_t)(q0 + r) * C3 + c, Stage + r * LDO + c, scale, vec_out);
+    }
+    __syncthreads();  // Qs, Gs, Sf, dPf, dSb, Pdb, s_lse, s_D are rewritten by the next chunk
+  }
+
+  // dK (x scale), then dV, through the staging area; keys from KP on are padded: 0
+#pragma unroll  // (pass must be a constant: a runtime choice of dk / dv puts them in local memory)
+  for (int pass = 0; pass < 2; ++pass) {
+    if (own) {
+#pragma unroll
+      for (int c = 0; c < NCT; ++c)
+        wmma::store_matrix_sync(Stage + warp * 16 * LDO + c * 16, pass == 0 ? dk[c] : dv[c], LDO,
+                                wmma::mem_row_major);
+    }
+    __syncthreads();
+    const float mul = pass == 0 ? scale : 1.0f;
+    float* dst = dqkv_b + (pass == 0 ? C : 2 * C);
+    for (int e = tid; e < T * C4; e += kThreads) {
+      const int j = e / C4, c = (e % C4) * 4;
+      float* row = dst + (int64_t)j * C3 + c;
+      if (j < KP) {
+        store_row4<D>(row, Stage + j * LDO + c, mul, vec_out);
+      } else if (vec_out) {
+        *reinterpret_cast<float4*>(row) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      } else {
+        row[0] = row[1] = row[2] = row[3] = 0.0f;
+      }
+    }
+    __syncthreads();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+int unsupported(const char* op, int T, int D) {
+  return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: T = %d, D = %d (supported: T <= %d, D in {32, 64})",
+                   op, T, D, kMaxT);
+}
+
+// Opts `kernel` in to `bytes` of dynamic shared memory and asks for the largest shared-memory
+// carveout (a hint: two or three blocks per SM need more than the default split may give), once
+// per device. BJ_OK or BJ_ERR_CUDA naming `op`.
+int prepare(const void* kernel, int bytes, unsigned* done_smem, unsigned* done_carveout,
+            const char* op) {
+  BJ_TRY(bjc::allow_smem(kernel, bytes, done_smem, op));
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return bjc::fail(BJ_ERR_CUDA, "%s: %s", op, cudaGetErrorString(e));
+  const unsigned bit = dev < 32 ? (1u << dev) : 0u;
+  if (bit != 0 && (__atomic_load_n(done_carveout, __ATOMIC_ACQUIRE) & bit)) return BJ_OK;
+  e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                           (int)cudaSharedmemCarveoutMaxShared);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return bjc::fail(BJ_ERR_CUDA, "%s: %s (shared memory carveout)", op, cudaGetErrorString(e));
+  }
+  if (bit != 0) __atomic_fetch_or(done_carveout, bit, __ATOMIC_RELEASE);
+  return BJ_OK;
+}
+
+template <int D, int QC>
+int forward_impl(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
+                 int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
+                 uint64_t offset, void* stream) {
+  constexpr int smem = FwdLayout<D, QC>::kBytes;
+  auto kern = &k_attn_tc_fwd<D, QC>;
+  static unsigned done = 0, done_carveout = 0;
+  BJ_TRY(prepare((const void*)kern, smem, &done, &done_carveout, op));
+  const dim3 grid((unsigned)NH, (unsigned)B);
+  BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, lse, qkv, mask, T, NH, scale,
+            p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
+  return bjc::check_launch(op);
+}
+
+template <int D>
+int backward_impl(const char* op, float* dqkv, const float* dout, const float* qkv,
+                  const float* out, const float* lse, const int32_t* mask, int B, int T, int NH,
+                  float scale, float p, float dscale, uint64_t seed, uint64_t offset,
+                  void* stream) {
+  constexpr int smem = BwdLayout<D>::kBytes;
+  auto kern = &k_attn_tc_bwd<D>;
+  static unsigned done = 0, done_carveout = 0;
+  BJ_TRY(prepare((const void*)kern, smem, &done, &done_carveout, op));
+  const dim3 grid((unsigned)NH, (unsigned)B);
+  BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse, mask,
+            T, NH, scale, p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0,
+            bjc::aligned16(dout) && bjc::aligned16(out) ? 1 : 0, bjc::aligned16(dqkv) ? 1 : 0);
+  return bjc::check_launch(op);
+}
+}  // namespace
+
+extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C)
+                                            float* lse,            // (B, NH, T)
+                                            const float* qkv,      // (B, T, 3C)
+                                            const int32_t* mask,   // (B, T) or NULL
+                                            int B, int T, int NH, int D, float p, uint64_t seed,
+                                            uint64_t offset, void* stream) {
+  const char* op = "bj_cuda_attention_tc_forward";
+  BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cuda_attention_tc_forward",
+           "out, lse or qkv is NULL");
+  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cuda_attention_tc_forward",
+           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
+  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_attention_tc_forward", "p must be in [0, 1) (got %g)",
+           (double)p);
+  if (T > kMaxT || (D != 32 && D != 64)) return unsupported(op, T, D);
+  if (B > 65535 || NH > 65535)
+    return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: B = %d or NH = %d exceeds 65535", op, B, NH);
+  const float scale = 1.0f / std::sqrt((float)D);
+  const float dscale = 1.0f / (1.0f - p);
+  const char* rows = std::getenv("BJ_ATTN_TC_FWD_ROWS");
+  const bool r32 = rows != nullptr ? std::atoi(rows) == 32 : kFwdQDefault == 32;
+  if (D == 32)
+    return r32 ? forward_impl<32, 32>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                      offset, stream)
+               : forward_impl<32, 64>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                      offset, stream);
+  return r32 ? forward_impl<64, 32>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                    offset, stream)
+             : forward_impl<64, 64>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
+                                    offset, stream);
+}
+
+extern "C" int bj_cuda_attention_tc_backward(float* dqkv,          // (B, T, 3C), "="
+                                             const float* dout,    // (B, T, C)
+                                             const float* qkv,     // (B, T, 3C)
+                                             const float* out,     // (B, T, C), saved
+                                             const float* lse,     // (B, NH, T), saved
+                                             const int32_t* mask,  // (B, T) or NULL
+                                             int B, int T, int NH, int D, float p, uint64_t seed,
+                                             uint64_t offset, void* stream) {
+  const char* op = "bj_cuda_attention_tc_backward";
+  BJ_CHECK(dqkv != nullptr && dout != nullptr && qkv != nullptr, "bj_cuda_attention_tc_backward",
+           "dqkv, dout or qkv is NULL");
+  BJ_CHECK(out != nullptr && lse != nullptr, "bj_cuda_attention_tc_backward",
+           "out or lse is NULL");
+  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cuda_attention_tc_backward",
+           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
+  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_attention_tc_backward",
+           "p must be in [0, 1) (got %g)", (double)p);
+  if (T > kMaxT || (D != 32 && D != 64)) return unsupported(op, T, D);
+  if (B > 65535 || NH > 65535)
+    return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: B = %d or NH = %d exceeds 65535", op, B, NH);
+  const float scale = 1.0f / std::sqrt((float)D);
+  const float dscale = 1.0f / (1.0f - p);
+  if (D == 32)
+    return backward_impl<32>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
+                             seed, offset, stream);
+  return backward_impl<64>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale, seed,
+                           offset, stream);
+}
