@@ -56,6 +56,20 @@ if has bench_gemm; then
   timeout 60 "$bg" 4096 > "$OUT/bench-gemm.txt" 2>&1; echo "rc=$?" >> "$OUT/bench-gemm.txt"
   timeout 60 "$bg" 32768 >> "$OUT/bench-gemm.txt" 2>&1
 fi
+if has sanitize; then
+  stamp "compute-sanitizer memcheck / racecheck on small attention_tc and attention shapes"
+  cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+  if [ -n "$cs" ]; then
+    for tool in memcheck racecheck; do
+      BJ_TEST_ONLY=attention_tc BJ_TEST_SMALL=1 timeout 90 "$cs" --tool $tool --error-exitcode 3 \
+        "$B/native/test_cuda_vs_cpu" > "$OUT/sanitize-$tool.txt" 2>&1
+      echo "rc=$?" >> "$OUT/sanitize-$tool.txt"
+      echo "$tool: $(grep -E 'ERROR SUMMARY|passed' "$OUT/sanitize-$tool.txt" | tr '\n' ' ') $(tail -1 "$OUT/sanitize-$tool.txt")"
+    done
+  else
+    stamp "no compute-sanitizer on this machine"
+  fi
+fi
 if has junit; then
   stamp "Java GPU tests"
   timeout 180 "$JAVA" $JOPTS -jar "$B/lib/junit-console.jar" execute --disable-banner --details=tree \
@@ -110,6 +124,7 @@ echo "================ summary ================"
 cat "$OUT/gpu.txt"
 [ -f "$OUT/native-tests.txt" ] && grep -E "passed|FAIL" "$OUT/native-tests.txt" | tail -8
 [ -f "$OUT/native-bench.txt" ] && cat "$OUT/native-bench.txt" | tail -25
+for f in "$OUT"/sanitize-*.txt; do [ -f "$f" ] && echo "$(basename "$f"): $(grep -E 'ERROR SUMMARY' "$f") $(tail -1 "$f")"; done
 [ -f "$OUT/bench-gemm.txt" ] && grep -E "per layer|x12" "$OUT/bench-gemm.txt"
 [ -f "$OUT/junit.txt" ] && grep -E "tests (successful|failed|skipped)|rc=" "$OUT/junit.txt"
 [ -f "$OUT/bench.jsonl" ] && cat "$OUT/bench.jsonl"
