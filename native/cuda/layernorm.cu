@@ -373,6 +373,23 @@ __global__ void __launch_bounds__(256)
 // - p) is written too (the dropout_layernorm backward), the mask recomputed from (seed, offset).
 // PF = false (BJ_LN_IMPL=v2np, an alternative for the benchmark): no prefetch, so fewer registers
 // (<= 128) and 2 blocks per SM for every V4.
+// Programmatic dependent launch (sm_90+; BJ_LN_IMPL=v3): a kernel launched with
+// cudaLaunchAttributeProgrammaticStreamSerialization may start while the previous kernel of the
+// stream is still finishing, as soon as every block of that kernel has called pdl_trigger (or
+// exited). pdl_wait (griddepcontrol.wait) then blocks until the previous grid has completed and
+// its memory is visible, so a PDL kernel calls it before touching global memory. Both are no-ops
+// in a kernel launched without the attribute, before sm_90 and in the CPU emulation.
+__device__ __forceinline__ void pdl_wait() {
+#if !defined(BJ_CUDA_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if !defined(BJ_CUDA_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 template <int V4, bool PF>
 constexpr int kV2BlocksPerSm = (V4 <= 3 || !PF) ? 2 : 1;  // ~120 or ~190 registers per thread
 
@@ -421,9 +438,13 @@ template <int V4, bool DROP, bool PF>
 __global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
     k_ln_bwd_v2(float* dh, float* dy, float* part, const float* dout, const float* h,
                 const float* mean, const float* rstd, const float* gamma, int N, int C, int NW,
-                int rpb, int l2ahead, DropArgs drop) {
+                int rpb, int l2ahead, int pdl, DropArgs drop) {
   __shared__ double red[16];
   BJ_DYN_SMEM(float4, acc4);  // (teams / 2) x 2 C4: the upper half's partials in the tree
+  if (pdl) {  // v3: launched as a programmatic dependent (see pdl_wait)
+    pdl_wait();     // before any global memory access: the previous kernel's writes are visible
+    pdl_trigger();  // k_ln_part_sum2 may be scheduled now (it waits for this grid's completion)
+  }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int teams = (kThreadsLn / 32) / NW, TT = 32 * NW;
   const int tl = (warp % NW) * 32 + lane, team = warp / NW;
@@ -593,6 +614,96 @@ __global__ void __launch_bounds__(kPartCols* kPartWarps)
   }
 }
 
+// v3's sum of the partial rows (BJ_LN_IMPL=v3, v3a): like k_ln_part_sum (32 columns x 8 warps per
+// block, double, fixed order) but warp j takes the contiguous rows [j R, (j + 1) R), R =
+// ceil(G / 8), loading kPart2Ahead of them before adding any: one L2 round trip when R <= 16 (G <=
+// 128), where k_ln_part_sum's `unroll 8` over rows j, j + 8, ... makes two. Then lane w of warp 0
+// adds the 8 warp sums in order. With pdl (launched as a programmatic dependent of k_ln_bwd_v2) it
+// lets the next kernel of the stream launch at once and waits for the row kernel's partials.
+constexpr int kPart2Ahead = 16;
+__global__ void __launch_bounds__(kPartCols* kPartWarps)
+    k_ln_part_sum2(float* dgamma, float* dbeta, const float* part, int G, int C, int pdl) {
+  __shared__ double sm[kPartWarps][kPartCols];
+  if (pdl) {
+    pdl_trigger();
+    pdl_wait();
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int W = 2 * C, w = blockIdx.x * kPartCols + lane;
+  const int R = (G + kPartWarps - 1) / kPartWarps;
+  const int g0 = warp * R, g1 = g0 + R < G ? g0 + R : G;
+  double acc = 0.0;
+  if (w < W) {
+    for (int g = g0; g < g1; g += kPart2Ahead) {
+      float v[kPart2Ahead];
+#pragma unroll
+      for (int k = 0; k < kPart2Ahead; ++k)
+        v[k] = g + k < g1 ? part[(int64_t)(g + k) * W + w] : 0.0f;
+#pragma unroll
+      for (int k = 0; k < kPart2Ahead; ++k) acc += (double)v[k];
+    }
+  }
+  sm[warp][lane] = acc;
+  __syncthreads();
+  if (warp == 0 && w < W) {
+    double s = 0.0;
+#pragma unroll
+    for (int j = 0; j < kPartWarps; ++j) s += sm[j][lane];
+    if (w < C)
+      dgamma[w] += (float)s;
+    else
+      dbeta[w - C] += (float)s;
+  }
+}
+
+// Launches k with the programmatic-stream-serialization attribute (PDL, see pdl_wait) when pdl,
+// else as BJ_LAUNCH does. The CPU emulation launches plainly (the kernels' pdl_* are no-ops).
+template <class... P, class... A>
+void launch_maybe_pdl(bool pdl, void (*k)(P...), unsigned grid, unsigned block, int smem,
+                      void* stream, A... a) {
+#ifdef BJ_CUDA_EMU
+  (void)pdl;
+  BJ_LAUNCH(k, grid, block, smem, bjc::as_stream(stream), a...);
+#else
+  if (!pdl) {
+    BJ_LAUNCH(k, grid, block, smem, bjc::as_stream(stream), a...);
+    return;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(block);
+  cfg.dynamicSmemBytes = (size_t)smem;
+  cfg.stream = bjc::as_stream(stream);
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, k, static_cast<P>(a)...);  // errors: check_launch
+#endif
+}
+
+// Compute capability >= 9.0 (PDL) on the current device; cached per device.
+bool device_has_pdl() {
+  static int cached[64] = {0};  // 0 unknown, 1 no, 2 yes
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (dev >= 0 && dev < 64 && cached[dev] != 0) return cached[dev] == 2;
+  bool yes = false;
+#ifndef BJ_CUDA_EMU
+  int major = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess)
+    yes = major >= 9;
+  else
+    cudaGetLastError();
+#endif
+  if (dev >= 0 && dev < 64) cached[dev] = yes ? 2 : 1;
+  return yes;
+}
+
 using LnBwdV2Fn = decltype(&k_ln_bwd_v2<1, false, true>);
 // [prefetch][dropout][V4 - 1]
 const LnBwdV2Fn kLnBwdV2[2][2][kMaxV4Bwd] = {
@@ -711,12 +822,21 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
       G = (N + rpb - 1) / rpb;
     }
     const int smem = (teams / 2) * 2 * C * (int)sizeof(float);  // <= 24 KiB
-    BJ_LAUNCH(kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G, kThreadsLn, smem,
-              bjc::as_stream(stream), dh, dy, part, dout, h, mean, rstd, gamma, N, C, nw,
-              (int)rpb, use_impl("v2l2") ? 2 : 0, drop);
+    // v3: k_ln_part_sum2, both kernels launched as programmatic dependents (sm_90+); v3a:
+    // k_ln_part_sum2 with plain launches
+    const bool v3a = use_impl("v3a"), v3 = !v3a && use_impl("v3");
+    const bool pdl = v3 && device_has_pdl();
+    launch_maybe_pdl(pdl, kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G,
+                     (unsigned)kThreadsLn, smem, stream, dh, dy, part, dout, h, mean, rstd, gamma,
+                     N, C, nw, (int)rpb, use_impl("v2l2") ? 2 : 0, pdl ? 1 : 0, drop);
     BJ_TRY(bjc::check_launch(op));
-    BJ_LAUNCH(k_ln_part_sum, (unsigned)((2 * C + kPartCols - 1) / kPartCols),
-              kPartCols * kPartWarps, 0, bjc::as_stream(stream), dgamma, dbeta, part, (int)G, C);
+    const unsigned pblocks = (unsigned)((2 * C + kPartCols - 1) / kPartCols);
+    if (v3 || v3a)
+      launch_maybe_pdl(pdl, &k_ln_part_sum2, pblocks, (unsigned)(kPartCols * kPartWarps), 0,
+                       stream, dgamma, dbeta, (const float*)part, (int)G, C, pdl ? 1 : 0);
+    else
+      BJ_LAUNCH(k_ln_part_sum, pblocks, kPartCols * kPartWarps, 0, bjc::as_stream(stream),
+                dgamma, dbeta, part, (int)G, C);
     return bjc::check_launch(op);
   }
   // Parameter gradients first: dh (or dy) may alias dout.
