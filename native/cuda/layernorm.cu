@@ -37,6 +37,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "common.cuh"
 
@@ -434,11 +436,13 @@ __device__ __forceinline__ void prefetch_row_l2(const float* dout, const float* 
 #endif
 }
 
+// The body of k_ln_bwd_v2 (also phase 1 of k_ln_bwd_v3g).
 template <int V4, bool DROP, bool PF>
-__global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
-    k_ln_bwd_v2(float* dh, float* dy, float* part, const float* dout, const float* h,
-                const float* mean, const float* rstd, const float* gamma, int N, int C, int NW,
-                int rpb, int l2ahead, int pdl, DropArgs drop) {
+__device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, float* part,
+                                               const float* dout, const float* h,
+                                               const float* mean, const float* rstd,
+                                               const float* gamma, int N, int C, int NW, int rpb,
+                                               int l2ahead, int pdl, DropArgs drop) {
   __shared__ double red[16];
   BJ_DYN_SMEM(float4, acc4);  // (teams / 2) x 2 C4: the upper half's partials in the tree
   if (pdl) {  // v3: launched as a programmatic dependent (see pdl_wait)
@@ -587,6 +591,111 @@ __global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
   }
 }
 
+template <int V4, bool DROP, bool PF>
+__global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
+    k_ln_bwd_v2(float* dh, float* dy, float* part, const float* dout, const float* h,
+                const float* mean, const float* rstd, const float* gamma, int N, int C, int NW,
+                int rpb, int l2ahead, int pdl, DropArgs drop) {
+  ln_bwd_v2_rows<V4, DROP, PF>(dh, dy, part, dout, h, mean, rstd, gamma, N, C, NW, rpb, l2ahead,
+                               pdl, drop);
+}
+
+// ---- v3's sum of the partial rows (BJ_LN_IMPL=v3, v3a, v3g) ----
+// Columns [32 slice, 32 slice + 32) of the (G, 2C) partial rows: like k_ln_part_sum (32 columns x
+// 8 warps, double, fixed order) but warp j takes the contiguous rows [j R, (j + 1) R), R =
+// ceil(G / 8), loading kPart2Ahead of them before adding any: one L2 round trip when R <= 16 (G <=
+// 128), where k_ln_part_sum's `unroll 8` over rows j, j + 8, ... makes two. Then lane w of warp 0
+// adds the 8 warp sums in order into dgamma (w < C) or dbeta. Every thread of the block (256)
+// calls it. The partials are read through L2 (ld.global.cg): k_ln_bwd_v3g reads the rows other
+// blocks wrote in the same launch.
+constexpr int kPartCols2 = 32, kPartWarps2 = 8, kPart2Ahead = 16;
+__device__ __forceinline__ float ld_cg(const float* p) {
+#ifdef BJ_CUDA_EMU
+  return *p;
+#else
+  return __ldcg(p);
+#endif
+}
+__device__ __forceinline__ void part_sum_slice(float* dgamma, float* dbeta, const float* part,
+                                               int G, int C, int slice,
+                                               double (&sm)[kPartWarps2][kPartCols2]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int W = 2 * C, w = slice * kPartCols2 + lane;
+  const int R = (G + kPartWarps2 - 1) / kPartWarps2;
+  const int g0 = warp * R, g1 = g0 + R < G ? g0 + R : G;
+  double acc = 0.0;
+  if (w < W) {
+    for (int g = g0; g < g1; g += kPart2Ahead) {
+      float v[kPart2Ahead];
+#pragma unroll
+      for (int k = 0; k < kPart2Ahead; ++k)
+        v[k] = g + k < g1 ? ld_cg(part + (int64_t)(g + k) * W + w) : 0.0f;
+#pragma unroll
+      for (int k = 0; k < kPart2Ahead; ++k) acc += (double)v[k];
+    }
+  }
+  sm[warp][lane] = acc;
+  __syncthreads();
+  if (warp == 0 && w < W) {
+    double s = 0.0;
+#pragma unroll
+    for (int j = 0; j < kPartWarps2; ++j) s += sm[j][lane];
+    if (w < C)
+      dgamma[w] += (float)s;
+    else
+      dbeta[w - C] += (float)s;
+  }
+  __syncthreads();  // sm is reused by the next slice
+}
+
+// Grid-wide barrier for k_ln_bwd_v3g (all blocks co-resident: a cooperative launch). bar[0] counts
+// the arrivals (zero between launches: the last block resets it), bar[1] is a generation that the
+// last arrival bumps; the others wait for it to change. Each block's writes before the barrier
+// (its partial row) are visible to every block after it. Not used in the CPU emulation.
+__device__ __forceinline__ void grid_barrier(unsigned* bar) {
+#ifndef BJ_CUDA_EMU
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    volatile unsigned* vgen = bar + 1;
+    const unsigned gen = *vgen;
+    __threadfence();  // the block's partial row (and the generation read) before the arrival
+    if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+      atomicExch(bar, 0u);
+      __threadfence();
+      atomicAdd(bar + 1, 1u);
+    } else {
+      while (*vgen == gen) __nanosleep(32);
+    }
+    __threadfence();
+  }
+  __syncthreads();
+#else
+  (void)bar;
+#endif
+}
+
+// v3g (BJ_LN_IMPL=v3g): v2's rows and the partial sum in one cooperative launch. phase bit 0: the
+// rows (v2's body; the block's partial row to `part`), bit 1: the partial sum, block b adding the
+// column slices b, b + G, ... (part_sum_slice: the same bits as v3's k_ln_part_sum2); phase 3
+// puts grid_barrier between them. The CPU emulation (blocks run one after another) launches phase
+// 1, then phase 2 with the same grid.
+template <int V4, bool DROP>
+__global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, true>))
+    k_ln_bwd_v3g(float* dh, float* dy, float* part, float* dgamma, float* dbeta, unsigned* bar,
+                 const float* dout, const float* h, const float* mean, const float* rstd,
+                 const float* gamma, int N, int C, int NW, int rpb, int phase, DropArgs drop) {
+  __shared__ double sm[kPartWarps2][kPartCols2];
+  if (phase & 1)
+    ln_bwd_v2_rows<V4, DROP, true>(dh, dy, part, dout, h, mean, rstd, gamma, N, C, NW, rpb, 0, 0,
+                                   drop);
+  if (phase == 3) grid_barrier(bar);
+  if (phase & 2) {
+    const int slices = (2 * C + kPartCols2 - 1) / kPartCols2;
+    for (int sl = blockIdx.x; sl < slices; sl += gridDim.x)
+      part_sum_slice(dgamma, dbeta, part, (int)gridDim.x, C, sl, sm);
+  }
+}
+
 // dgamma[w] (w < C) or dbeta[w - C] += sum over the G rows of part (G, 2C): block = 32 columns x
 // 8 warps; warp j adds rows j, j + 8, ... in order (double), then lane w of warp 0 adds the 8
 // warp sums in order. Deterministic.
@@ -614,58 +723,30 @@ __global__ void __launch_bounds__(kPartCols* kPartWarps)
   }
 }
 
-// v3's sum of the partial rows (BJ_LN_IMPL=v3, v3a): like k_ln_part_sum (32 columns x 8 warps per
-// block, double, fixed order) but warp j takes the contiguous rows [j R, (j + 1) R), R =
-// ceil(G / 8), loading kPart2Ahead of them before adding any: one L2 round trip when R <= 16 (G <=
-// 128), where k_ln_part_sum's `unroll 8` over rows j, j + 8, ... makes two. Then lane w of warp 0
-// adds the 8 warp sums in order. With pdl (launched as a programmatic dependent of k_ln_bwd_v2) it
-// lets the next kernel of the stream launch at once and waits for the row kernel's partials.
-constexpr int kPart2Ahead = 16;
-__global__ void __launch_bounds__(kPartCols* kPartWarps)
+// v3's partial sum as its own kernel (BJ_LN_IMPL=v3, v3a): block b adds column slice b
+// (part_sum_slice). With pdl (launched as a programmatic dependent of k_ln_bwd_v2) it lets the next
+// kernel of the stream launch at once, then waits for the row kernel's partials.
+__global__ void __launch_bounds__(kPartCols2* kPartWarps2)
     k_ln_part_sum2(float* dgamma, float* dbeta, const float* part, int G, int C, int pdl) {
-  __shared__ double sm[kPartWarps][kPartCols];
+  __shared__ double sm[kPartWarps2][kPartCols2];
   if (pdl) {
     pdl_trigger();
     pdl_wait();
   }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int W = 2 * C, w = blockIdx.x * kPartCols + lane;
-  const int R = (G + kPartWarps - 1) / kPartWarps;
-  const int g0 = warp * R, g1 = g0 + R < G ? g0 + R : G;
-  double acc = 0.0;
-  if (w < W) {
-    for (int g = g0; g < g1; g += kPart2Ahead) {
-      float v[kPart2Ahead];
-#pragma unroll
-      for (int k = 0; k < kPart2Ahead; ++k)
-        v[k] = g + k < g1 ? part[(int64_t)(g + k) * W + w] : 0.0f;
-#pragma unroll
-      for (int k = 0; k < kPart2Ahead; ++k) acc += (double)v[k];
-    }
-  }
-  sm[warp][lane] = acc;
-  __syncthreads();
-  if (warp == 0 && w < W) {
-    double s = 0.0;
-#pragma unroll
-    for (int j = 0; j < kPartWarps; ++j) s += sm[j][lane];
-    if (w < C)
-      dgamma[w] += (float)s;
-    else
-      dbeta[w - C] += (float)s;
-  }
+  part_sum_slice(dgamma, dbeta, part, G, C, (int)blockIdx.x, sm);
 }
 
 // Launches k with the programmatic-stream-serialization attribute (PDL, see pdl_wait) when pdl,
 // else as BJ_LAUNCH does. The CPU emulation launches plainly (the kernels' pdl_* are no-ops).
+// coop: a cooperative launch (every block co-resident, or the launch fails: k_ln_bwd_v3g).
 template <class... P, class... A>
-void launch_maybe_pdl(bool pdl, void (*k)(P...), unsigned grid, unsigned block, int smem,
-                      void* stream, A... a) {
+void launch_ex(bool pdl, bool coop, void (*k)(P...), unsigned grid, unsigned block, int smem,
+               void* stream, A... a) {
 #ifdef BJ_CUDA_EMU
-  (void)pdl;
+  (void)pdl, (void)coop;
   BJ_LAUNCH(k, grid, block, smem, bjc::as_stream(stream), a...);
 #else
-  if (!pdl) {
+  if (!pdl && !coop) {
     BJ_LAUNCH(k, grid, block, smem, bjc::as_stream(stream), a...);
     return;
   }
@@ -674,13 +755,66 @@ void launch_maybe_pdl(bool pdl, void (*k)(P...), unsigned grid, unsigned block, 
   cfg.blockDim = dim3(block);
   cfg.dynamicSmemBytes = (size_t)smem;
   cfg.stream = bjc::as_stream(stream);
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[2];
+  unsigned na = 0;
+  if (pdl) {
+    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[na].val.programmaticStreamSerializationAllowed = 1;
+    ++na;
+  }
+  if (coop) {
+    attr[na].id = cudaLaunchAttributeCooperative;
+    attr[na].val.cooperative = 1;
+    ++na;
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  cfg.numAttrs = na;
   cudaLaunchKernelEx(&cfg, k, static_cast<P>(a)...);  // errors: check_launch
 #endif
+}
+template <class... P, class... A>
+void launch_maybe_pdl(bool pdl, void (*k)(P...), unsigned grid, unsigned block, int smem,
+                      void* stream, A... a) {
+  launch_ex(pdl, false, k, grid, block, smem, stream, a...);
+}
+
+// k_ln_bwd_v3g's barrier words (2 unsigned, zeroed) of (current device, stream), allocated on
+// first use and never freed, or nullptr (stream capture, allocation failure: v3g then runs v3a).
+// Like the scratch, one per stream, so concurrent streams never share one.
+unsigned* barrier_for(void* stream) {
+  struct Entry {
+    int dev;
+    void* stream;
+    unsigned* bar;
+  };
+  static std::mutex mu;
+  static std::vector<Entry>& entries = *new std::vector<Entry>;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  for (const Entry& e : entries)
+    if (e.dev == dev && e.stream == stream) return e.bar;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(bjc::as_stream(stream), &cs) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  if (cs != cudaStreamCaptureStatusNone) return nullptr;
+  void* p = nullptr;
+  if (cudaMalloc(&p, 2 * sizeof(unsigned)) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  if (cudaMemset(p, 0, 2 * sizeof(unsigned)) != cudaSuccess) {  // synchronous: before any use
+    cudaGetLastError();
+    cudaFree(p);
+    return nullptr;
+  }
+  entries.push_back(Entry{dev, stream, static_cast<unsigned*>(p)});
+  return static_cast<unsigned*>(p);
 }
 
 // Compute capability >= 9.0 (PDL) on the current device; cached per device.
@@ -715,6 +849,12 @@ const LnBwdV2Fn kLnBwdV2[2][2][kMaxV4Bwd] = {
       &k_ln_bwd_v2<4, false, true>, &k_ln_bwd_v2<5, false, true>, &k_ln_bwd_v2<6, false, true>},
      {&k_ln_bwd_v2<1, true, true>, &k_ln_bwd_v2<2, true, true>, &k_ln_bwd_v2<3, true, true>,
       &k_ln_bwd_v2<4, true, true>, &k_ln_bwd_v2<5, true, true>, &k_ln_bwd_v2<6, true, true>}}};
+using LnBwdV3gFn = decltype(&k_ln_bwd_v3g<1, false>);
+const LnBwdV3gFn kLnBwdV3g[2][kMaxV4Bwd] = {  // [dropout][V4 - 1]
+    {&k_ln_bwd_v3g<1, false>, &k_ln_bwd_v3g<2, false>, &k_ln_bwd_v3g<3, false>,
+     &k_ln_bwd_v3g<4, false>, &k_ln_bwd_v3g<5, false>, &k_ln_bwd_v3g<6, false>},
+    {&k_ln_bwd_v3g<1, true>, &k_ln_bwd_v3g<2, true>, &k_ln_bwd_v3g<3, true>,
+     &k_ln_bwd_v3g<4, true>, &k_ln_bwd_v3g<5, true>, &k_ln_bwd_v3g<6, true>}};
 // blocks per SM, [prefetch][V4 - 1]
 constexpr int kV2Bps[2][kMaxV4Bwd] = {
     {kV2BlocksPerSm<1, false>, kV2BlocksPerSm<2, false>, kV2BlocksPerSm<3, false>,
@@ -822,9 +962,22 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
       G = (N + rpb - 1) / rpb;
     }
     const int smem = (teams / 2) * 2 * C * (int)sizeof(float);  // <= 24 KiB
+    unsigned* bar = use_impl("v3g") ? barrier_for(stream) : nullptr;
+    if (bar != nullptr) {  // v3g: one cooperative launch (the emulation: phase 1, then phase 2)
+      const auto k = kLnBwdV3g[dy != nullptr ? 1 : 0][v4 - 1];
+#ifdef BJ_CUDA_EMU
+      for (int phase = 1; phase <= 2; ++phase)
+#else
+      const int phase = 3;
+#endif
+        launch_ex(false, true, k, (unsigned)G, (unsigned)kThreadsLn, smem, stream, dh, dy, part,
+                  dgamma, dbeta, bar, dout, h, mean, rstd, gamma, N, C, nw, (int)rpb, phase,
+                  drop);
+      return bjc::check_launch(op);
+    }
     // v3: k_ln_part_sum2, both kernels launched as programmatic dependents (sm_90+); v3a:
     // k_ln_part_sum2 with plain launches
-    const bool v3a = use_impl("v3a"), v3 = !v3a && use_impl("v3");
+    const bool v3a = use_impl("v3a") || use_impl("v3g"), v3 = !v3a && use_impl("v3");
     const bool pdl = v3 && device_has_pdl();
     launch_maybe_pdl(pdl, kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G,
                      (unsigned)kThreadsLn, smem, stream, dh, dy, part, dout, h, mean, rstd, gamma,
@@ -832,7 +985,7 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
     BJ_TRY(bjc::check_launch(op));
     const unsigned pblocks = (unsigned)((2 * C + kPartCols - 1) / kPartCols);
     if (v3 || v3a)
-      launch_maybe_pdl(pdl, &k_ln_part_sum2, pblocks, (unsigned)(kPartCols * kPartWarps), 0,
+      launch_maybe_pdl(pdl, &k_ln_part_sum2, pblocks, (unsigned)(kPartCols2 * kPartWarps2), 0,
                        stream, dgamma, dbeta, (const float*)part, (int)G, C, pdl ? 1 : 0);
     else
       BJ_LAUNCH(k_ln_part_sum, pblocks, kPartCols * kPartWarps, 0, bjc::as_stream(stream),
