@@ -26,6 +26,12 @@
 //   next); the block's teams
 //   add their partials by a fixed tree in shared memory and write one (2C) partial row per block
 //   to the per-stream scratch (common.cuh, "Scratch"); k_ln_part_sum adds the G rows in order.
+// - v3 variants (BJ_LN_IMPL, opt-in, same dh/dy bits as v2; dgamma/dbeta the same bits as each
+//   other): v3a = v2's row kernel + k_ln_part_sum2 (one L2 round trip per warp); v3 = the same two
+//   kernels launched as programmatic dependents (PDL, sm_90+: each may be scheduled while its
+//   predecessor drains, waiting in griddepcontrol.wait); v3g = both in one cooperative launch,
+//   a grid barrier between the rows and the partial sum, every block adding column slices; v3gp =
+//   v3g also launched as a programmatic dependent.
 // - k_ln_bwd_team<V4> (v1, BJ_LN_IMPL=v1, layernorm_backward only): grid 3 blocks per SM, teams
 //   walk rows in a grid-stride loop with their partials in shared memory; launch_sum_partials adds
 //   the G rows.
@@ -678,16 +684,18 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar) {
 // rows (v2's body; the block's partial row to `part`), bit 1: the partial sum, block b adding the
 // column slices b, b + G, ... (part_sum_slice: the same bits as v3's k_ln_part_sum2); phase 3
 // puts grid_barrier between them. The CPU emulation (blocks run one after another) launches phase
-// 1, then phase 2 with the same grid.
+// 1, then phase 2 with the same grid. pdl (v3gp): also launched as a programmatic dependent
+// (pdl_wait / pdl_trigger at the start of the rows, as in v3).
 template <int V4, bool DROP>
 __global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, true>))
     k_ln_bwd_v3g(float* dh, float* dy, float* part, float* dgamma, float* dbeta, unsigned* bar,
                  const float* dout, const float* h, const float* mean, const float* rstd,
-                 const float* gamma, int N, int C, int NW, int rpb, int phase, DropArgs drop) {
+                 const float* gamma, int N, int C, int NW, int rpb, int phase, int pdl,
+                 DropArgs drop) {
   __shared__ double sm[kPartWarps2][kPartCols2];
   if (phase & 1)
-    ln_bwd_v2_rows<V4, DROP, true>(dh, dy, part, dout, h, mean, rstd, gamma, N, C, NW, rpb, 0, 0,
-                                   drop);
+    ln_bwd_v2_rows<V4, DROP, true>(dh, dy, part, dout, h, mean, rstd, gamma, N, C, NW, rpb, 0,
+                                   pdl, drop);
   if (phase == 3) grid_barrier(bar);
   if (phase & 2) {
     const int slices = (2 * C + kPartCols2 - 1) / kPartCols2;
@@ -889,7 +897,8 @@ struct LnParamGradOp {
 // that a benchmark can switch in one process).
 // BJ_LN_IMPL=v2np: v2 without the next-row prefetch, 2 blocks per SM; BJ_LN_IMPL=v2l2: v2 that also
 // prefetches the row after next into L2 (alternatives to compare).
-// Both also apply to the dropout_layernorm backward, except v1, which has no dy (v2 runs there).
+// BJ_LN_IMPL=v3, v3a, v3g, v3gp: see the header comment.
+// All also apply to the dropout_layernorm backward, except v1, which has no dy (v2 runs there).
 bool use_impl(const char* name) {
   const char* e = std::getenv("BJ_LN_IMPL");
   return e != nullptr && std::strcmp(e, name) == 0;
@@ -962,22 +971,24 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
       G = (N + rpb - 1) / rpb;
     }
     const int smem = (teams / 2) * 2 * C * (int)sizeof(float);  // <= 24 KiB
-    unsigned* bar = use_impl("v3g") ? barrier_for(stream) : nullptr;
+    const bool v3gp = use_impl("v3gp");
+    unsigned* bar = v3gp || use_impl("v3g") ? barrier_for(stream) : nullptr;
     if (bar != nullptr) {  // v3g: one cooperative launch (the emulation: phase 1, then phase 2)
       const auto k = kLnBwdV3g[dy != nullptr ? 1 : 0][v4 - 1];
+      const bool pdl = v3gp && device_has_pdl();  // v3gp: cooperative and PDL
 #ifdef BJ_CUDA_EMU
       for (int phase = 1; phase <= 2; ++phase)
 #else
       const int phase = 3;
 #endif
-        launch_ex(false, true, k, (unsigned)G, (unsigned)kThreadsLn, smem, stream, dh, dy, part,
+        launch_ex(pdl, true, k, (unsigned)G, (unsigned)kThreadsLn, smem, stream, dh, dy, part,
                   dgamma, dbeta, bar, dout, h, mean, rstd, gamma, N, C, nw, (int)rpb, phase,
-                  drop);
+                  pdl ? 1 : 0, drop);
       return bjc::check_launch(op);
     }
     // v3: k_ln_part_sum2, both kernels launched as programmatic dependents (sm_90+); v3a:
     // k_ln_part_sum2 with plain launches
-    const bool v3a = use_impl("v3a") || use_impl("v3g"), v3 = !v3a && use_impl("v3");
+    const bool v3a = use_impl("v3a") || use_impl("v3g") || v3gp, v3 = !v3a && use_impl("v3");
     const bool pdl = v3 && device_has_pdl();
     launch_maybe_pdl(pdl, kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G,
                      (unsigned)kThreadsLn, smem, stream, dh, dy, part, dout, h, mean, rstd, gamma,
