@@ -816,7 +816,13 @@ unsigned* barrier_for(void* stream) {
     cudaGetLastError();
     return nullptr;
   }
-  if (cudaMemset(p, 0, 2 * sizeof(unsigned)) != cudaSuccess) {  // synchronous: before any use
+  // zeroed on the caller's stream, so ordered before its first use even on a non-blocking stream
+#ifdef BJ_CUDA_EMU
+  const cudaError_t ze = cudaMemset(p, 0, 2 * sizeof(unsigned));
+#else
+  const cudaError_t ze = cudaMemsetAsync(p, 0, 2 * sizeof(unsigned), bjc::as_stream(stream));
+#endif
+  if (ze != cudaSuccess) {
     cudaGetLastError();
     cudaFree(p);
     return nullptr;
