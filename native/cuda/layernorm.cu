@@ -26,6 +26,12 @@
 //   next); the block's teams
 //   add their partials by a fixed tree in shared memory and write one (2C) partial row per block
 //   to the per-stream scratch (common.cuh, "Scratch"); k_ln_part_sum adds the G rows in order.
+// - v3 variants (BJ_LN_IMPL, opt-in, same dh/dy bits as v2; dgamma/dbeta the same bits as each
+//   other): v3a = v2's row kernel + k_ln_part_sum2 (one L2 round trip per warp); v3 = the same two
+//   kernels launched as programmatic dependents (PDL, sm_90+: each may be scheduled while its
+//   predecessor drains, waiting in griddepcontrol.wait); v3g = both in one cooperative launch,
+//   a grid barrier between the rows and the partial sum, every block adding column slices; v3gp =
+//   v3g also launched as a programmatic dependent.
 // - k_ln_bwd_team<V4> (v1, BJ_LN_IMPL=v1, layernorm_backward only): grid 3 blocks per SM, teams
 //   walk rows in a grid-stride loop with their partials in shared memory; launch_sum_partials adds
 //   the G rows.
@@ -37,6 +43,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "common.cuh"
 
@@ -373,6 +381,23 @@ __global__ void __launch_bounds__(256)
 // - p) is written too (the dropout_layernorm backward), the mask recomputed from (seed, offset).
 // PF = false (BJ_LN_IMPL=v2np, an alternative for the benchmark): no prefetch, so fewer registers
 // (<= 128) and 2 blocks per SM for every V4.
+// Programmatic dependent launch (sm_90+; BJ_LN_IMPL=v3): a kernel launched with
+// cudaLaunchAttributeProgrammaticStreamSerialization may start while the previous kernel of the
+// stream is still finishing, as soon as every block of that kernel has called pdl_trigger (or
+// exited). pdl_wait (griddepcontrol.wait) then blocks until the previous grid has completed and
+// its memory is visible, so a PDL kernel calls it before touching global memory. Both are no-ops
+// in a kernel launched without the attribute, before sm_90 and in the CPU emulation.
+__device__ __forceinline__ void pdl_wait() {
+#if !defined(BJ_CUDA_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if !defined(BJ_CUDA_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 template <int V4, bool PF>
 constexpr int kV2BlocksPerSm = (V4 <= 3 || !PF) ? 2 : 1;  // ~120 or ~190 registers per thread
 
@@ -417,13 +442,19 @@ __device__ __forceinline__ void prefetch_row_l2(const float* dout, const float* 
 #endif
 }
 
+// The body of k_ln_bwd_v2 (also phase 1 of k_ln_bwd_v3g).
 template <int V4, bool DROP, bool PF>
-__global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
-    k_ln_bwd_v2(float* dh, float* dy, float* part, const float* dout, const float* h,
-                const float* mean, const float* rstd, const float* gamma, int N, int C, int NW,
-                int rpb, int l2ahead, DropArgs drop) {
+__device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, float* part,
+                                               const float* dout, const float* h,
+                                               const float* mean, const float* rstd,
+                                               const float* gamma, int N, int C, int NW, int rpb,
+                                               int l2ahead, int pdl, DropArgs drop) {
   __shared__ double red[16];
   BJ_DYN_SMEM(float4, acc4);  // (teams / 2) x 2 C4: the upper half's partials in the tree
+  if (pdl) {  // v3: launched as a programmatic dependent (see pdl_wait)
+    pdl_wait();     // before any global memory access: the previous kernel's writes are visible
+    pdl_trigger();  // k_ln_part_sum2 may be scheduled now (it waits for this grid's completion)
+  }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int teams = (kThreadsLn / 32) / NW, TT = 32 * NW;
   const int tl = (warp % NW) * 32 + lane, team = warp / NW;
@@ -566,6 +597,113 @@ __global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
   }
 }
 
+template <int V4, bool DROP, bool PF>
+__global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
+    k_ln_bwd_v2(float* dh, float* dy, float* part, const float* dout, const float* h,
+                const float* mean, const float* rstd, const float* gamma, int N, int C, int NW,
+                int rpb, int l2ahead, int pdl, DropArgs drop) {
+  ln_bwd_v2_rows<V4, DROP, PF>(dh, dy, part, dout, h, mean, rstd, gamma, N, C, NW, rpb, l2ahead,
+                               pdl, drop);
+}
+
+// ---- v3's sum of the partial rows (BJ_LN_IMPL=v3, v3a, v3g) ----
+// Columns [32 slice, 32 slice + 32) of the (G, 2C) partial rows: like k_ln_part_sum (32 columns x
+// 8 warps, double, fixed order) but warp j takes the contiguous rows [j R, (j + 1) R), R =
+// ceil(G / 8), loading kPart2Ahead of them before adding any: one L2 round trip when R <= 16 (G <=
+// 128), where k_ln_part_sum's `unroll 8` over rows j, j + 8, ... makes two. Then lane w of warp 0
+// adds the 8 warp sums in order into dgamma (w < C) or dbeta. Every thread of the block (256)
+// calls it. The partials are read through L2 (ld.global.cg): k_ln_bwd_v3g reads the rows other
+// blocks wrote in the same launch.
+constexpr int kPartCols2 = 32, kPartWarps2 = 8, kPart2Ahead = 16;
+__device__ __forceinline__ float ld_cg(const float* p) {
+#ifdef BJ_CUDA_EMU
+  return *p;
+#else
+  return __ldcg(p);
+#endif
+}
+__device__ __forceinline__ void part_sum_slice(float* dgamma, float* dbeta, const float* part,
+                                               int G, int C, int slice,
+                                               double (&sm)[kPartWarps2][kPartCols2]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int W = 2 * C, w = slice * kPartCols2 + lane;
+  const int R = (G + kPartWarps2 - 1) / kPartWarps2;
+  const int g0 = warp * R, g1 = g0 + R < G ? g0 + R : G;
+  double acc = 0.0;
+  if (w < W) {
+    for (int g = g0; g < g1; g += kPart2Ahead) {
+      float v[kPart2Ahead];
+#pragma unroll
+      for (int k = 0; k < kPart2Ahead; ++k)
+        v[k] = g + k < g1 ? ld_cg(part + (int64_t)(g + k) * W + w) : 0.0f;
+#pragma unroll
+      for (int k = 0; k < kPart2Ahead; ++k) acc += (double)v[k];
+    }
+  }
+  sm[warp][lane] = acc;
+  __syncthreads();
+  if (warp == 0 && w < W) {
+    double s = 0.0;
+#pragma unroll
+    for (int j = 0; j < kPartWarps2; ++j) s += sm[j][lane];
+    if (w < C)
+      dgamma[w] += (float)s;
+    else
+      dbeta[w - C] += (float)s;
+  }
+  __syncthreads();  // sm is reused by the next slice
+}
+
+// Grid-wide barrier for k_ln_bwd_v3g (all blocks co-resident: a cooperative launch). bar[0] counts
+// the arrivals (zero between launches: the last block resets it), bar[1] is a generation that the
+// last arrival bumps; the others wait for it to change. Each block's writes before the barrier
+// (its partial row) are visible to every block after it. Not used in the CPU emulation.
+__device__ __forceinline__ void grid_barrier(unsigned* bar) {
+#ifndef BJ_CUDA_EMU
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    volatile unsigned* vgen = bar + 1;
+    const unsigned gen = *vgen;
+    __threadfence();  // the block's partial row (and the generation read) before the arrival
+    if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+      atomicExch(bar, 0u);
+      __threadfence();
+      atomicAdd(bar + 1, 1u);
+    } else {
+      while (*vgen == gen) __nanosleep(32);
+    }
+    __threadfence();
+  }
+  __syncthreads();
+#else
+  (void)bar;
+#endif
+}
+
+// v3g (BJ_LN_IMPL=v3g): v2's rows and the partial sum in one cooperative launch. phase bit 0: the
+// rows (v2's body; the block's partial row to `part`), bit 1: the partial sum, block b adding the
+// column slices b, b + G, ... (part_sum_slice: the same bits as v3's k_ln_part_sum2); phase 3
+// puts grid_barrier between them. The CPU emulation (blocks run one after another) launches phase
+// 1, then phase 2 with the same grid. pdl (v3gp): also launched as a programmatic dependent
+// (pdl_wait / pdl_trigger at the start of the rows, as in v3).
+template <int V4, bool DROP>
+__global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, true>))
+    k_ln_bwd_v3g(float* dh, float* dy, float* part, float* dgamma, float* dbeta, unsigned* bar,
+                 const float* dout, const float* h, const float* mean, const float* rstd,
+                 const float* gamma, int N, int C, int NW, int rpb, int phase, int pdl,
+                 DropArgs drop) {
+  __shared__ double sm[kPartWarps2][kPartCols2];
+  if (phase & 1)
+    ln_bwd_v2_rows<V4, DROP, true>(dh, dy, part, dout, h, mean, rstd, gamma, N, C, NW, rpb, 0,
+                                   pdl, drop);
+  if (phase == 3) grid_barrier(bar);
+  if (phase & 2) {
+    const int slices = (2 * C + kPartCols2 - 1) / kPartCols2;
+    for (int sl = blockIdx.x; sl < slices; sl += gridDim.x)
+      part_sum_slice(dgamma, dbeta, part, (int)gridDim.x, C, sl, sm);
+  }
+}
+
 // dgamma[w] (w < C) or dbeta[w - C] += sum over the G rows of part (G, 2C): block = 32 columns x
 // 8 warps; warp j adds rows j, j + 8, ... in order (double), then lane w of warp 0 adds the 8
 // warp sums in order. Deterministic.
@@ -593,6 +731,127 @@ __global__ void __launch_bounds__(kPartCols* kPartWarps)
   }
 }
 
+// v3's partial sum as its own kernel (BJ_LN_IMPL=v3, v3a): block b adds column slice b
+// (part_sum_slice). With pdl (launched as a programmatic dependent of k_ln_bwd_v2) it lets the next
+// kernel of the stream launch at once, then waits for the row kernel's partials.
+__global__ void __launch_bounds__(kPartCols2* kPartWarps2)
+    k_ln_part_sum2(float* dgamma, float* dbeta, const float* part, int G, int C, int pdl) {
+  __shared__ double sm[kPartWarps2][kPartCols2];
+  if (pdl) {
+    pdl_trigger();
+    pdl_wait();
+  }
+  part_sum_slice(dgamma, dbeta, part, G, C, (int)blockIdx.x, sm);
+}
+
+// Launches k with the programmatic-stream-serialization attribute (PDL, see pdl_wait) when pdl,
+// else as BJ_LAUNCH does. The CPU emulation launches plainly (the kernels' pdl_* are no-ops).
+// coop: a cooperative launch (every block co-resident, or the launch fails: k_ln_bwd_v3g).
+template <class... P, class... A>
+void launch_ex(bool pdl, bool coop, void (*k)(P...), unsigned grid, unsigned block, int smem,
+               void* stream, A... a) {
+#ifdef BJ_CUDA_EMU
+  (void)pdl, (void)coop;
+  BJ_LAUNCH(k, grid, block, smem, bjc::as_stream(stream), a...);
+#else
+  if (!pdl && !coop) {
+    BJ_LAUNCH(k, grid, block, smem, bjc::as_stream(stream), a...);
+    return;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(block);
+  cfg.dynamicSmemBytes = (size_t)smem;
+  cfg.stream = bjc::as_stream(stream);
+  cudaLaunchAttribute attr[2];
+  unsigned na = 0;
+  if (pdl) {
+    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[na].val.programmaticStreamSerializationAllowed = 1;
+    ++na;
+  }
+  if (coop) {
+    attr[na].id = cudaLaunchAttributeCooperative;
+    attr[na].val.cooperative = 1;
+    ++na;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = na;
+  cudaLaunchKernelEx(&cfg, k, static_cast<P>(a)...);  // errors: check_launch
+#endif
+}
+template <class... P, class... A>
+void launch_maybe_pdl(bool pdl, void (*k)(P...), unsigned grid, unsigned block, int smem,
+                      void* stream, A... a) {
+  launch_ex(pdl, false, k, grid, block, smem, stream, a...);
+}
+
+// k_ln_bwd_v3g's barrier words (2 unsigned, zeroed) of (current device, stream), allocated on
+// first use and never freed, or nullptr (stream capture, allocation failure: v3g then runs v3a).
+// Like the scratch, one per stream, so concurrent streams never share one.
+unsigned* barrier_for(void* stream) {
+  struct Entry {
+    int dev;
+    void* stream;
+    unsigned* bar;
+  };
+  static std::mutex mu;
+  static std::vector<Entry>& entries = *new std::vector<Entry>;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  for (const Entry& e : entries)
+    if (e.dev == dev && e.stream == stream) return e.bar;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(bjc::as_stream(stream), &cs) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  if (cs != cudaStreamCaptureStatusNone) return nullptr;
+  void* p = nullptr;
+  if (cudaMalloc(&p, 2 * sizeof(unsigned)) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  // zeroed on the caller's stream, so ordered before its first use even on a non-blocking stream
+#ifdef BJ_CUDA_EMU
+  const cudaError_t ze = cudaMemset(p, 0, 2 * sizeof(unsigned));
+#else
+  const cudaError_t ze = cudaMemsetAsync(p, 0, 2 * sizeof(unsigned), bjc::as_stream(stream));
+#endif
+  if (ze != cudaSuccess) {
+    cudaGetLastError();
+    cudaFree(p);
+    return nullptr;
+  }
+  entries.push_back(Entry{dev, stream, static_cast<unsigned*>(p)});
+  return static_cast<unsigned*>(p);
+}
+
+// Compute capability >= 9.0 (PDL) on the current device; cached per device.
+bool device_has_pdl() {
+  static int cached[64] = {0};  // 0 unknown, 1 no, 2 yes
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (dev >= 0 && dev < 64 && cached[dev] != 0) return cached[dev] == 2;
+  bool yes = false;
+#ifndef BJ_CUDA_EMU
+  int major = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess)
+    yes = major >= 9;
+  else
+    cudaGetLastError();
+#endif
+  if (dev >= 0 && dev < 64) cached[dev] = yes ? 2 : 1;
+  return yes;
+}
+
 using LnBwdV2Fn = decltype(&k_ln_bwd_v2<1, false, true>);
 // [prefetch][dropout][V4 - 1]
 const LnBwdV2Fn kLnBwdV2[2][2][kMaxV4Bwd] = {
@@ -604,6 +863,12 @@ const LnBwdV2Fn kLnBwdV2[2][2][kMaxV4Bwd] = {
       &k_ln_bwd_v2<4, false, true>, &k_ln_bwd_v2<5, false, true>, &k_ln_bwd_v2<6, false, true>},
      {&k_ln_bwd_v2<1, true, true>, &k_ln_bwd_v2<2, true, true>, &k_ln_bwd_v2<3, true, true>,
       &k_ln_bwd_v2<4, true, true>, &k_ln_bwd_v2<5, true, true>, &k_ln_bwd_v2<6, true, true>}}};
+using LnBwdV3gFn = decltype(&k_ln_bwd_v3g<1, false>);
+const LnBwdV3gFn kLnBwdV3g[2][kMaxV4Bwd] = {  // [dropout][V4 - 1]
+    {&k_ln_bwd_v3g<1, false>, &k_ln_bwd_v3g<2, false>, &k_ln_bwd_v3g<3, false>,
+     &k_ln_bwd_v3g<4, false>, &k_ln_bwd_v3g<5, false>, &k_ln_bwd_v3g<6, false>},
+    {&k_ln_bwd_v3g<1, true>, &k_ln_bwd_v3g<2, true>, &k_ln_bwd_v3g<3, true>,
+     &k_ln_bwd_v3g<4, true>, &k_ln_bwd_v3g<5, true>, &k_ln_bwd_v3g<6, true>}};
 // blocks per SM, [prefetch][V4 - 1]
 constexpr int kV2Bps[2][kMaxV4Bwd] = {
     {kV2BlocksPerSm<1, false>, kV2BlocksPerSm<2, false>, kV2BlocksPerSm<3, false>,
@@ -638,7 +903,8 @@ struct LnParamGradOp {
 // that a benchmark can switch in one process).
 // BJ_LN_IMPL=v2np: v2 without the next-row prefetch, 2 blocks per SM; BJ_LN_IMPL=v2l2: v2 that also
 // prefetches the row after next into L2 (alternatives to compare).
-// Both also apply to the dropout_layernorm backward, except v1, which has no dy (v2 runs there).
+// BJ_LN_IMPL=v3, v3a, v3g, v3gp: see the header comment.
+// All also apply to the dropout_layernorm backward, except v1, which has no dy (v2 runs there).
 bool use_impl(const char* name) {
   const char* e = std::getenv("BJ_LN_IMPL");
   return e != nullptr && std::strcmp(e, name) == 0;
@@ -711,12 +977,36 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
       G = (N + rpb - 1) / rpb;
     }
     const int smem = (teams / 2) * 2 * C * (int)sizeof(float);  // <= 24 KiB
-    BJ_LAUNCH(kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G, kThreadsLn, smem,
-              bjc::as_stream(stream), dh, dy, part, dout, h, mean, rstd, gamma, N, C, nw,
-              (int)rpb, use_impl("v2l2") ? 2 : 0, drop);
+    const bool v3gp = use_impl("v3gp");
+    unsigned* bar = v3gp || use_impl("v3g") ? barrier_for(stream) : nullptr;
+    if (bar != nullptr) {  // v3g: one cooperative launch (the emulation: phase 1, then phase 2)
+      const auto k = kLnBwdV3g[dy != nullptr ? 1 : 0][v4 - 1];
+      const bool pdl = v3gp && device_has_pdl();  // v3gp: cooperative and PDL
+#ifdef BJ_CUDA_EMU
+      for (int phase = 1; phase <= 2; ++phase)
+#else
+      const int phase = 3;
+#endif
+        launch_ex(pdl, true, k, (unsigned)G, (unsigned)kThreadsLn, smem, stream, dh, dy, part,
+                  dgamma, dbeta, bar, dout, h, mean, rstd, gamma, N, C, nw, (int)rpb, phase,
+                  pdl ? 1 : 0, drop);
+      return bjc::check_launch(op);
+    }
+    // v3: k_ln_part_sum2, both kernels launched as programmatic dependents (sm_90+); v3a:
+    // k_ln_part_sum2 with plain launches
+    const bool v3a = use_impl("v3a") || use_impl("v3g") || v3gp, v3 = !v3a && use_impl("v3");
+    const bool pdl = v3 && device_has_pdl();
+    launch_maybe_pdl(pdl, kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G,
+                     (unsigned)kThreadsLn, smem, stream, dh, dy, part, dout, h, mean, rstd, gamma,
+                     N, C, nw, (int)rpb, use_impl("v2l2") ? 2 : 0, pdl ? 1 : 0, drop);
     BJ_TRY(bjc::check_launch(op));
-    BJ_LAUNCH(k_ln_part_sum, (unsigned)((2 * C + kPartCols - 1) / kPartCols),
-              kPartCols * kPartWarps, 0, bjc::as_stream(stream), dgamma, dbeta, part, (int)G, C);
+    const unsigned pblocks = (unsigned)((2 * C + kPartCols - 1) / kPartCols);
+    if (v3 || v3a)
+      launch_maybe_pdl(pdl, &k_ln_part_sum2, pblocks, (unsigned)(kPartCols2 * kPartWarps2), 0,
+                       stream, dgamma, dbeta, (const float*)part, (int)G, C, pdl ? 1 : 0);
+    else
+      BJ_LAUNCH(k_ln_part_sum, pblocks, kPartCols * kPartWarps, 0, bjc::as_stream(stream),
+                dgamma, dbeta, part, (int)G, C);
     return bjc::check_launch(op);
   }
   // Parameter gradients first: dh (or dy) may alias dout.

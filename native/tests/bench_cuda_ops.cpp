@@ -3,7 +3,8 @@
 // bandwidth counting the bytes each op must move (reads + writes of its inputs and outputs, once),
 // and for attention the achieved TFLOP/s (forward 4 B NH T^2 D, backward 10 B NH T^2 D: the usual
 // flash-attention count, so the backward's recomputation is not credited). The layer norm
-// backward is timed with each of its kernels (BJ_LN_IMPL=v1, v2, v2np, v2l2), and dropout + layer norm fused
+// backward is timed with each of its kernels (BJ_LN_IMPL=v1, v2, v2np, v2l2, v3, v3a,
+// v3g, v3gp), and dropout + layer norm fused
 // against the two separate ops (GB/s of the fused op's bytes for both rows).
 //   bench_cuda_ops            (exit 77 when no device)
 #include <cuda_runtime.h>
@@ -271,8 +272,11 @@ int main() {
           }, 50),
           F * (4.0 * n + 2.0 * N + 2.0 * C));
       // the layer norm backward's kernels: BJ_LN_IMPL=v1 (previous), v2 (default), v2np (v2
-      // without the next-row prefetch, 2 blocks per SM), v2l2 (v2 + L2 prefetch 2 rows ahead)
-      for (const char* impl : {"v1", "v2", "v2np", "v2l2"}) {
+      // without the next-row prefetch, 2 blocks per SM), v2l2 (v2 + L2 prefetch 2 rows ahead),
+      // v3 (v2's row kernel + a one-round-trip partial sum, both launched as programmatic
+      // dependents: PDL), v3a (v3's partial sum, plain launches), v3g (v3's two kernels in one
+      // cooperative launch with a grid barrier between them), v3gp (v3g + PDL)
+      for (const char* impl : {"v1", "v2", "v2np", "v2l2", "v3", "v3a", "v3g", "v3gp"}) {
         setenv("BJ_LN_IMPL", impl, 1);
         row(std::string("layernorm bwd ") + impl, sh, time_us([&] {
               return bj_cuda_layernorm_backward(dh.p, dg.p, db.p, dout.p, h.p, mean.p, rstd.p,

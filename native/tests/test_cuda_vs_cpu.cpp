@@ -436,9 +436,10 @@ void test_dropout_layernorm() {
                                                     offset, nullptr)))
         report_bits("dropout_layernorm_bwd dy=NULL", sh,
                     same_bits(ndh.get(), udh.get()) && same_bits(ndg.get(), udg.get()));
-      // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np, v2l2) vs the default v2: the same
-      // dh bits (same per-row arithmetic), dgamma/dbeta close (another summation order)
-      for (const char* impl : {"v1", "v2np", "v2l2"}) {
+      // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np, v2l2, v3, v3a, v3g, v3gp)
+      // vs the default v2: the same dh bits (same per-row arithmetic), dgamma/dbeta close
+      // (another summation order)
+      for (const char* impl : {"v1", "v2np", "v2l2", "v3", "v3a", "v3g", "v3gp"}) {
         setenv("BJ_LN_IMPL", impl, 1);
         Dev<float> vdh(n, s.pad), vdg(dg0), vdb(db0);
         const bool ran = GPU_OK(std::string("layernorm_backward ") + impl, sh,
@@ -454,17 +455,49 @@ void test_dropout_layernorm() {
                  kBwd);
         }
       }
-      // the fused backward without prefetch (v2np): the same dh and dy bits
-      setenv("BJ_LN_IMPL", "v2np", 1);
-      Dev<float> gdout4(dout, s.pad), pdh(n, s.pad), pdy(n, s.pad), pdg(dg0), pdb(db0);
-      const bool ran = GPU_OK("dropout_layernorm_backward v2np", sh,
-                              bj_cuda_dropout_layernorm_backward(
-                                  pdh.p, pdy.p, pdg.p, pdb.p, gdout4.p, gh3.p, gm3.p, gs3.p, gg.p,
-                                  s.N, s.C, s.p, seed, offset, nullptr));
-      unsetenv("BJ_LN_IMPL");
-      if (ran)
-        report_bits("dropout_layernorm_bwd v2np = v2", sh,
-                    same_bits(pdh.get(), udh.get()) && same_bits(pdy.get(), gdy.get()));
+      // the fused backward without prefetch (v2np) and with v3's launches / partial sum (v3,
+      // v3a, v3g): the same dh and dy bits; v3, v3a and v3g the same dgamma/dbeta bits as each
+      // other, and deterministic (a rerun adds the same bits)
+      std::vector<float> v3dg, v3db;
+      for (const char* impl : {"v2np", "v3", "v3a", "v3g", "v3gp"}) {
+        setenv("BJ_LN_IMPL", impl, 1);
+        Dev<float> gdout4(dout, s.pad), pdh(n, s.pad), pdy(n, s.pad), pdg(dg0), pdb(db0);
+        const std::string what = std::string("dropout_layernorm_backward ") + impl;
+        const bool ran = GPU_OK(what, sh,
+                                bj_cuda_dropout_layernorm_backward(
+                                    pdh.p, pdy.p, pdg.p, pdb.p, gdout4.p, gh3.p, gm3.p, gs3.p,
+                                    gg.p, s.N, s.C, s.p, seed, offset, nullptr));
+        if (ran) {
+          report_bits(std::string("dropout_layernorm_bwd ") + impl + " = v2", sh,
+                      same_bits(pdh.get(), udh.get()) && same_bits(pdy.get(), gdy.get()));
+          report(std::string("dropout_layernorm_bwd ") + impl + " dgamma", sh, rel(pdg.get(), dg),
+                 kBwd);
+          report(std::string("dropout_layernorm_bwd ") + impl + " dbeta", sh, rel(pdb.get(), db),
+                 kBwd);
+        }
+        if (ran && std::strcmp(impl, "v2np") != 0) {
+          if (v3dg.empty()) {
+            v3dg = pdg.get();
+            v3db = pdb.get();
+          } else {
+            report_bits(std::string("dropout_layernorm_bwd ") + impl + " = v3 dgamma/dbeta", sh,
+                        same_bits(pdg.get(), v3dg) && same_bits(pdb.get(), v3db));
+          }
+          // again from the result: the same partial sums are added to the same values
+          Dev<float> rdg(pdg.get()), rdb(pdb.get()), qdg(pdg.get()), qdb(pdb.get());
+          if (GPU_OK(what, sh,
+                     bj_cuda_dropout_layernorm_backward(pdh.p, pdy.p, rdg.p, rdb.p, gdout4.p,
+                                                        gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C, s.p,
+                                                        seed, offset, nullptr)) &&
+              GPU_OK(what, sh,
+                     bj_cuda_dropout_layernorm_backward(pdh.p, pdy.p, qdg.p, qdb.p, gdout4.p,
+                                                        gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C, s.p,
+                                                        seed, offset, nullptr)))
+            report_bits(std::string("dropout_layernorm_bwd ") + impl + " (rerun)", sh,
+                        same_bits(rdg.get(), qdg.get()) && same_bits(rdb.get(), qdb.get()));
+        }
+        unsetenv("BJ_LN_IMPL");
+      }
     }
   }
 }
