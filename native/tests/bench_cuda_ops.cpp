@@ -276,7 +276,7 @@ int main() {
       // v3 (v2's row kernel + a one-round-trip partial sum, both launched as programmatic
       // dependents: PDL), v3a (v3's partial sum, plain launches), v3g (v3's two kernels in one
       // cooperative launch with a grid barrier between them), v3gp (v3g + PDL)
-      for (const char* impl : {"v1", "v2", "v2np", "v2l2", "v3", "v3a", "v3g", "v3gp"}) {
+      for (const char* impl : {"v1", "v2", "v2np", "v2l2", "v3", "v3a"}) {
         setenv("BJ_LN_IMPL", impl, 1);
         row(std::string("layernorm bwd ") + impl, sh, time_us([&] {
               return bj_cuda_layernorm_backward(dh.p, dg.p, db.p, dout.p, h.p, mean.p, rstd.p,

@@ -436,10 +436,11 @@ void test_dropout_layernorm() {
                                                     offset, nullptr)))
         report_bits("dropout_layernorm_bwd dy=NULL", sh,
                     same_bits(ndh.get(), udh.get()) && same_bits(ndg.get(), udg.get()));
-      // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np, v2l2, v3, v3a, v3g, v3gp)
+      // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np, v2l2, v3, v3a; v3g/v3gp,
+      // cooperative launches never run on a GPU yet, are left out of the default lists)
       // vs the default v2: the same dh bits (same per-row arithmetic), dgamma/dbeta close
       // (another summation order)
-      for (const char* impl : {"v1", "v2np", "v2l2", "v3", "v3a", "v3g", "v3gp"}) {
+      for (const char* impl : {"v1", "v2np", "v2l2", "v3", "v3a"}) {
         setenv("BJ_LN_IMPL", impl, 1);
         Dev<float> vdh(n, s.pad), vdg(dg0), vdb(db0);
         const bool ran = GPU_OK(std::string("layernorm_backward ") + impl, sh,
@@ -459,7 +460,7 @@ void test_dropout_layernorm() {
       // v3a, v3g): the same dh and dy bits; v3, v3a and v3g the same dgamma/dbeta bits as each
       // other, and deterministic (a rerun adds the same bits)
       std::vector<float> v3dg, v3db;
-      for (const char* impl : {"v2np", "v3", "v3a", "v3g", "v3gp"}) {
+      for (const char* impl : {"v2np", "v3", "v3a"}) {
         setenv("BJ_LN_IMPL", impl, 1);
         Dev<float> gdout4(dout, s.pad), pdh(n, s.pad), pdy(n, s.pad), pdg(dg0), pdb(db0);
         const std::string what = std::string("dropout_layernorm_backward ") + impl;
