@@ -1448,15 +1448,17 @@ __global__ void __launch_bounds__(kThreads2, 1)
 //   16 FMAs; v2 6 loads, 10 wavefronts per 32). The 4 partials go through shared memory and are
 //   added in the fixed order z = 0, 1, 2, 3 by all 512 threads (one float4 each), which store
 //   whole rows. Deterministic: no atomics, fixed summation order everywhere.
-// Three barriers per query tile (v2: four). Dropout keep bits, the prologue (lse, D_i of all
-// queries), the Q/dO prefetch and the stores of dK/dV are v2's. 162.8 KB of shared memory: one
+// Three barriers per query tile (v2: four). The prologue issues its global loads in two rounds
+// with every load of a round in flight (mask, lse, dO and out of all queries for D_i, the first
+// Q/dO tile; then K, V before key_end), where v2 waits on each loop iteration of load_tile and of
+// the D_i loop. Dropout keep bits, the Q/dO prefetch and the stores of dK/dV are v2's. 162.8 KB of shared memory: one
 // block per SM (as v2). Other D or T fall back to the v2 backward.
 constexpr int kLS3 = 40;  // row stride of Pdrop^T / dS^T in the v3 backward
 
 template <int D, int BQ, int NR>
-__device__ __forceinline__ void bwd3_body(float* smem, float* s_lse, float* s_D, uint8_t* s_keep,
-                                          float* dqkv_b, const float* dout_b, const float* qkv_b,
-                                          const float* out_b, const float* lse_bh,
+__device__ __forceinline__ void bwd3_body(float* smem, const float* s_lse, const float* s_D,
+                                          uint8_t* s_keep, float* dqkv_b, const float* dout_b,
+                                          const float* qkv_b, float4 gq, float4 gd,
                                           const int32_t* mask, int b, int T, int C, int64_t C3,
                                           float scale, float p, float dscale, uint64_t seed,
                                           uint64_t idx_bh, bool uniform, bool al4, int vec_in,
@@ -1487,34 +1489,8 @@ __device__ __forceinline__ void bwd3_body(float* smem, float* s_lse, float* s_D,
 #pragma unroll
     for (int v = 0; v < NV; ++v) acc[a][v] = 0.0f;
 
-  // s_lse[i], s_D[i] = dO_i . out_i of every query (all T, before the first tile's barrier)
-  for (int i = tid; i < T; i += kThreads2) s_lse[i] = lse_bh[i];
-  for (int e = tid; e < ((T * C4 + 31) & ~31); e += kThreads2) {  // whole warps (shuffles)
-    const int r = e / C4, c = (e % C4) * 4;
-    float4 g = make_float4(0.0f, 0.0f, 0.0f, 0.0f), o = g;
-    if (r < T) {
-      const float* gp = dout_b + (int64_t)r * C + c;
-      const float* op = out_b + (int64_t)r * C + c;
-      if (vec_o) {
-        g = *reinterpret_cast<const float4*>(gp);
-        o = *reinterpret_cast<const float4*>(op);
-      } else {
-        g = make_float4(gp[0], gp[1], gp[2], gp[3]);
-        o = make_float4(op[0], op[1], op[2], op[3]);
-      }
-    }
-    float part = g.x * o.x;
-    part = fmaf(g.y, o.y, part);
-    part = fmaf(g.z, o.z, part);
-    part = fmaf(g.w, o.w, part);
-#pragma unroll
-    for (int off = C4 / 2; off > 0; off >>= 1) part += __shfl_xor_sync(bjc::kFull, part, off);
-    if (r < T && c == 0) s_D[r] = part;
-  }
-
   // row lr, channels lc .. lc + 3: the thread's float4 of the Q/dO tile and of the dQ rows
   const int lr = tid / C4, lc = (tid % C4) * 4;
-  float4 gq, gd;
   auto fetch = [&](int q0) {
     gq = gd = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     const int qi = q0 + lr;
@@ -1525,10 +1501,9 @@ __device__ __forceinline__ void bwd3_body(float* smem, float* s_lse, float* s_D,
       gd = vec_o ? *reinterpret_cast<const float4*>(dp) : make_float4(dp[0], dp[1], dp[2], dp[3]);
     }
   };
-  fetch(0);
 
   for (int q0 = 0; q0 < T; q0 += BQ) {
-    // ---- tile in: Q, dO, keep bits ----
+    // ---- tile in: Q, dO (the first tile's loaded by the kernel's prologue), keep bits ----
     *reinterpret_cast<float4*>(Qs + lr * LD + lc) = gq;
     *reinterpret_cast<float4*>(dOs + lr * LD + lc) = gd;
     if (drop) {  // keep bits of keys 8 kb .. 8 kb + 7 of query q0 + kq in s_keep[kq * 16 + kb]
@@ -1711,11 +1686,14 @@ __global__ void __launch_bounds__(kThreads2, 1)
                 const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
                 float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
                 int vec_out) {
-  constexpr int TK = kFusedT, LD = D + 4;
+  constexpr int TK = kFusedT, LD = D + 4, C4 = D / 4, NW = kThreads2 / 32;
+  constexpr int IT = TK * C4 / kThreads2;  // float4 per thread of a (TK, D) matrix
+  static_assert(TK <= kThreads2 && TK * C4 % kThreads2 == 0 && kThreads2 % C4 == 0, "prologue");
   BJ_DYN_SMEM(float, smem);
   __shared__ float s_lse[kFusedT], s_D[kFusedT];
   __shared__ uint8_t s_keep[BQ * 16];
-  __shared__ int s_kend[kThreads2 / 32];
+  __shared__ int s_kend[NW];
+  const int tid = threadIdx.x;
   const int h = blockIdx.x, b = blockIdx.y;
   const int C = NH * D;
   const int64_t C3 = 3LL * C;
@@ -1724,32 +1702,95 @@ __global__ void __launch_bounds__(kThreads2, 1)
   const float* out_b = out + (int64_t)b * T * C + (int64_t)h * D;
   float* dqkv_b = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
   const uint64_t bh = (uint64_t)b * NH + h;
-  int kend = T;  // one past the last real key (0: none)
-  if (mask != nullptr) {
-    int last = 0;
-    for (int j = threadIdx.x; j < T; j += kThreads2)
-      if (mask[(int64_t)b * T + j] != 0) last = j + 1;
-    last = bjc::warp_max(last);
-    if ((threadIdx.x & 31) == 0) s_kend[threadIdx.x >> 5] = last;
-    __syncthreads();
-    kend = 0;
+  const float* lse_bh = lse + bh * (uint64_t)T;
+
+  // Prologue in two rounds of global loads, every load of a round in flight together:
+  // (1) the mask (thread j: key j), lse, dO and out of every query (for D_i) and the first
+  // query tile's Q and dO (row tid / C4, channels 4 (tid % C4) ..: the body's prefetch layout);
+  // (2) after key_end is known, K and V of the keys before it.
+  const bool inT = tid < T;
+  const int mk = inT && (mask == nullptr || mask[(int64_t)b * T + tid] != 0) ? 1 : 0;
+  const float lsev = inT ? lse_bh[tid] : 0.0f;
+  float4 g[IT], o[IT];
 #pragma unroll
-    for (int w = 0; w < kThreads2 / 32; ++w) kend = max(kend, s_kend[w]);
+  for (int it = 0; it < IT; ++it) {
+    const int e = tid + it * kThreads2, r = e / C4, c = (e % C4) * 4;
+    g[it] = o[it] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r < T) {
+      const float* gp = dout_b + (int64_t)r * C + c;
+      const float* op = out_b + (int64_t)r * C + c;
+      if (vec_o) {
+        g[it] = *reinterpret_cast<const float4*>(gp);
+        o[it] = *reinterpret_cast<const float4*>(op);
+      } else {
+        g[it] = make_float4(gp[0], gp[1], gp[2], gp[3]);
+        o[it] = make_float4(op[0], op[1], op[2], op[3]);
+      }
+    }
   }
+  float4 gq = make_float4(0.0f, 0.0f, 0.0f, 0.0f), gd = gq;
+  {
+    const int r = tid / C4, c = (tid % C4) * 4;
+    if (r < BQ && r < T) {
+      const float* qp = qkv_b + (int64_t)r * C3 + c;
+      gq = vec_in ? *reinterpret_cast<const float4*>(qp) : make_float4(qp[0], qp[1], qp[2], qp[3]);
+      gd = g[0];  // row r of dO: e = tid in iteration 0
+    }
+  }
+  const int last = bjc::warp_max(mk ? tid + 1 : 0);
+  if ((tid & 31) == 0) s_kend[tid >> 5] = last;
+  if (inT) s_lse[tid] = lsev;
+#pragma unroll
+  for (int it = 0; it < IT; ++it) {
+    const int e = tid + it * kThreads2, r = e / C4, c = (e % C4) * 4;
+    float part = g[it].x * o[it].x;
+    part = fmaf(g[it].y, o[it].y, part);
+    part = fmaf(g[it].z, o[it].z, part);
+    part = fmaf(g[it].w, o[it].w, part);
+#pragma unroll
+    for (int off = C4 / 2; off > 0; off >>= 1) part += __shfl_xor_sync(bjc::kFull, part, off);
+    if (r < T && c == 0) s_D[r] = part;
+  }
+  __syncthreads();
+  int kend = 0;  // one past the last real key (0: none)
+#pragma unroll
+  for (int w = 0; w < NW; ++w) kend = max(kend, s_kend[w]);
   const bool uniform = kend == 0;
   if (uniform) kend = T;  // no real key: every key attends uniformly
   float* Ks = smem;
   float* Vs = Ks + TK * LD;
-  load_tile<D, TK, LD, kThreads2>(Ks, qkv_b + C, C3, kend, vec_in);
-  load_tile<D, TK, LD, kThreads2>(Vs, qkv_b + 2 * C, C3, kend, vec_in);
-  const float* lse_bh = lse + bh * (uint64_t)T;
+  {  // K, V rows < kend, zero rows up to TK
+    float4 kr[IT], vr[IT];
+#pragma unroll
+    for (int it = 0; it < IT; ++it) {
+      const int e = tid + it * kThreads2, r = e / C4, c = (e % C4) * 4;
+      kr[it] = vr[it] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (r < kend) {
+        const float* kp = qkv_b + (int64_t)r * C3 + C + c;
+        const float* vp = kp + C;
+        if (vec_in) {
+          kr[it] = *reinterpret_cast<const float4*>(kp);
+          vr[it] = *reinterpret_cast<const float4*>(vp);
+        } else {
+          kr[it] = make_float4(kp[0], kp[1], kp[2], kp[3]);
+          vr[it] = make_float4(vp[0], vp[1], vp[2], vp[3]);
+        }
+      }
+    }
+#pragma unroll
+    for (int it = 0; it < IT; ++it) {
+      const int e = tid + it * kThreads2, r = e / C4, c = (e % C4) * 4;
+      *reinterpret_cast<float4*>(Ks + r * LD + c) = kr[it];
+      *reinterpret_cast<float4*>(Vs + r * LD + c) = vr[it];
+    }
+  }
   const uint64_t idx_bh = offset + bh * (uint64_t)T * (uint64_t)T;
   const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;
 #define BJ_BWD3_CASE(NR)                                                                      \
   case NR:                                                                                    \
-    bwd3_body<D, BQ, NR>(smem, s_lse, s_D, s_keep, dqkv_b, dout_b, qkv_b, out_b, lse_bh, mask, \
-                         b, T, C, C3, scale, p, dscale, seed, idx_bh, uniform, al4, vec_in,    \
-                         vec_o, vec_out);                                                      \
+    bwd3_body<D, BQ, NR>(smem, s_lse, s_D, s_keep, dqkv_b, dout_b, qkv_b, gq, gd, mask, b, T, \
+                         C, C3, scale, p, dscale, seed, idx_bh, uniform, al4, vec_in, vec_o,   \
+                         vec_out);                                                             \
     break;
   switch ((kend + 31) / 32) {
     BJ_BWD3_CASE(1)
