@@ -1437,12 +1437,14 @@ __global__ void __launch_bounds__(kThreads2, 1)
 //   micro-tile keys 4 (w >> 1) + (lane >> 3) + 32j (j < NR) x queries (lane & 7) + 8 (w & 1) +
 //   16i (i < 2). A warp's Q (dO) float4 load reads 8 consecutive rows (one wavefront, no
 //   conflict at row stride D + 4), its K (V) load 4 rows (broadcast): 6 loads per 32 FMAs per
-//   pass (v2: 9 loads, 10 wavefronts per 32 FMAs). Keys are computed up to KP = 32 NR,
-//   NR = ceil(key_end / 32) a template parameter (keys in [key_end, KP) have P = 0).
+//   pass (v2: 9 loads, 10 wavefronts per 32 FMAs). Keys are computed up to KP = 16 NA,
+//   NA = ceil(key_end / 16) a template parameter (keys in [key_end, KP) have P = 0); with NA odd
+//   the last key slot is computed by warps 0..7 only (every SM sub-partition keeps half its
+//   warps busy there), so the issued work follows key_end in steps of 16 keys as in v2.
 // - Pdrop^T and dS^T go to shared memory key-major with row stride 40 (the 4 key rows x 8
 //   queries of a warp's store hit 32 different banks). There is no query-major dS copy: dQ reads
 //   dS^T directly.
-// - dK += dS^T Q (threads 0..255), dV += Pdrop^T dO (256..511): as v2 (keys ty + 16a, a < 2 NR).
+// - dK += dS^T Q (threads 0..255), dV += Pdrop^T dO (256..511): as v2 (keys ty + 16a, a < NA).
 // - dQ = scale dS K: 4 key quarters (z = tid / 128) x 4 x 4 micro-tiles (queries 4qg .. 4qg + 3 x
 //   channels 4cg .. 4cg + 3, one float4 of dS^T and one of K per key: 2 loads, 3 wavefronts per
 //   16 FMAs; v2 6 loads, 10 wavefronts per 32). The 4 partials go through shared memory and are
@@ -1455,7 +1457,7 @@ __global__ void __launch_bounds__(kThreads2, 1)
 // block per SM (as v2). Other D or T fall back to the v2 backward.
 constexpr int kLS3 = 40;  // row stride of Pdrop^T / dS^T in the v3 backward
 
-template <int D, int BQ, int NR>
+template <int D, int BQ, int NA>
 __device__ __forceinline__ void bwd3_body(float* smem, const float* s_lse, const float* s_D,
                                           uint8_t* s_keep, float* dqkv_b, const float* dout_b,
                                           const float* qkv_b, float4 gq, float4 gd,
@@ -1464,7 +1466,9 @@ __device__ __forceinline__ void bwd3_body(float* smem, const float* s_lse, const
                                           uint64_t idx_bh, bool uniform, bool al4, int vec_in,
                                           int vec_o, int vec_out) {
   constexpr int TK = kFusedT, LD = D + 4, LS = kLS3, NV = D / 16, C4 = D / 4;
-  constexpr int KP = 32 * NR, NA = 2 * NR, KQ = KP / 4;  // keys computed; dK/dV rows; dQ quarter
+  // keys computed (KP = 16 NA); S^T micro-tile key slots (32 keys each; with NA odd the last slot
+  // holds keys only for ka < 16, i.e. warps 0..7); keys per dQ quarter
+  constexpr int KP = 16 * NA, NR = (NA + 1) / 2, KQ = KP / 4;
   static_assert(D == 64 && BQ == 32, "v3 tiles: 16 channel groups of 4, 32 queries per tile");
   static_assert(BQ * C4 == kThreads2, "one float4 per thread for the Q/dO tile and dQ rows");
   float* Ks = smem;
@@ -1480,6 +1484,11 @@ __device__ __forceinline__ void bwd3_body(float* smem, const float* s_lse, const
   const float inv_t = 1.0f / (float)T;
   const bool drop = p > 0.0f;
 
+  // slot j of this thread holds a key below KP (warp-uniform: ka / 16 depends on the warp only)
+  // (the full slots j < NF run in plain unrolled loops, the half slot behind one branch: a
+  // "continue" inside the unrolled loops made ptxas spill)
+  constexpr int NF = NA / 2;
+  const bool lo16 = ka < 16;
   unsigned kval = 0;  // bit j: key ka + 32j is real (or attended uniformly)
 #pragma unroll
   for (int j = 0; j < NR; ++j) kval |= key_ok(mask, b, T, ka + 32 * j, uniform) ? 1u << j : 0u;
@@ -1539,21 +1548,36 @@ __device__ __forceinline__ void bwd3_body(float* smem, const float* s_lse, const
         const float4 q0v = *reinterpret_cast<const float4*>(Qs + qa * LD + d);
         const float4 q1v = *reinterpret_cast<const float4*>(Qs + (qa + 16) * LD + d);
 #pragma unroll
-        for (int j = 0; j < NR; ++j) {
+        for (int j = 0; j < NF; ++j) {
           const float4 kv = *reinterpret_cast<const float4*>(Ks + (ka + 32 * j) * LD + d);
           st[j][0] = dot4(kv, q0v, st[j][0]);
           st[j][1] = dot4(kv, q1v, st[j][1]);
         }
+        if constexpr (NF < NR) {
+          if (lo16) {
+            const float4 kv = *reinterpret_cast<const float4*>(Ks + (ka + 32 * NF) * LD + d);
+            st[NF][0] = dot4(kv, q0v, st[NF][0]);
+            st[NF][1] = dot4(kv, q1v, st[NF][1]);
+          }
+        }
       }
-#pragma unroll 2
+      // (S^T is live here: unrolled by 2 at NA = 8 the pass spilled 3 registers)
+#pragma unroll(NA >= 8 ? 1 : 2)
       for (int d = 0; d < D; d += 4) {
         const float4 o0v = *reinterpret_cast<const float4*>(dOs + qa * LD + d);
         const float4 o1v = *reinterpret_cast<const float4*>(dOs + (qa + 16) * LD + d);
 #pragma unroll
-        for (int j = 0; j < NR; ++j) {
+        for (int j = 0; j < NF; ++j) {
           const float4 vv = *reinterpret_cast<const float4*>(Vs + (ka + 32 * j) * LD + d);
           dpt[j][0] = dot4(vv, o0v, dpt[j][0]);
           dpt[j][1] = dot4(vv, o1v, dpt[j][1]);
+        }
+        if constexpr (NF < NR) {
+          if (lo16) {
+            const float4 vv = *reinterpret_cast<const float4*>(Vs + (ka + 32 * NF) * LD + d);
+            dpt[NF][0] = dot4(vv, o0v, dpt[NF][0]);
+            dpt[NF][1] = dot4(vv, o1v, dpt[NF][1]);
+          }
         }
       }
 #pragma unroll
@@ -1562,6 +1586,7 @@ __device__ __forceinline__ void bwd3_body(float* smem, const float* s_lse, const
         const float lq = s_lse[qi < T ? qi : 0], Dq = s_D[qi < T ? qi : 0];
 #pragma unroll
         for (int j = 0; j < NR; ++j) {
+          // (half slot with ka >= 16: keys in [KP, 128), P = 0, written but never read)
           const int kj = ka + 32 * j;
           float P = 0.0f;
           if (((kval >> j) & 1u) && qi < T) P = uniform ? inv_t : expf(scale * st[j][i] - lq);
@@ -1786,18 +1811,22 @@ __global__ void __launch_bounds__(kThreads2, 1)
   }
   const uint64_t idx_bh = offset + bh * (uint64_t)T * (uint64_t)T;
   const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;
-#define BJ_BWD3_CASE(NR)                                                                      \
-  case NR:                                                                                    \
-    bwd3_body<D, BQ, NR>(smem, s_lse, s_D, s_keep, dqkv_b, dout_b, qkv_b, gq, gd, mask, b, T, \
+#define BJ_BWD3_CASE(NA)                                                                      \
+  case NA:                                                                                    \
+    bwd3_body<D, BQ, NA>(smem, s_lse, s_D, s_keep, dqkv_b, dout_b, qkv_b, gq, gd, mask, b, T, \
                          C, C3, scale, p, dscale, seed, idx_bh, uniform, al4, vec_in, vec_o,   \
                          vec_out);                                                             \
     break;
-  switch ((kend + 31) / 32) {
+  switch ((kend + 15) / 16) {
     BJ_BWD3_CASE(1)
     BJ_BWD3_CASE(2)
     BJ_BWD3_CASE(3)
+    BJ_BWD3_CASE(4)
+    BJ_BWD3_CASE(5)
+    BJ_BWD3_CASE(6)
+    BJ_BWD3_CASE(7)
     default:
-      BJ_BWD3_CASE(4)
+      BJ_BWD3_CASE(8)
   }
 #undef BJ_BWD3_CASE
 }
