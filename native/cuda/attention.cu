@@ -1452,9 +1452,10 @@ __global__ void __launch_bounds__(kThreads2, 1)
 //   whole rows. Deterministic: no atomics, fixed summation order everywhere.
 // Three barriers per query tile (v2: four). The prologue issues its global loads in two rounds
 // with every load of a round in flight (mask, lse, dO and out of all queries for D_i, the first
-// Q/dO tile; then K, V before key_end), where v2 waits on each loop iteration of load_tile and of
-// the D_i loop. Dropout keep bits, the Q/dO prefetch and the stores of dK/dV are v2's. 162.8 KB of shared memory: one
-// block per SM (as v2). Other D or T fall back to the v2 backward.
+// Q/dO tile; then K, V before key_end), where v2 loads inside the loops of load_tile and of D_i
+// (whether nvcc overlaps those iterations was not checked). Dropout keep bits, the Q/dO prefetch
+// and the stores of dK/dV are v2's. 162.8 KB of shared memory: one block per SM (as v2); 128
+// registers, no spills (sm_90). Other D or T fall back to the v2 backward.
 constexpr int kLS3 = 40;  // row stride of Pdrop^T / dS^T in the v3 backward
 
 template <int D, int BQ, int NA>
