@@ -52,6 +52,9 @@
 //   shuffles). Backward for D in {32, 64}, T <= 128: k_attn_bwd2 (512 threads, see there;
 //   161.8 KB at D = 64, one block of 16 warps per SM); other shapes the two-kernel backward.
 //   v2 and v1 agree up to fp32 rounding (same masks, same semantics, both deterministic).
+// - "v3" / "v3bwd": the backward k_attn_bwd3 for D = 64, T <= 128 (register micro-tiles with
+//   fewer shared-memory loads per FMA, see there; other shapes the v2 backward), the forward of
+//   the default. Same semantics and masks as v2, deterministic. Not the default yet.
 // Dropout element e (the index above) uses word e & 3 of the Philox call at counter e >> 2
 // (bertj_philox.h), so a row's 4-aligned groups of keys share one call.
 #include <cmath>
@@ -1427,6 +1430,409 @@ __global__ void __launch_bounds__(kThreads2, 1)
 }
 
 // ---------------------------------------------------------------------------------------------
+// v3 fused backward (BJ_ATTN_IMPL=v3 or v3bwd) for D = 64, T <= kFusedT: one block of 512
+// threads per (b, h) like k_attn_bwd2, with register micro-tiles that need fewer shared-memory
+// wavefronts per FMA in the two products that dominated v2's shared-memory traffic:
+// - S^T and dP^T (keys x queries of the tile, BQ = 32): thread (lane, warp w) owns the 4 x 2
+//   micro-tile keys 4 (w >> 1) + (lane >> 3) + 32j (j < NR) x queries (lane & 7) + 8 (w & 1) +
+//   16i (i < 2). A warp's Q (dO) float4 load reads 8 consecutive rows (one wavefront, no
+//   conflict at row stride D + 4), its K (V) load 4 rows (broadcast): 6 loads per 32 FMAs per
+//   pass (v2: 9 loads, 10 wavefronts per 32 FMAs). Keys are computed up to KP = 16 NA,
+//   NA = ceil(key_end / 16) a template parameter (keys in [key_end, KP) have P = 0); with NA odd
+//   the last key slot is computed by warps 0..7 only (every SM sub-partition keeps half its
+//   warps busy there), so the issued work follows key_end in steps of 16 keys as in v2.
+// - Pdrop^T and dS^T go to shared memory key-major with row stride 40 (the 4 key rows x 8
+//   queries of a warp's store hit 32 different banks). There is no query-major dS copy: dQ reads
+//   dS^T directly.
+// - dK += dS^T Q (threads 0..255), dV += Pdrop^T dO (256..511): as v2 (keys ty + 16a, a < NA).
+// - dQ = scale dS K: 4 key quarters (z = tid / 128) x 4 x 4 micro-tiles (queries 4qg .. 4qg + 3 x
+//   channels 4cg .. 4cg + 3, one float4 of dS^T and one of K per key: 2 loads, 3 wavefronts per
+//   16 FMAs; v2 6 loads, 10 wavefronts per 32). The 4 partials go through shared memory and are
+//   added in the fixed order z = 0, 1, 2, 3 by all 512 threads (one float4 each), which store
+//   whole rows. Deterministic: no atomics, fixed summation order everywhere.
+// Three barriers per query tile (v2: four). The prologue issues its global loads in two rounds
+// with every load of a round in flight (mask, lse, dO and out of all queries for D_i, the first
+// Q/dO tile; then K, V before key_end), where v2 loads inside the loops of load_tile and of D_i
+// (whether nvcc overlaps those iterations was not checked). Dropout keep bits, the Q/dO prefetch
+// and the stores of dK/dV are v2's. 162.8 KB of shared memory: one block per SM (as v2); 128
+// registers, no spills (sm_90). Other D or T fall back to the v2 backward.
+constexpr int kLS3 = 40;  // row stride of Pdrop^T / dS^T in the v3 backward
+
+template <int D, int BQ, int NA>
+__device__ __forceinline__ void bwd3_body(float* smem, const float* s_lse, const float* s_D,
+                                          uint8_t* s_keep, float* dqkv_b, const float* dout_b,
+                                          const float* qkv_b, float4 gq, float4 gd,
+                                          const int32_t* mask, int b, int T, int C, int64_t C3,
+                                          float scale, float p, float dscale, uint64_t seed,
+                                          uint64_t idx_bh, bool uniform, bool al4, int vec_in,
+                                          int vec_o, int vec_out) {
+  constexpr int TK = kFusedT, LD = D + 4, LS = kLS3, NV = D / 16, C4 = D / 4;
+  // keys computed (KP = 16 NA); S^T micro-tile key slots (32 keys each; with NA odd the last slot
+  // holds keys only for ka < 16, i.e. warps 0..7); keys per dQ quarter
+  constexpr int KP = 16 * NA, NR = (NA + 1) / 2, KQ = KP / 4;
+  static_assert(D == 64 && BQ == 32, "v3 tiles: 16 channel groups of 4, 32 queries per tile");
+  static_assert(BQ * C4 == kThreads2, "one float4 per thread for the Q/dO tile and dQ rows");
+  float* Ks = smem;
+  float* Vs = Ks + TK * LD;
+  float* Qs = Vs + TK * LD;
+  float* dOs = Qs + BQ * LD;
+  float* PdT = dOs + BQ * LD;  // (TK, LS) Pdrop^T of the current query tile
+  float* dST = PdT + TK * LS;  // (TK, LS) dS^T
+  float* dQp = dST + TK * LS;  // (4, BQ, LD) dQ partials of the 4 key quarters
+  const int tid = threadIdx.x, z = tid >> 8, tx = tid & 15, ty = (tid >> 4) & 15;
+  const int lane = tid & 31, w = tid >> 5;
+  const int qa = (lane & 7) + 8 * (w & 1), ka = 4 * (w >> 1) + (lane >> 3);  // S^T micro-tile
+  const float inv_t = 1.0f / (float)T;
+  const bool drop = p > 0.0f;
+
+  // slot j of this thread holds a key below KP (warp-uniform: ka / 16 depends on the warp only)
+  // (the full slots j < NF run in plain unrolled loops, the half slot behind one branch: a
+  // "continue" inside the unrolled loops made ptxas spill)
+  constexpr int NF = NA / 2;
+  const bool lo16 = ka < 16;
+  unsigned kval = 0;  // bit j: key ka + 32j is real (or attended uniformly)
+#pragma unroll
+  for (int j = 0; j < NR; ++j) kval |= key_ok(mask, b, T, ka + 32 * j, uniform) ? 1u << j : 0u;
+  float acc[NA][NV];  // dK (z = 0) or dV (z = 1) of keys ty + 16a
+#pragma unroll
+  for (int a = 0; a < NA; ++a)
+#pragma unroll
+    for (int v = 0; v < NV; ++v) acc[a][v] = 0.0f;
+
+  // row lr, channels lc .. lc + 3: the thread's float4 of the Q/dO tile and of the dQ rows
+  const int lr = tid / C4, lc = (tid % C4) * 4;
+  auto fetch = [&](int q0) {
+    gq = gd = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const int qi = q0 + lr;
+    if (qi < T) {
+      const float* qp = qkv_b + (int64_t)qi * C3 + lc;
+      const float* dp = dout_b + (int64_t)qi * C + lc;
+      gq = vec_in ? *reinterpret_cast<const float4*>(qp) : make_float4(qp[0], qp[1], qp[2], qp[3]);
+      gd = vec_o ? *reinterpret_cast<const float4*>(dp) : make_float4(dp[0], dp[1], dp[2], dp[3]);
+    }
+  };
+
+  for (int q0 = 0; q0 < T; q0 += BQ) {
+    // ---- tile in: Q, dO (the first tile's loaded by the kernel's prologue), keep bits ----
+    *reinterpret_cast<float4*>(Qs + lr * LD + lc) = gq;
+    *reinterpret_cast<float4*>(dOs + lr * LD + lc) = gd;
+    if (drop) {  // keep bits of keys 8 kb .. 8 kb + 7 of query q0 + kq in s_keep[kq * 16 + kb]
+      const int kq = tid >> 4, kb = tid & 15;
+      if (8 * kb < KP) {
+        const uint64_t i0 = idx_bh + (uint64_t)(q0 + kq) * (uint64_t)T + 8u * kb;
+        unsigned bits = 0;
+        if (al4) {  // two whole Philox groups
+          float u[4], v[4];
+          bj_dropout_uniform4(seed, i0 >> 2, u);
+          bj_dropout_uniform4(seed, (i0 >> 2) + 1, v);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            bits |= (u[e] >= p ? 1u : 0u) << e;
+            bits |= (v[e] >= p ? 1u : 0u) << (e + 4);
+          }
+        } else {  // groups straddle the rows: one Philox call per element
+#pragma unroll 1
+          for (int e = 0; e < 8; ++e) bits |= (bj_dropout_uniform(seed, i0 + e) >= p ? 1u : 0u) << e;
+        }
+        s_keep[kq * 16 + kb] = (uint8_t)bits;
+      }
+    }
+    __syncthreads();
+
+    // ---- S^T, dP^T: keys ka + 32j x queries qa + 16i ----
+    {
+      float st[NR][2], dpt[NR][2];
+#pragma unroll
+      for (int j = 0; j < NR; ++j) st[j][0] = st[j][1] = dpt[j][0] = dpt[j][1] = 0.0f;
+#pragma unroll 2
+      for (int d = 0; d < D; d += 4) {
+        const float4 q0v = *reinterpret_cast<const float4*>(Qs + qa * LD + d);
+        const float4 q1v = *reinterpret_cast<const float4*>(Qs + (qa + 16) * LD + d);
+#pragma unroll
+        for (int j = 0; j < NF; ++j) {
+          const float4 kv = *reinterpret_cast<const float4*>(Ks + (ka + 32 * j) * LD + d);
+          st[j][0] = dot4(kv, q0v, st[j][0]);
+          st[j][1] = dot4(kv, q1v, st[j][1]);
+        }
+        if constexpr (NF < NR) {
+          if (lo16) {
+            const float4 kv = *reinterpret_cast<const float4*>(Ks + (ka + 32 * NF) * LD + d);
+            st[NF][0] = dot4(kv, q0v, st[NF][0]);
+            st[NF][1] = dot4(kv, q1v, st[NF][1]);
+          }
+        }
+      }
+      // (S^T is live here: unrolled by 2 at NA = 8 the pass spilled 3 registers)
+#pragma unroll(NA >= 8 ? 1 : 2)
+      for (int d = 0; d < D; d += 4) {
+        const float4 o0v = *reinterpret_cast<const float4*>(dOs + qa * LD + d);
+        const float4 o1v = *reinterpret_cast<const float4*>(dOs + (qa + 16) * LD + d);
+#pragma unroll
+        for (int j = 0; j < NF; ++j) {
+          const float4 vv = *reinterpret_cast<const float4*>(Vs + (ka + 32 * j) * LD + d);
+          dpt[j][0] = dot4(vv, o0v, dpt[j][0]);
+          dpt[j][1] = dot4(vv, o1v, dpt[j][1]);
+        }
+        if constexpr (NF < NR) {
+          if (lo16) {
+            const float4 vv = *reinterpret_cast<const float4*>(Vs + (ka + 32 * NF) * LD + d);
+            dpt[NF][0] = dot4(vv, o0v, dpt[NF][0]);
+            dpt[NF][1] = dot4(vv, o1v, dpt[NF][1]);
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int ql = qa + 16 * i, qi = q0 + ql;
+        const float lq = s_lse[qi < T ? qi : 0], Dq = s_D[qi < T ? qi : 0];
+#pragma unroll
+        for (int j = 0; j < NR; ++j) {
+          // (half slot with ka >= 16: keys in [KP, 128), P = 0, written but never read)
+          const int kj = ka + 32 * j;
+          float P = 0.0f;
+          if (((kval >> j) & 1u) && qi < T) P = uniform ? inv_t : expf(scale * st[j][i] - lq);
+          float f = 1.0f;
+          if (drop) f = ((s_keep[ql * 16 + (kj >> 3)] >> (kj & 7)) & 1) ? dscale : 0.0f;
+          PdT[kj * LS + ql] = P * f;
+          dST[kj * LS + ql] = uniform ? 0.0f : P * (dpt[j][i] * f - Dq);
+        }
+      }
+    }
+    __syncthreads();
+
+    // ---- dK += dS^T Q (z = 0), dV += Pdrop^T dO (z = 1) ----
+    {
+      const float* X = z ? dOs : Qs;
+      const float* W = z ? PdT : dST;
+#pragma unroll 1
+      for (int c = 0; c < BQ; c += 4) {
+        float xv[4][NV];
+#pragma unroll
+        for (int cc = 0; cc < 4; ++cc) load_dims<D>(X + (c + cc) * LD, tx, xv[cc]);
+#pragma unroll
+        for (int a = 0; a < NA; ++a) {
+          const float4 wa = *reinterpret_cast<const float4*>(W + (ty + 16 * a) * LS + c);
+#pragma unroll
+          for (int v = 0; v < NV; ++v) {
+            float x = acc[a][v];
+            x = fmaf(wa.x, xv[0][v], x);
+            x = fmaf(wa.y, xv[1][v], x);
+            x = fmaf(wa.z, xv[2][v], x);
+            x = fmaf(wa.w, xv[3][v], x);
+            acc[a][v] = x;
+          }
+        }
+      }
+    }
+
+    // the next tile's Q, dO: in flight during the dQ product
+    if (q0 + BQ < T) fetch(q0 + BQ);
+
+    // ---- dQ partial of key quarter zq: queries 4qg + r x channels 4cg .. 4cg + 3 ----
+    {
+      const int zq = tid >> 7, cg = tid & 15, qg = (tid >> 4) & 7;
+      float dq[4][4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) dq[r][c] = 0.0f;
+      const float* sp = dST + zq * KQ * LS + 4 * qg;
+      const float* kp = Ks + zq * KQ * LD + 4 * cg;
+#pragma unroll 4
+      for (int k = 0; k < KQ; ++k) {
+        const float4 s = *reinterpret_cast<const float4*>(sp + k * LS);
+        const float4 kk = *reinterpret_cast<const float4*>(kp + k * LD);
+        const float sv[4] = {s.x, s.y, s.z, s.w};
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          dq[r][0] = fmaf(sv[r], kk.x, dq[r][0]);
+          dq[r][1] = fmaf(sv[r], kk.y, dq[r][1]);
+          dq[r][2] = fmaf(sv[r], kk.z, dq[r][2]);
+          dq[r][3] = fmaf(sv[r], kk.w, dq[r][3]);
+        }
+      }
+      float* pp = dQp + zq * BQ * LD + 4 * cg;
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+        *reinterpret_cast<float4*>(pp + (4 * qg + r) * LD) =
+            make_float4(dq[r][0], dq[r][1], dq[r][2], dq[r][3]);
+    }
+    __syncthreads();
+    {  // dQ row q0 + lr, channels lc .. lc + 3: the 4 partials in order z = 0, 1, 2, 3
+      float4 s = *reinterpret_cast<const float4*>(dQp + lr * LD + lc);
+#pragma unroll
+      for (int zz = 1; zz < 4; ++zz) {
+        const float4 t = *reinterpret_cast<const float4*>(dQp + zz * BQ * LD + lr * LD + lc);
+        s.x += t.x;
+        s.y += t.y;
+        s.z += t.z;
+        s.w += t.w;
+      }
+      const int qi = q0 + lr;
+      if (qi < T) {
+        float* row = dqkv_b + (int64_t)qi * C3 + lc;
+        if (vec_out) {
+          *reinterpret_cast<float4*>(row) =
+              make_float4(s.x * scale, s.y * scale, s.z * scale, s.w * scale);
+        } else {
+          row[0] = s.x * scale;
+          row[1] = s.y * scale;
+          row[2] = s.z * scale;
+          row[3] = s.w * scale;
+        }
+      }
+    }
+    // no barrier here: the next writes of Qs, dOs, s_keep (tile start) and PdT, dST (after the
+    // next tile's first barrier) come after this tile's last readers passed the barrier above,
+    // and dQp is rewritten only after the next tile's second barrier
+  }
+
+  // dK (z = 0) / dV (z = 1) of keys ty + 16a: computed for a < NA, zero for the rest
+  float zero[NV];
+#pragma unroll
+  for (int v = 0; v < NV; ++v) zero[v] = 0.0f;
+  const int part = z ? 2 * C : C;
+  const float mul = z ? 1.0f : scale;
+#pragma unroll
+  for (int a = 0; a < TK / 16; ++a) {
+    const int kj = ty + 16 * a;
+    if (kj < T) {
+      float* row = dqkv_b + (int64_t)kj * C3 + part;
+      if (a < NA)
+        store_dims<D>(row, tx, acc[a < NA ? a : 0], mul, vec_out != 0);
+      else
+        store_dims<D>(row, tx, zero, 1.0f, vec_out != 0);
+    }
+  }
+}
+
+template <int D, int BQ>
+__global__ void __launch_bounds__(kThreads2, 1)
+    k_attn_bwd3(float* dqkv, const float* dout, const float* qkv, const float* out,
+                const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
+                float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
+                int vec_out) {
+  constexpr int TK = kFusedT, LD = D + 4, C4 = D / 4, NW = kThreads2 / 32;
+  constexpr int IT = TK * C4 / kThreads2;  // float4 per thread of a (TK, D) matrix
+  static_assert(TK <= kThreads2 && TK * C4 % kThreads2 == 0 && kThreads2 % C4 == 0, "prologue");
+  BJ_DYN_SMEM(float, smem);
+  __shared__ float s_lse[kFusedT], s_D[kFusedT];
+  __shared__ uint8_t s_keep[BQ * 16];
+  __shared__ int s_kend[NW];
+  const int tid = threadIdx.x;
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const float* dout_b = dout + (int64_t)b * T * C + (int64_t)h * D;
+  const float* out_b = out + (int64_t)b * T * C + (int64_t)h * D;
+  float* dqkv_b = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const uint64_t bh = (uint64_t)b * NH + h;
+  const float* lse_bh = lse + bh * (uint64_t)T;
+
+  // Prologue in two rounds of global loads, every load of a round in flight together:
+  // (1) the mask (thread j: key j), lse, dO and out of every query (for D_i) and the first
+  // query tile's Q and dO (row tid / C4, channels 4 (tid % C4) ..: the body's prefetch layout);
+  // (2) after key_end is known, K and V of the keys before it.
+  const bool inT = tid < T;
+  const int mk = inT && (mask == nullptr || mask[(int64_t)b * T + tid] != 0) ? 1 : 0;
+  const float lsev = inT ? lse_bh[tid] : 0.0f;
+  float4 g[IT], o[IT];
+#pragma unroll
+  for (int it = 0; it < IT; ++it) {
+    const int e = tid + it * kThreads2, r = e / C4, c = (e % C4) * 4;
+    g[it] = o[it] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r < T) {
+      const float* gp = dout_b + (int64_t)r * C + c;
+      const float* op = out_b + (int64_t)r * C + c;
+      if (vec_o) {
+        g[it] = *reinterpret_cast<const float4*>(gp);
+        o[it] = *reinterpret_cast<const float4*>(op);
+      } else {
+        g[it] = make_float4(gp[0], gp[1], gp[2], gp[3]);
+        o[it] = make_float4(op[0], op[1], op[2], op[3]);
+      }
+    }
+  }
+  float4 gq = make_float4(0.0f, 0.0f, 0.0f, 0.0f), gd = gq;
+  {
+    const int r = tid / C4, c = (tid % C4) * 4;
+    if (r < BQ && r < T) {
+      const float* qp = qkv_b + (int64_t)r * C3 + c;
+      gq = vec_in ? *reinterpret_cast<const float4*>(qp) : make_float4(qp[0], qp[1], qp[2], qp[3]);
+      gd = g[0];  // row r of dO: e = tid in iteration 0
+    }
+  }
+  const int last = bjc::warp_max(mk ? tid + 1 : 0);
+  if ((tid & 31) == 0) s_kend[tid >> 5] = last;
+  if (inT) s_lse[tid] = lsev;
+#pragma unroll
+  for (int it = 0; it < IT; ++it) {
+    const int e = tid + it * kThreads2, r = e / C4, c = (e % C4) * 4;
+    float part = g[it].x * o[it].x;
+    part = fmaf(g[it].y, o[it].y, part);
+    part = fmaf(g[it].z, o[it].z, part);
+    part = fmaf(g[it].w, o[it].w, part);
+#pragma unroll
+    for (int off = C4 / 2; off > 0; off >>= 1) part += __shfl_xor_sync(bjc::kFull, part, off);
+    if (r < T && c == 0) s_D[r] = part;
+  }
+  __syncthreads();
+  int kend = 0;  // one past the last real key (0: none)
+#pragma unroll
+  for (int w = 0; w < NW; ++w) kend = max(kend, s_kend[w]);
+  const bool uniform = kend == 0;
+  if (uniform) kend = T;  // no real key: every key attends uniformly
+  float* Ks = smem;
+  float* Vs = Ks + TK * LD;
+  {  // K, V rows < kend, zero rows up to TK
+    float4 kr[IT], vr[IT];
+#pragma unroll
+    for (int it = 0; it < IT; ++it) {
+      const int e = tid + it * kThreads2, r = e / C4, c = (e % C4) * 4;
+      kr[it] = vr[it] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (r < kend) {
+        const float* kp = qkv_b + (int64_t)r * C3 + C + c;
+        const float* vp = kp + C;
+        if (vec_in) {
+          kr[it] = *reinterpret_cast<const float4*>(kp);
+          vr[it] = *reinterpret_cast<const float4*>(vp);
+        } else {
+          kr[it] = make_float4(kp[0], kp[1], kp[2], kp[3]);
+          vr[it] = make_float4(vp[0], vp[1], vp[2], vp[3]);
+        }
+      }
+    }
+#pragma unroll
+    for (int it = 0; it < IT; ++it) {
+      const int e = tid + it * kThreads2, r = e / C4, c = (e % C4) * 4;
+      *reinterpret_cast<float4*>(Ks + r * LD + c) = kr[it];
+      *reinterpret_cast<float4*>(Vs + r * LD + c) = vr[it];
+    }
+  }
+  const uint64_t idx_bh = offset + bh * (uint64_t)T * (uint64_t)T;
+  const bool al4 = ((offset | (uint64_t)T) & 3u) == 0;
+#define BJ_BWD3_CASE(NA)                                                                      \
+  case NA:                                                                                    \
+    bwd3_body<D, BQ, NA>(smem, s_lse, s_D, s_keep, dqkv_b, dout_b, qkv_b, gq, gd, mask, b, T, \
+                         C, C3, scale, p, dscale, seed, idx_bh, uniform, al4, vec_in, vec_o,   \
+                         vec_out);                                                             \
+    break;
+  switch ((kend + 15) / 16) {
+    BJ_BWD3_CASE(1)
+    BJ_BWD3_CASE(2)
+    BJ_BWD3_CASE(3)
+    BJ_BWD3_CASE(4)
+    BJ_BWD3_CASE(5)
+    BJ_BWD3_CASE(6)
+    BJ_BWD3_CASE(7)
+    default:
+      BJ_BWD3_CASE(8)
+  }
+#undef BJ_BWD3_CASE
+}
+
+// ---------------------------------------------------------------------------------------------
 // BJ_ATTN_IMPL (read at every call): "v1" selects the kernels as they were before the v2 work for
 // both directions (forward k_attn_fwd with one Philox call per dropout element, backward
 // k_attn_bwd_fused at 256 threads), "v1fwd" only for the forward, "v1bwd" only for the backward;
@@ -1439,6 +1845,13 @@ bool attn_v1(bool fwd) {
   if (std::strcmp(e, "v1fwd") == 0) return fwd;
   if (std::strcmp(e, "v1bwd") == 0) return !fwd;
   return false;
+}
+
+// BJ_ATTN_IMPL "v3" or "v3bwd": the v3 backward k_attn_bwd3 (D = 64, T <= kFusedT; other shapes
+// the v2 backward) with the default (v2) forward.
+bool attn_v3_bwd() {
+  const char* e = std::getenv("BJ_ATTN_IMPL");
+  return e != nullptr && (std::strcmp(e, "v3") == 0 || std::strcmp(e, "v3bwd") == 0);
 }
 
 template <int D, bool G4>
@@ -1499,6 +1912,20 @@ int backward_impl(const char* op, float* dqkv, const float* dout, const float* q
   const int vec_in = bjc::aligned16(qkv) ? 1 : 0;
   const int vec_o = bjc::aligned16(dout) && bjc::aligned16(out) ? 1 : 0;
   const int vec_out = bjc::aligned16(dqkv) ? 1 : 0;
+  if constexpr (D == 64) {
+    if (T <= kFusedT && attn_v3_bwd()) {
+      constexpr int BQ = 32, TK = kFusedT, LD = D + 4;
+      constexpr int smem = (2 * TK * LD + 2 * BQ * LD + 2 * TK * kLS3 + 4 * BQ * LD) *
+                           (int)sizeof(float);
+      const dim3 grid((unsigned)NH, (unsigned)B);
+      auto kern = &k_attn_bwd3<D, BQ>;
+      static unsigned done = 0;
+      BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
+      BJ_LAUNCH(kern, grid, kThreads2, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse,
+                mask, T, NH, scale, p, dscale, seed, offset, vec_in, vec_o, vec_out);
+      return bjc::check_launch(op);
+    }
+  }
   if constexpr (D == 32 || D == 64) {
     if (T <= kFusedT && !attn_v1(false)) {
       constexpr int BQ = 32, TK = kFusedT, LD = D + 4, LS = BQ + 16, LK = TK + 4;

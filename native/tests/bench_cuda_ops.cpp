@@ -151,11 +151,12 @@ int main() {
     const double fl = 4.0 * B * NH * (double)T * T * D;
     const double fwd_bytes = F * (nqkv + nout + nlse) + 4.0 * B * T;
     const double bwd_bytes = F * (nqkv + 2.0 * nout + nlse + nqkv) + 4.0 * B * T;
-    // Each attention row twice: BJ_ATTN_IMPL=v1 (the kernels before the v2 work) and v2 (the
-    // default), labelled "[v1]" / "[v2]"; the variable is restored afterwards.
+    // Each attention row three times: BJ_ATTN_IMPL=v1 (the kernels before the v2 work), v2 (the
+    // default) and v3 (v3 backward at D = 64, T <= 128; v2 forward), labelled "[v1]" / "[v2]" /
+    // "[v3]"; the variable is restored afterwards.
     const char* impl_env = std::getenv("BJ_ATTN_IMPL");
     const std::string impl_saved = impl_env ? impl_env : "";
-    for (const char* impl : {"v1", "v2"}) {
+    for (const char* impl : {"v1", "v2", "v3"}) {
     setenv("BJ_ATTN_IMPL", impl, 1);
     const std::string tag = std::string(" [") + impl + "]";
     for (int masked = 1; masked >= 0; --masked) {

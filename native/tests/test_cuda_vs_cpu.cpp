@@ -664,7 +664,10 @@ void test_attention(const char* impl) {
               S{2, 120, 1, 64, 0.1f, 2, 0, 3}, S{2, 128, 2, 64, 0.1f, 1, 0},
               S{2, 100, 2, 64, 0.1f, 3, 0}, S{2, 96, 3, 32, 0.1f, 3, 1},
               S{1, 64, 2, 64, 0.1f, 2, 0}, S{2, 76, 1, 32, 0.1f, 1, 0, 2},
-              S{1, 128, 1, 16, 0.1f, 3, 0}, S{1, 64, 1, 128, 0.1f, 3, 0}}) {
+              S{1, 128, 1, 16, 0.1f, 3, 0}, S{1, 64, 1, 128, 0.1f, 3, 0},
+              // D = 64 key ends in every 32-key class (the v3 backward's instantiations)
+              S{4, 40, 2, 64, 0.1f, 1, 0}, S{2, 33, 3, 64, 0.0f, 3, 1},
+              S{3, 128, 2, 64, 0.1f, 2, 0, 2}, S{1, 16, 2, 64, 0.0f, 2, 0}}) {
     const std::string sh = fmt("%s B=%d T=%d NH=%d D=%d p=%.1f mask=%d pad=%d off=%d", impl, s.B,
                                s.T, s.NH, s.D, s.p, s.mask, s.pad, s.off);
     const int C = s.NH * s.D;
@@ -1024,11 +1027,11 @@ int main() {
   if (want("tanh")) test_tanh();
   if (want("dropout")) test_dropout();
   if (want("attention")) {
-    // BJ_TEST_ATTN=<impls> (comma-separated BJ_ATTN_IMPL values: v1, v2, v1fwd, v1bwd) picks the
-    // implementations tested (default: v1,v2; see attention.cu)
+    // BJ_TEST_ATTN=<impls> (comma-separated BJ_ATTN_IMPL values: v1, v2, v3, v1fwd, v1bwd,
+    // v3bwd) picks the implementations tested (default: v1,v2,v3; see attention.cu)
     const char* only = std::getenv("BJ_TEST_ATTN");
-    const std::string list = std::string(",") + (only ? only : "v1,v2") + ",";
-    for (const char* impl : {"v1", "v2", "v1fwd", "v1bwd"})
+    const std::string list = std::string(",") + (only ? only : "v1,v2,v3") + ",";
+    for (const char* impl : {"v1", "v2", "v3", "v1fwd", "v1bwd", "v3bwd"})
       if (list.find(std::string(",") + impl + ",") != std::string::npos) test_attention(impl);
     unsetenv("BJ_ATTN_IMPL");
   }
