@@ -54,7 +54,8 @@
 //   v2 and v1 agree up to fp32 rounding (same masks, same semantics, both deterministic).
 // - "v3" / "v3bwd": the backward k_attn_bwd3 for D = 64, T <= 128 (register micro-tiles with
 //   fewer shared-memory loads per FMA, see there; other shapes the v2 backward), the forward of
-//   the default. Same semantics and masks as v2, deterministic. Not the default yet.
+//   v2. Same semantics and masks as v2, deterministic. The DEFAULT backward since 2026-11-26
+//   (measured faster on an H200, see attn_v3_bwd); "v2" / "v2bwd" select v2's backward.
 // Dropout element e (the index above) uses word e & 3 of the Philox call at counter e >> 2
 // (bertj_philox.h), so a row's 4-aligned groups of keys share one call.
 #include <cmath>
@@ -1847,11 +1848,15 @@ bool attn_v1(bool fwd) {
   return false;
 }
 
-// BJ_ATTN_IMPL "v3" or "v3bwd": the v3 backward k_attn_bwd3 (D = 64, T <= kFusedT; other shapes
-// the v2 backward) with the default (v2) forward.
+// The v3 backward k_attn_bwd3 (D = 64, T <= kFusedT; other shapes the v2 backward) is the
+// default since the H200 measurement of 2026-11-26 (B32 T128 NH12 D64, padding mask: 160.6 us
+// against v2's 191.3 at p = 0, 169.0 against 200.9 at p = 0.1); BJ_ATTN_IMPL=v2 (or v2bwd) selects
+// the v2 backward, "v1"/"v1bwd" the v1 one.
 bool attn_v3_bwd() {
   const char* e = std::getenv("BJ_ATTN_IMPL");
-  return e != nullptr && (std::strcmp(e, "v3") == 0 || std::strcmp(e, "v3bwd") == 0);
+  if (e == nullptr) return true;
+  return !(std::strcmp(e, "v1") == 0 || std::strcmp(e, "v1bwd") == 0 || std::strcmp(e, "v2") == 0
+           || std::strcmp(e, "v2bwd") == 0);
 }
 
 template <int D, bool G4>

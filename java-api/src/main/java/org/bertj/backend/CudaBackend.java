@@ -349,6 +349,13 @@ public final class CudaBackend extends NativeBackend {
   @Override
   public boolean startProfile() {
     ensureOpen();
+    // Events made up front: creating them while recording slows the host enough that the device
+    // waits, and those waits would be charged to ops.
+    while (eventPool.size() < 4096) {
+      CUevent_st e = new CUevent_st();
+      check(cudart.cudaEventCreate(e), "cudaEventCreate");
+      eventPool.add(e);
+    }
     profEvents = new java.util.ArrayList<>();
     profNames = new java.util.ArrayList<>();
     afterOp("(start)");
@@ -380,14 +387,15 @@ public final class CudaBackend extends NativeBackend {
   }
 
   /**
-   * cuBLASLt for linear layers with a bias (the bias fused into the GEMM's epilogue), opt-in with
-   * the system property {@code bertj.cublaslt=true}; created on first use. Off by default: on an
-   * H200 (2026-11-26 profiles, docs/gpu-runs) the packed QKV projection (4096x768 -> 2304) took
-   * 625 us with the heuristic's algorithm and 869 us after tuning, against 381 us for
-   * cublasSgemm plus a 25 us bias kernel; the other shapes only saved the bias kernel.
+   * cuBLASLt for linear layers with a bias (the bias fused into the GEMM's epilogue, the plan
+   * tuned on first use); created on first use; system property {@code bertj.cublaslt=false} turns
+   * it off (GEMM + bias kernel). On an H200 (2026-11-26, same call): BERT-base fp32 training step
+   * 53.44 ms with it, 54.04 ms without. (An earlier per-op profile made the QKV GEMM look slow
+   * through it; the same excess showed without it: the profiler's own launch lag, see
+   * BenchCommand.)
    */
   private CublasLt lt;
-  private boolean ltOff = !"true".equalsIgnoreCase(System.getProperty("bertj.cublaslt"));
+  private boolean ltOff = "false".equalsIgnoreCase(System.getProperty("bertj.cublaslt"));
 
   private CublasLt lt() {
     if (lt == null && !ltOff) {

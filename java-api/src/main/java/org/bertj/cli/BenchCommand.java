@@ -54,7 +54,8 @@ public final class BenchCommand implements Callable<Integer> {
   long seed;
 
   @Option(names = "--profile", description = "Also time every op of one more step on the device "
-      + "(CUDA only) and print them as a second JSON line, by op and shape.")
+      + "(CUDA only) and print them as a second JSON line, by op and shape. An op's time runs from "
+      + "the previous op's end, so where the host falls behind, the wait is charged to the next op.")
   boolean profile;
 
   @Override

@@ -130,7 +130,7 @@ class CudaVsCpuTest {
   }
 
   /**
-   * Linear layers with a bias through cuBLASLt's fused epilogue (opt-in: bertj.cublaslt=true; a
+   * Linear layers with a bias through cuBLASLt's fused epilogue (on unless bertj.cublaslt=false; a
    * backend of its own), fp32 and bf16, vs the CPU's GEMM + bias.
    */
   @Test
