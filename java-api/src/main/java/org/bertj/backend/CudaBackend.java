@@ -388,14 +388,15 @@ public final class CudaBackend extends NativeBackend {
 
   /**
    * cuBLASLt for linear layers with a bias (the bias fused into the GEMM's epilogue, the plan
-   * tuned on first use); created on first use; system property {@code bertj.cublaslt=false} turns
-   * it off (GEMM + bias kernel). On an H200 (2026-11-26, same call): BERT-base fp32 training step
-   * 53.44 ms with it, 54.04 ms without. (An earlier per-op profile made the QKV GEMM look slow
-   * through it; the same excess showed without it: the profiler's own launch lag, see
-   * BenchCommand.)
+   * tuned on first use), opt-in with the system property {@code bertj.cublaslt=true}; created on
+   * first use. Measured on an H200 (2026-11-26, docs/gpu-runs): BERT-base fp32 training step
+   * 53.44 ms with it and 54.04 ms without (same call), bf16 11.85 vs 12.23 ms (two calls); but
+   * MiniLM's bf16 step took 6.39 ms with it against 3.63 ms without (two calls), and fine-tuning
+   * uses MiniLM-sized models with many sequence lengths (a tuning per shape). Off until that is
+   * understood.
    */
   private CublasLt lt;
-  private boolean ltOff = "false".equalsIgnoreCase(System.getProperty("bertj.cublaslt"));
+  private boolean ltOff = !"true".equalsIgnoreCase(System.getProperty("bertj.cublaslt"));
 
   private CublasLt lt() {
     if (lt == null && !ltOff) {

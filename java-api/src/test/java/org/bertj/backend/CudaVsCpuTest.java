@@ -130,7 +130,7 @@ class CudaVsCpuTest {
   }
 
   /**
-   * Linear layers with a bias through cuBLASLt's fused epilogue (on unless bertj.cublaslt=false; a
+   * Linear layers with a bias through cuBLASLt's fused epilogue (opt-in: bertj.cublaslt=true; a
    * backend of its own), fp32 and bf16, vs the CPU's GEMM + bias.
    */
   @Test
