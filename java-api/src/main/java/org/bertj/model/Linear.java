@@ -43,10 +43,19 @@ final class Linear {
     forward(y, x, n, false);
   }
 
+  /** Rows of the bf16 copy of the last forward's input that {@link #savedInput} holds (-1: none). */
+  private int savedRows = -1;
+  /** That copy's tensor (a view of this Linear's buffer in ps), for the backward's dW GEMM. */
+  private Tensor savedInput;
+
   private void forward(Tensor y, Tensor x, int n, boolean withBias) {
     if (ps.precision() == Precision.BF16) {
-      Tensor xl = ps.lowScratch(0, (long) n * in);
+      // The bf16 input is kept for the backward (dW = dy^T x), which then skips a conversion;
+      // like every saved activation it belongs to the last forward.
+      Tensor xl = ps.lowBuffer(this, (long) n * in);
       be.toBf16(xl, rows(x, n, in));
+      savedInput = xl;
+      savedRows = n;
       be.linearBf16(y, xl, ps.lowValue(weight), withBias ? bias.value() : null, n, in, out);
     } else {
       be.linear(y, x, weight.value(), withBias ? bias.value() : null, n, in, out);
@@ -72,8 +81,13 @@ final class Linear {
         be.gemmBf16(false, false, n, in, out, 1f, dyl, out, ps.lowValue(weight), in,
             accumulate ? 1f : 0f, dx, in);
       }
-      Tensor xl = ps.lowScratch(1, (long) n * in);
-      be.toBf16(xl, rows(x, n, in));
+      Tensor xl;
+      if (savedRows == n && savedInput != null && !savedInput.isClosed()) {
+        xl = savedInput;
+      } else {
+        xl = ps.lowScratch(1, (long) n * in);
+        be.toBf16(xl, rows(x, n, in));
+      }
       be.gemmBf16(true, false, out, in, n, 1f, dyl, out, xl, in, 1f, weight.grad(), in);
       if (withBias) {
         be.biasBackward(bias.grad(), dy, n, out);

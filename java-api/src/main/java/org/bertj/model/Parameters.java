@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.HashMap;
 import java.util.Map;
 import java.util.Optional;
 import org.bertj.backend.Backend;
@@ -59,8 +60,11 @@ public final class Parameters implements AutoCloseable {
   /** bf16 copy of the values (mixed precision), or null. */
   private Tensor low;
   private boolean lowStale;
-  /** bf16 scratch for GEMM inputs (grown on demand, reused: one stream runs in order). */
-  private final Tensor[] lowScratch = new Tensor[2];
+  /**
+   * bf16 buffers by owner (grown on demand, reused: one stream runs in order): the two GEMM
+   * input scratch slots, and each Linear's copy of its last forward input.
+   */
+  private final Map<Object, Tensor> lowBuffers = new HashMap<>();
 
   private Parameters(Backend backend, Layout layout) {
     this.backend = backend;
@@ -185,14 +189,23 @@ public final class Parameters implements AutoCloseable {
    * its contents are only valid until the next call for that slot).
    */
   public Tensor lowScratch(int slot, long numel) {
-    Tensor t = lowScratch[slot];
+    if (slot != 0 && slot != 1) {
+      throw new IllegalArgumentException("scratch slot " + slot + " (0 or 1)");
+    }
+    return lowBuffer(slot, numel);
+  }
+
+  /** The bf16 buffer of an owner, numel elements (grown on demand; freed with the bf16 copy). */
+  Tensor lowBuffer(Object owner, long numel) {
+    ensureOpen();
+    Tensor t = lowBuffers.get(owner);
     if (t == null || t.numel() < numel) {
       if (t != null) {
+        lowBuffers.remove(owner);
         t.close();
-        lowScratch[slot] = null;
       }
       t = backend.alloc(DType.BF16, numel);
-      lowScratch[slot] = t;
+      lowBuffers.put(owner, t);
     }
     return t.numel() == numel ? t : t.view(0, numel);
   }
@@ -210,12 +223,10 @@ public final class Parameters implements AutoCloseable {
       }
     } finally {
       low = null;
-      for (int i = 0; i < lowScratch.length; i++) {
-        if (lowScratch[i] != null) {
-          lowScratch[i].close();
-          lowScratch[i] = null;
-        }
+      for (Tensor t : lowBuffers.values()) {
+        t.close();
       }
+      lowBuffers.clear();
     }
   }
 
