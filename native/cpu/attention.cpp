@@ -381,10 +381,10 @@ extern "C" int bj_cpu_attention_forward(float* out,            // (B, T, C)
                                         uint64_t offset, void* stream) {
   BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cpu_attention_forward",
            "out, lse or qkv is NULL");
-  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cpu_attention_forward",
-           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
-  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cpu_attention_forward", "p must be in [0, 1) (got %g)",
-           (double)p);
+  {
+    const int rc_ = bj::check_attention_args("bj_cpu_attention_forward", B, T, NH, D, p);
+    if (rc_ != BJ_OK) return rc_;
+  }
   const Attn a = make_attn(B, T, NH, D, p, seed, offset, mask);
   const int nblk = (T + kRows - 1) / kRows;
   const int64_t tasks = (int64_t)B * NH * nblk;
@@ -414,10 +414,10 @@ extern "C" int bj_cpu_attention_backward(float* dqkv,          // (B, T, 3C), "=
   BJ_CHECK(dqkv != nullptr && dout != nullptr && qkv != nullptr, "bj_cpu_attention_backward",
            "dqkv, dout or qkv is NULL");
   BJ_CHECK(out != nullptr && lse != nullptr, "bj_cpu_attention_backward", "out or lse is NULL");
-  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cpu_attention_backward",
-           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
-  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cpu_attention_backward", "p must be in [0, 1) (got %g)",
-           (double)p);
+  {
+    const int rc_ = bj::check_attention_args("bj_cpu_attention_backward", B, T, NH, D, p);
+    if (rc_ != BJ_OK) return rc_;
+  }
   const Attn a = make_attn(B, T, NH, D, p, seed, offset, mask);
   const int pairs = B * NH;
   const bool avx2 = bj::use_avx2();

@@ -205,10 +205,10 @@ extern "C" int bj_cpu_attention_tc_forward(float* out,            // (B, T, C)
   (void)stream;
   BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cpu_attention_tc_forward",
            "out, lse or qkv is NULL");
-  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cpu_attention_tc_forward",
-           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
-  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cpu_attention_tc_forward", "p must be in [0, 1) (got %g)",
-           (double)p);
+  {
+    const int rc_ = bj::check_attention_args("bj_cpu_attention_tc_forward", B, T, NH, D, p);
+    if (rc_ != BJ_OK) return rc_;
+  }
   const int rc = supported("bj_cpu_attention_tc_forward", T, D);
   if (rc != BJ_OK) return rc;
   const TcArgs a = make_args(B, T, NH, D, p, seed, offset, mask);
@@ -231,10 +231,10 @@ extern "C" int bj_cpu_attention_tc_backward(float* dqkv,          // (B, T, 3C),
            "dqkv, dout or qkv is NULL");
   BJ_CHECK(out != nullptr && lse != nullptr, "bj_cpu_attention_tc_backward",
            "out or lse is NULL");
-  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cpu_attention_tc_backward",
-           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
-  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cpu_attention_tc_backward",
-           "p must be in [0, 1) (got %g)", (double)p);
+  {
+    const int rc_ = bj::check_attention_args("bj_cpu_attention_tc_backward", B, T, NH, D, p);
+    if (rc_ != BJ_OK) return rc_;
+  }
   const int rc = supported("bj_cpu_attention_tc_backward", T, D);
   if (rc != BJ_OK) return rc;
   const TcArgs a = make_args(B, T, NH, D, p, seed, offset, mask);

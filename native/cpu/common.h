@@ -22,6 +22,17 @@ constexpr int kColBlock = 32;
 // Records a message for bj_cpu_last_error() and returns `code`.
 int fail(int code, const char* fmt, ...);
 
+// The size and probability checks every attention op (fp32 and tensor-core, forward and
+// backward) starts with: BJ_OK, or BJ_ERR_INVALID naming `op`.
+inline int check_attention_args(const char* op, int B, int T, int NH, int D, float p) {
+  if (!(B > 0 && T > 0 && NH > 0 && D > 0))
+    return fail(BJ_ERR_INVALID, "%s: B, T, NH, D must be > 0 (got %d, %d, %d, %d)", op, B, T, NH,
+                D);
+  if (!(p >= 0.0f && p < 1.0f))
+    return fail(BJ_ERR_INVALID, "%s: p must be in [0, 1) (got %g)", op, (double)p);
+  return BJ_OK;
+}
+
 // ISA dispatch. The library is compiled for x86-64-v2 (SSE4.2); the hot kernels are compiled a
 // second time inside a function marked BJ_TARGET_AVX2 (AVX2 + FMA) and picked at run time when
 // the CPU has both. Setting the environment variable BERTJ_CPU_NO_AVX2 (to anything) forces the

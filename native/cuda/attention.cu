@@ -1996,10 +1996,10 @@ extern "C" int bj_cuda_attention_forward(float* out,            // (B, T, C)
   const char* op = "bj_cuda_attention_forward";
   BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cuda_attention_forward",
            "out, lse or qkv is NULL");
-  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cuda_attention_forward",
-           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
-  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_attention_forward", "p must be in [0, 1) (got %g)",
-           (double)p);
+  {
+    const int rc_ = bjc::check_attention_args("bj_cuda_attention_forward", B, T, NH, D, p);
+    if (rc_ != BJ_OK) return rc_;
+  }
   if (B > 65535 || NH > 65535)
     return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: B = %d or NH = %d exceeds 65535", op, B, NH);
   const float scale = 1.0f / std::sqrt((float)D);
@@ -2035,10 +2035,10 @@ extern "C" int bj_cuda_attention_backward(float* dqkv,          // (B, T, 3C), "
   BJ_CHECK(dqkv != nullptr && dout != nullptr && qkv != nullptr, "bj_cuda_attention_backward",
            "dqkv, dout or qkv is NULL");
   BJ_CHECK(out != nullptr && lse != nullptr, "bj_cuda_attention_backward", "out or lse is NULL");
-  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cuda_attention_backward",
-           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
-  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_attention_backward", "p must be in [0, 1) (got %g)",
-           (double)p);
+  {
+    const int rc_ = bjc::check_attention_args("bj_cuda_attention_backward", B, T, NH, D, p);
+    if (rc_ != BJ_OK) return rc_;
+  }
   if (B > 65535 || NH > 65535)
     return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: B = %d or NH = %d exceeds 65535", op, B, NH);
   const float scale = 1.0f / std::sqrt((float)D);

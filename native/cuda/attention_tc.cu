@@ -635,10 +635,10 @@ extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C)
   const char* op = "bj_cuda_attention_tc_forward";
   BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cuda_attention_tc_forward",
            "out, lse or qkv is NULL");
-  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cuda_attention_tc_forward",
-           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
-  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_attention_tc_forward", "p must be in [0, 1) (got %g)",
-           (double)p);
+  {
+    const int rc_ = bjc::check_attention_args("bj_cuda_attention_tc_forward", B, T, NH, D, p);
+    if (rc_ != BJ_OK) return rc_;
+  }
   if (T > kMaxT || (D != 32 && D != 64)) return unsupported(op, T, D);
   if (B > 65535 || NH > 65535)
     return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: B = %d or NH = %d exceeds 65535", op, B, NH);
@@ -670,10 +670,10 @@ extern "C" int bj_cuda_attention_tc_backward(float* dqkv,          // (B, T, 3C)
            "dqkv, dout or qkv is NULL");
   BJ_CHECK(out != nullptr && lse != nullptr, "bj_cuda_attention_tc_backward",
            "out or lse is NULL");
-  BJ_CHECK(B > 0 && T > 0 && NH > 0 && D > 0, "bj_cuda_attention_tc_backward",
-           "B, T, NH, D must be > 0 (got %d, %d, %d, %d)", B, T, NH, D);
-  BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_attention_tc_backward",
-           "p must be in [0, 1) (got %g)", (double)p);
+  {
+    const int rc_ = bjc::check_attention_args("bj_cuda_attention_tc_backward", B, T, NH, D, p);
+    if (rc_ != BJ_OK) return rc_;
+  }
   if (T > kMaxT || (D != 32 && D != 64)) return unsupported(op, T, D);
   if (B > 65535 || NH > 65535)
     return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: B = %d or NH = %d exceeds 65535", op, B, NH);

@@ -48,6 +48,17 @@ namespace bjc {
 
 // Records a message for bj_cuda_last_error() and returns `code`.
 int fail(int code, const char* fmt, ...);
+
+// The size and probability checks every attention op (fp32 and tensor-core, forward and
+// backward) starts with: BJ_OK, or BJ_ERR_INVALID naming `op`.
+inline int check_attention_args(const char* op, int B, int T, int NH, int D, float p) {
+  if (!(B > 0 && T > 0 && NH > 0 && D > 0))
+    return fail(BJ_ERR_INVALID, "%s: B, T, NH, D must be > 0 (got %d, %d, %d, %d)", op, B, T, NH,
+                D);
+  if (!(p >= 0.0f && p < 1.0f))
+    return fail(BJ_ERR_INVALID, "%s: p must be in [0, 1) (got %g)", op, (double)p);
+  return BJ_OK;
+}
 // cudaGetLastError after a launch: BJ_OK, or BJ_ERR_CUDA with "<op>: <cuda error string>".
 int check_launch(const char* op);
 // Lets `kernel` use `bytes` of dynamic shared memory (opt-in above 48 KiB), once per device.
