@@ -34,6 +34,10 @@ final class CublasLt implements AutoCloseable {
 
   private record Key(boolean bf16, int n, int in, int out) {}
 
+  /** A plain GEMM's shape (row-major, as {@link Backend#gemm}) and whether it accumulates. */
+  private record GemmKey(boolean bf16, boolean transA, boolean transB, int m, int n, int k,
+      int lda, int ldb, int ldc, boolean accumulate) {}
+
   private static final class Plan {
     /** The fallback (GEMM + bias kernel) measured faster than every cuBLASLt algorithm. */
     boolean useFallback;
@@ -47,7 +51,7 @@ final class CublasLt implements AutoCloseable {
 
   private final cublasLtContext lt = new cublasLtContext();
   private final CUstream_st stream;
-  private final Map<Key, Plan> plans = new HashMap<>();
+  private final Map<Object, Plan> plans = new HashMap<>();
   private final FloatPointer one = new FloatPointer(1f);
   private final FloatPointer zero = new FloatPointer(0f);
   private final LongPointer biasPtr = new LongPointer(1);
@@ -116,32 +120,7 @@ final class CublasLt implements AutoCloseable {
     p.b = layout(in, k.in, k.n, k.in);
     p.c = layout(cudart.CUDA_R_32F, k.out, k.n, k.out);
     p.result = new cublasLtMatmulHeuristicResult_t(CANDIDATES);
-    int found;
-    try (PointerPointer<cublasLtMatmulPreferenceOpaque_t> pp = new PointerPointer<>(1)) {
-      check(cublas.cublasLtMatmulPreferenceCreate(pp), "cublasLtMatmulPreferenceCreate");
-      cublasLtMatmulPreferenceOpaque_t pref = pp.get(cublasLtMatmulPreferenceOpaque_t.class, 0);
-      try (SizeTPointer ws = new SizeTPointer(1)) {
-        ws.put(0, WORKSPACE);
-        check(cublas.cublasLtMatmulPreferenceSetAttribute(pref,
-            cublas.CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, ws, 8), "preference workspace");
-        try (IntPointer al = new IntPointer(1)) {
-          al.put(0, (int) ALIGN);
-          for (int attr : new int[] {cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-              cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-              cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-              cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
-            check(cublas.cublasLtMatmulPreferenceSetAttribute(pref, attr, al, 4),
-                "preference alignment");
-          }
-        }
-        int[] count = new int[1];
-        int st = cublas.cublasLtMatmulAlgoGetHeuristic(lt, p.desc, p.a, p.b, p.c, p.c, pref,
-            CANDIDATES, p.result, count);
-        found = st == 0 ? count[0] : 0;
-      } finally {
-        cublas.cublasLtMatmulPreferenceDestroy(pref);
-      }
-    }
+    int found = heuristic(p, CANDIDATES);
     if (found == 0) {
       destroy(p);
       plans.put(k, null);
@@ -167,6 +146,35 @@ final class CublasLt implements AutoCloseable {
     }
     plans.put(k, p);
     return p;
+  }
+
+  /** Asks cuBLASLt for up to max algorithms for p's descriptors (into p.result); returns the count. */
+  private int heuristic(Plan p, int max) {
+    try (PointerPointer<cublasLtMatmulPreferenceOpaque_t> pp = new PointerPointer<>(1)) {
+      check(cublas.cublasLtMatmulPreferenceCreate(pp), "cublasLtMatmulPreferenceCreate");
+      cublasLtMatmulPreferenceOpaque_t pref = pp.get(cublasLtMatmulPreferenceOpaque_t.class, 0);
+      try (SizeTPointer ws = new SizeTPointer(1)) {
+        ws.put(0, WORKSPACE);
+        check(cublas.cublasLtMatmulPreferenceSetAttribute(pref,
+            cublas.CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, ws, 8), "preference workspace");
+        try (IntPointer al = new IntPointer(1)) {
+          al.put(0, (int) ALIGN);
+          for (int attr : new int[] {cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+              cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+              cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+              cublas.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+            check(cublas.cublasLtMatmulPreferenceSetAttribute(pref, attr, al, 4),
+                "preference alignment");
+          }
+        }
+        int[] count = new int[1];
+        int st = cublas.cublasLtMatmulAlgoGetHeuristic(lt, p.desc, p.a, p.b, p.c, p.c, pref,
+            max, p.result, count);
+        return st == 0 ? count[0] : 0;
+      } finally {
+        cublas.cublasLtMatmulPreferenceDestroy(pref);
+      }
+    }
   }
 
   /** Device milliseconds of one run of r (2 warm-up runs, then the mean of 5); Inf on error. */
@@ -228,6 +236,122 @@ final class CublasLt implements AutoCloseable {
     return true;
   }
 
+  /** GEMMs smaller than this many multiply-adds are not tuned (the timing would cost more). */
+  private static final long TUNE_MIN_MACS = 1L << 28;
+  /** Candidates asked of the heuristic for a plain GEMM. */
+  private static final int GEMM_CANDIDATES = 16;
+  /** A cuBLASLt algorithm replaces the fallback only when this much faster (timing noise). */
+  private static final double GEMM_MARGIN = 0.97;
+
+  /**
+   * Row-major c (m, n) = alpha op(a) op(b) + beta c like {@link Backend#gemm} (a, b fp32, or bf16
+   * when bf16; c fp32), through the fastest of cuBLASLt's candidate algorithms when that beat the
+   * caller's fallback (cuBLAS; it takes the output address) by 3% when this shape was first seen;
+   * false (nothing queued) when the fallback is to be used: an untuned small GEMM, unaligned
+   * operands, no faster algorithm. The tuning runs (both kinds) write a scratch output, so c is
+   * never touched by them.
+   */
+  boolean gemm(boolean bf16, boolean transA, boolean transB, int m, int n, int k, float alpha,
+      long a, int lda, long b, int ldb, float beta, long c, int ldc,
+      java.util.function.LongConsumer fallback) {
+    if (closed) {
+      throw new IllegalStateException("cuBLASLt handle closed");
+    }
+    if ((long) m * n * k < TUNE_MIN_MACS || ((a | b | c) & (ALIGN - 1)) != 0
+        || ((long) lda * (bf16 ? 2 : 4)) % ALIGN != 0 || ((long) ldb * (bf16 ? 2 : 4)) % ALIGN != 0
+        || (4L * ldc) % ALIGN != 0) {
+      return false;
+    }
+    GemmKey key = new GemmKey(bf16, transA, transB, m, n, k, lda, ldb, ldc, beta != 0f);
+    Plan p;
+    if (plans.containsKey(key)) {
+      p = plans.get(key);
+    } else {
+      p = gemmPlan(key, a, b, fallback);
+      plans.put(key, p);
+    }
+    if (p == null || p.useFallback) {
+      return false;
+    }
+    gemmAlpha.put(0, alpha);
+    gemmBeta.put(0, beta);
+    runGemm(p, p.algo, a, b, c);
+    return true;
+  }
+
+  private final FloatPointer gemmAlpha = new FloatPointer(1);
+  private final FloatPointer gemmBeta = new FloatPointer(1);
+
+  private void runGemm(Plan p, cublasLtMatmulAlgo_t algo, long a, long b, long c) {
+    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt's A is our B.
+    check(cublas.cublasLtMatmul(lt, p.desc, gemmAlpha, new Raw.B(b), p.a, new Raw.B(a), p.b,
+        gemmBeta, new Raw.B(c), p.c, new Raw.B(c), p.c, algo, new Raw.B(workspace), WORKSPACE,
+        stream), "cublasLtMatmul(gemm)");
+  }
+
+  private Plan gemmPlan(GemmKey k, long a, long b, java.util.function.LongConsumer fallback) {
+    Plan p = new Plan();
+    try (PointerPointer<cublasLtMatmulDescOpaque_t> pp = new PointerPointer<>(1)) {
+      check(cublas.cublasLtMatmulDescCreate(pp, cublas.CUBLAS_COMPUTE_32F, cudart.CUDA_R_32F),
+          "cublasLtMatmulDescCreate");
+      p.desc = pp.get(cublasLtMatmulDescOpaque_t.class, 0);
+    }
+    setInt(p.desc, cublas.CUBLASLT_MATMUL_DESC_TRANSA, k.transB ? cublas.CUBLAS_OP_T
+        : cublas.CUBLAS_OP_N, "transa");
+    setInt(p.desc, cublas.CUBLASLT_MATMUL_DESC_TRANSB, k.transA ? cublas.CUBLAS_OP_T
+        : cublas.CUBLAS_OP_N, "transb");
+    int in = k.bf16 ? cudart.CUDA_R_16BF : cudart.CUDA_R_32F;
+    // column-major storage: our B is (n, k) untransposed or (k, n) transposed, our A (k, m) or (m, k)
+    p.a = k.transB ? layout(in, k.k, k.n, k.ldb) : layout(in, k.n, k.k, k.ldb);
+    p.b = k.transA ? layout(in, k.m, k.k, k.lda) : layout(in, k.k, k.m, k.lda);
+    p.c = layout(cudart.CUDA_R_32F, k.n, k.m, k.ldc);
+    p.result = new cublasLtMatmulHeuristicResult_t(GEMM_CANDIDATES);
+    int found = heuristic(p, GEMM_CANDIDATES);
+    if (found == 0) {
+      destroy(p);
+      return null;
+    }
+    // Time every candidate and the fallback into a scratch output (c keeps its values).
+    long bytes = 4L * k.ldc * k.m;
+    Pointer scratch = new Pointer();
+    if (cudart.cudaMalloc(scratch, bytes) != 0) {
+      destroy(p);
+      return null;
+    }
+    try {
+      long sc = scratch.address();
+      check(cudart.cudaMemsetAsync(new Raw.B(sc), 0, bytes, stream), "cudaMemsetAsync");
+      gemmAlpha.put(0, 1f);
+      gemmBeta.put(0, k.accumulate ? 1f : 0f);
+      double best = Double.MAX_VALUE;
+      int bestIdx = -1;
+      for (int i = 0; i < found; i++) {
+        cublasLtMatmulAlgo_t algo = p.result.getPointer(i).algo();
+        double t = time(() -> runGemm(p, algo, a, b, sc));
+        if (t < best) {
+          best = t;
+          bestIdx = i;
+        }
+      }
+      double tf = time(() -> fallback.accept(sc));
+      if (bestIdx < 0 || best > GEMM_MARGIN * tf) {
+        p.useFallback = true;
+      } else {
+        p.algo = p.result.getPointer(bestIdx).algo();
+      }
+      if (TRACE) {
+        System.err.printf("bertj: cuBLASLt tuning %s: cublas %.1f us, best of %d candidates %.1f us%s%n",
+            k, tf * 1000, found, best * 1000, p.useFallback ? " (cublas kept)" : "");
+      }
+    } finally {
+      cudart.cudaStreamSynchronize(stream);
+      cudart.cudaFree(scratch);
+    }
+    return p;
+  }
+
+  private static final boolean TRACE = Boolean.getBoolean("bertj.gemm.trace");
+
   private void setBias(Plan p) {
     check(cublas.cublasLtMatmulDescSetAttribute(p.desc, cublas.CUBLASLT_MATMUL_DESC_BIAS_POINTER,
         biasPtr, 8), "cublasLtMatmulDescSetAttribute(bias)");
@@ -268,5 +392,7 @@ final class CublasLt implements AutoCloseable {
     one.close();
     zero.close();
     biasPtr.close();
+    gemmAlpha.close();
+    gemmBeta.close();
   }
 }

@@ -315,14 +315,29 @@ public final class CudaBackend extends NativeBackend {
   public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a,
       int lda, Tensor b, int ldb, float beta, Tensor c, int ldc) {
     Gemm.check(this, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
+    long pa = a.address();
+    long pb = b.address();
+    CublasLt l = gemmTune ? lt() : null;
+    if (l != null && l.gemm(false, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
+        c.address(), ldc, out -> sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
+            out, ldc))) {
+      afterOp("lt gemm fp32 " + shape(transA, transB, m, n, k));
+      return;
+    }
+    sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, c.address(), ldc);
+    afterOp("gemm fp32 " + shape(transA, transB, m, n, k));
+  }
+
+  /** cublasSgemm on raw device addresses (row-major, as {@link #gemm}). */
+  private void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, long a,
+      int lda, long b, int ldb, float beta, long c, int ldc) {
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
     alphaBuf.put(0, alpha);
     betaBuf.put(0, beta);
     blasCheck(cublas.cublasSgemm_v2(blas, transB ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N,
         transA ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N, n, m, k, alphaBuf,
-        new Raw.F(b.address(), 0), ldb, new Raw.F(a.address(), 0), lda, betaBuf,
-        new Raw.F(c.address(), 0), ldc), "cublasSgemm");
-    afterOp("gemm fp32 " + shape(transA, transB, m, n, k));
+        new Raw.F(b, 0), ldb, new Raw.F(a, 0), lda, betaBuf, new Raw.F(c, 0), ldc),
+        "cublasSgemm");
   }
 
   // ---- profiling: an event after each queued op ----
@@ -396,7 +411,15 @@ public final class CudaBackend extends NativeBackend {
    * understood.
    */
   private CublasLt lt;
-  private boolean ltOff = !"true".equalsIgnoreCase(System.getProperty("bertj.cublaslt"));
+  /** bertj.cublaslt=true: linear layers with a bias use cuBLASLt's bias epilogue. */
+  private final boolean ltLinear = "true".equalsIgnoreCase(System.getProperty("bertj.cublaslt"));
+  /**
+   * bertj.gemm.tune=true: every GEMM of at least 2^28 multiply-adds is tuned on first use of its
+   * shape (cuBLASLt's candidates against cuBLAS, the fastest kept; {@link CublasLt#gemm}).
+   */
+  private final boolean gemmTune = "true".equalsIgnoreCase(System.getProperty("bertj.gemm.tune"));
+  /** cuBLASLt could not be set up (then everything uses cuBLAS). */
+  private boolean ltOff = !ltLinear && !gemmTune;
 
   private CublasLt lt() {
     if (lt == null && !ltOff) {
@@ -405,7 +428,7 @@ public final class CudaBackend extends NativeBackend {
       } catch (RuntimeException | LinkageError e) {
         ltOff = true;
         System.err.println("bertj: cuBLASLt unavailable (" + e.getMessage()
-            + "); linear layers use cuBLAS and a bias kernel");
+            + "); cuBLAS is used instead");
       }
     }
     return lt;
@@ -416,7 +439,7 @@ public final class CudaBackend extends NativeBackend {
     if (bias != null) {
       Gemm.check(this, DType.F32, false, true, n, out, in, x, in, w, in, y, out);
       long b = f32(bias, "bias", out);
-      CublasLt l = lt();
+      CublasLt l = ltLinear ? lt() : null;
       if (l != null && l.linearBias(false, y.address(), x.address(), w.address(), b, n, in, out,
           () -> super.linear(y, x, w, bias, n, in, out))) {
         afterOp("lt linear+bias fp32 " + shape(false, true, n, out, in));
@@ -432,7 +455,7 @@ public final class CudaBackend extends NativeBackend {
     if (bias != null) {
       Gemm.check(this, DType.BF16, false, true, n, out, in, xLow, in, wLow, in, y, out);
       long b = f32(bias, "bias", out);
-      CublasLt l = lt();
+      CublasLt l = ltLinear ? lt() : null;
       if (l != null
           && l.linearBias(true, y.address(), xLow.address(), wLow.address(), b, n, in, out,
               () -> super.linearBf16(y, xLow, wLow, bias, n, in, out))) {
@@ -452,14 +475,28 @@ public final class CudaBackend extends NativeBackend {
   public void gemmBf16(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a,
       int lda, Tensor b, int ldb, float beta, Tensor c, int ldc) {
     Gemm.check(this, DType.BF16, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
+    long pa = a.address();
+    long pb = b.address();
+    CublasLt l = gemmTune ? lt() : null;
+    if (l != null && l.gemm(true, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
+        c.address(), ldc, out -> gemmEx(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
+            out, ldc))) {
+      afterOp("lt gemm bf16 " + shape(transA, transB, m, n, k));
+      return;
+    }
+    gemmEx(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, c.address(), ldc);
+    afterOp("gemm bf16 " + shape(transA, transB, m, n, k));
+  }
+
+  private void gemmEx(boolean transA, boolean transB, int m, int n, int k, float alpha, long a,
+      int lda, long b, int ldb, float beta, long c, int ldc) {
     alphaBuf.put(0, alpha);
     betaBuf.put(0, beta);
     blasCheck(cublas.cublasGemmEx(blas, transB ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N,
         transA ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N, n, m, k, alphaBuf,
-        new Raw.B(b.address()), cudart.CUDA_R_16BF, ldb, new Raw.B(a.address()),
-        cudart.CUDA_R_16BF, lda, betaBuf, new Raw.B(c.address()), cudart.CUDA_R_32F, ldc,
-        cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_GEMM_DEFAULT), "cublasGemmEx(bf16)");
-    afterOp("gemm bf16 " + shape(transA, transB, m, n, k));
+        new Raw.B(b), cudart.CUDA_R_16BF, ldb, new Raw.B(a), cudart.CUDA_R_16BF, lda, betaBuf,
+        new Raw.B(c), cudart.CUDA_R_32F, ldc, cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_GEMM_DEFAULT),
+        "cublasGemmEx(bf16)");
   }
 
   @Override

@@ -175,6 +175,74 @@ class CudaVsCpuTest {
     }
   }
 
+  /**
+   * GEMMs tuned on first use (opt-in: bertj.gemm.tune=true; a backend of its own): every
+   * transpose, fp32 and bf16, overwriting (beta 0) and accumulating (beta 0.5), each shape run
+   * twice (the first call tunes on a scratch output, the second uses the kept plan), vs the CPU.
+   */
+  @Test
+  void tunedGemm() {
+    int m = 1024, n = 512, k = 512; // 2^28 multiply-adds: the smallest tuned size
+    System.setProperty("bertj.gemm.tune", "true");
+    try (CudaBackend tuned = new CudaBackend()) {
+      for (boolean bf16 : new boolean[] {false, true}) {
+        for (boolean ta : new boolean[] {false, true}) {
+          for (boolean tb : new boolean[] {false, true}) {
+            for (float beta : new float[] {0f, 0.5f}) {
+              float[] av = gaussian(m * k);
+              float[] bv = gaussian(k * n);
+              float[] cv = gaussian(m * n);
+              try (Tensor ac = cpu.alloc(DType.F32, m * k); Tensor bc = cpu.alloc(DType.F32, k * n);
+                  Tensor cc = cpu.alloc(DType.F32, m * n);
+                  Tensor ag = tuned.alloc(DType.F32, m * k);
+                  Tensor bg = tuned.alloc(DType.F32, k * n);
+                  Tensor cg = tuned.alloc(DType.F32, m * n);
+                  Tensor alc = cpu.alloc(DType.BF16, m * k);
+                  Tensor blc = cpu.alloc(DType.BF16, k * n);
+                  Tensor alg = tuned.alloc(DType.BF16, m * k);
+                  Tensor blg = tuned.alloc(DType.BF16, k * n)) {
+                ac.copyFrom(av);
+                bc.copyFrom(bv);
+                ag.copyFrom(av);
+                bg.copyFrom(bv);
+                cpu.toBf16(alc, ac);
+                cpu.toBf16(blc, bc);
+                tuned.toBf16(alg, ag);
+                tuned.toBf16(blg, bg);
+                for (int rep = 0; rep < 2; rep++) {
+                  cc.copyFrom(cv);
+                  cg.copyFrom(cv);
+                  if (bf16) {
+                    cpu.gemmBf16(ta, tb, m, n, k, 1.5f, alc, ta ? m : k, blc, tb ? k : n, beta,
+                        cc, n);
+                    tuned.gemmBf16(ta, tb, m, n, k, 1.5f, alg, ta ? m : k, blg, tb ? k : n, beta,
+                        cg, n);
+                  } else {
+                    cpu.gemm(ta, tb, m, n, k, 1.5f, ac, ta ? m : k, bc, tb ? k : n, beta, cc, n);
+                    tuned.gemm(ta, tb, m, n, k, 1.5f, ag, ta ? m : k, bg, tb ? k : n, beta, cg, n);
+                  }
+                  double e = relErr(cc.toFloatArray(), cg.toFloatArray())[0];
+                  assertTrue(e <= 1e-5, "tuned gemm bf16=" + bf16 + " ta=" + ta + " tb=" + tb
+                      + " beta=" + beta + " run " + rep + ": relative error " + e);
+                }
+              }
+            }
+          }
+        }
+      }
+    } finally {
+      System.clearProperty("bertj.gemm.tune");
+    }
+  }
+
+  private float[] gaussian(int n) {
+    float[] v = new float[n];
+    for (int i = 0; i < n; i++) {
+      v[i] = (float) rnd.nextGaussian();
+    }
+    return v;
+  }
+
   /** bf16 rounding bit-identical; bf16 GEMM (tensor cores) vs the CPU's widened fp32 GEMM. */
   @Test
   void bf16ConversionAndGemm() {
