@@ -52,7 +52,7 @@ if has bench_gemm; then
   cuda=/usr/local/cuda-13.0
   [ -x "$B/native/bench_gemm" ] && bg="$B/native/bench_gemm" || {
     bg=/tmp/bench_gemm
-    "$cuda/bin/nvcc" -O2 -std=c++17 native/tests/bench_gemm.cpp -o "$bg" -lcublas > "$OUT/bench-gemm-build.txt" 2>&1; }
+    "$cuda/bin/nvcc" -O2 -std=c++17 native/tests/bench_gemm.cpp -o "$bg" -lcublas -lcublasLt > "$OUT/bench-gemm-build.txt" 2>&1; }
   timeout 60 "$bg" 4096 > "$OUT/bench-gemm.txt" 2>&1; echo "rc=$?" >> "$OUT/bench-gemm.txt"
   timeout 60 "$bg" 32768 >> "$OUT/bench-gemm.txt" 2>&1
 fi
