@@ -131,6 +131,22 @@ public interface Backend extends AutoCloseable {
     }
   }
 
+  /**
+   * Backward of {@link #linearBf16}: dx (n, in) = dyLow * wLow (written when accumulate is false,
+   * else added; dx may be null), dw (out, in) += dyLow^T xLow, dbias (out) += column sums of the
+   * fp32 dy (may be null). dyLow, xLow, wLow BF16; dy, dx, dw, dbias F32.
+   */
+  default void linearBackwardBf16(Tensor dx, Tensor dw, Tensor dbias, Tensor dy, Tensor dyLow,
+      Tensor xLow, Tensor wLow, int n, int in, int out, boolean accumulate) {
+    if (dx != null) {
+      gemmBf16(false, false, n, in, out, 1f, dyLow, out, wLow, in, accumulate ? 1f : 0f, dx, in);
+    }
+    gemmBf16(true, false, out, in, n, 1f, dyLow, out, xLow, in, 1f, dw, in);
+    if (dbias != null) {
+      biasBackward(dbias, dy, n, out);
+    }
+  }
+
   // ---- embeddings ----
 
   /** out (B*T, C) = wte[ids] + wpe[pos] + wtt[tt]; ids, tt (B*T) I32, tt may be null. */

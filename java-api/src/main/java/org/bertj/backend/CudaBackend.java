@@ -97,7 +97,86 @@ public final class CudaBackend extends NativeBackend {
 
   @Override
   long stream() {
-    return stream.address();
+    return onSide ? side.address() : stream.address();
+  }
+
+  private cublasContext blas() {
+    return onSide ? sideBlas : blas;
+  }
+
+  // ---- the side stream (opt-in: bertj.cuda.overlap=true) ----
+
+  /**
+   * bertj.cuda.overlap=true: a linear layer's backward runs its weight-gradient GEMM and bias
+   * gradient on a second stream, concurrently with the input-gradient GEMM on the main stream
+   * (they are independent; small GEMMs leave SMs idle in their last wave), joined before the
+   * call returns, so everything after it sees both. Off while profiling.
+   */
+  private final boolean overlap = "true".equalsIgnoreCase(System.getProperty("bertj.cuda.overlap"));
+  private CUstream_st side;
+  private cublasContext sideBlas;
+  private CUevent_st forkEvent;
+  private CUevent_st joinEvent;
+  /** Ops are being queued on the side stream (stream() and blas() answer it). */
+  private boolean onSide;
+
+  private boolean overlapNow() {
+    if (!overlap || profEvents != null || closed) {
+      return false;
+    }
+    if (side == null) {
+      CUstream_st s = new CUstream_st();
+      check(cudart.cudaStreamCreateWithFlags(s, cudart.cudaStreamNonBlocking), "cudaStreamCreate(side)");
+      cublasContext h = new cublasContext();
+      blasCheck(cublas.cublasCreate_v2(h), "cublasCreate(side)");
+      blasCheck(cublas.cublasSetStream_v2(h, s), "cublasSetStream(side)");
+      blasCheck(cublas.cublasSetMathMode(h, cublas.CUBLAS_DEFAULT_MATH), "cublasSetMathMode(side)");
+      forkEvent = new CUevent_st();
+      joinEvent = new CUevent_st();
+      check(cudart.cudaEventCreateWithFlags(forkEvent, cudart.cudaEventDisableTiming), "cudaEventCreate");
+      check(cudart.cudaEventCreateWithFlags(joinEvent, cudart.cudaEventDisableTiming), "cudaEventCreate");
+      side = s;
+      sideBlas = h;
+    }
+    return true;
+  }
+
+  /** Runs the weight-gradient part on the side stream and dx on the main one, then joins. */
+  private void overlapped(Runnable sidePart, Runnable mainPart) {
+    check(cudart.cudaEventRecord(forkEvent, stream), "cudaEventRecord(fork)");
+    check(cudart.cudaStreamWaitEvent(side, forkEvent, 0), "cudaStreamWaitEvent(side)");
+    onSide = true;
+    try {
+      sidePart.run();
+    } finally {
+      onSide = false;
+    }
+    mainPart.run();
+    check(cudart.cudaEventRecord(joinEvent, side), "cudaEventRecord(join)");
+    check(cudart.cudaStreamWaitEvent(stream, joinEvent, 0), "cudaStreamWaitEvent(main)");
+  }
+
+  @Override
+  public void linearBackward(Tensor dx, Tensor dw, Tensor dbias, Tensor dy, Tensor x, Tensor w,
+      int n, int in, int out, boolean accumulate) {
+    if (dx == null || !overlapNow()) {
+      super.linearBackward(dx, dw, dbias, dy, x, w, n, in, out, accumulate);
+      return;
+    }
+    overlapped(() -> super.linearBackward(null, dw, dbias, dy, x, w, n, in, out, accumulate),
+        () -> gemm(false, false, n, in, out, 1f, dy, out, w, in, accumulate ? 1f : 0f, dx, in));
+  }
+
+  @Override
+  public void linearBackwardBf16(Tensor dx, Tensor dw, Tensor dbias, Tensor dy, Tensor dyLow,
+      Tensor xLow, Tensor wLow, int n, int in, int out, boolean accumulate) {
+    if (dx == null || !overlapNow()) {
+      super.linearBackwardBf16(dx, dw, dbias, dy, dyLow, xLow, wLow, n, in, out, accumulate);
+      return;
+    }
+    overlapped(() -> super.linearBackwardBf16(null, dw, dbias, dy, dyLow, xLow, wLow, n, in, out,
+        accumulate), () -> gemmBf16(false, false, n, in, out, 1f, dyLow, out, wLow, in,
+            accumulate ? 1f : 0f, dx, in));
   }
 
   /** cudaMalloc calls so far (the caching allocator makes this flat after the first step). */
@@ -317,7 +396,7 @@ public final class CudaBackend extends NativeBackend {
     Gemm.check(this, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
     long pa = a.address();
     long pb = b.address();
-    CublasLt l = gemmTune ? lt() : null;
+    CublasLt l = gemmTune && !onSide ? lt() : null;
     if (l != null && l.gemm(false, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
         c.address(), ldc, out -> sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
             out, ldc))) {
@@ -334,7 +413,7 @@ public final class CudaBackend extends NativeBackend {
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
     alphaBuf.put(0, alpha);
     betaBuf.put(0, beta);
-    blasCheck(cublas.cublasSgemm_v2(blas, transB ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N,
+    blasCheck(cublas.cublasSgemm_v2(blas(), transB ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N,
         transA ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N, n, m, k, alphaBuf,
         new Raw.F(b, 0), ldb, new Raw.F(a, 0), lda, betaBuf, new Raw.F(c, 0), ldc),
         "cublasSgemm");
@@ -477,7 +556,7 @@ public final class CudaBackend extends NativeBackend {
     Gemm.check(this, DType.BF16, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
     long pa = a.address();
     long pb = b.address();
-    CublasLt l = gemmTune ? lt() : null;
+    CublasLt l = gemmTune && !onSide ? lt() : null;
     if (l != null && l.gemm(true, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
         c.address(), ldc, out -> gemmEx(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
             out, ldc))) {
@@ -492,7 +571,7 @@ public final class CudaBackend extends NativeBackend {
       int lda, long b, int ldb, float beta, long c, int ldc) {
     alphaBuf.put(0, alpha);
     betaBuf.put(0, beta);
-    blasCheck(cublas.cublasGemmEx(blas, transB ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N,
+    blasCheck(cublas.cublasGemmEx(blas(), transB ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N,
         transA ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N, n, m, k, alphaBuf,
         new Raw.B(b), cudart.CUDA_R_16BF, ldb, new Raw.B(a), cudart.CUDA_R_16BF, lda, betaBuf,
         new Raw.B(c), cudart.CUDA_R_32F, ldc, cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_GEMM_DEFAULT),
@@ -520,6 +599,12 @@ public final class CudaBackend extends NativeBackend {
     }
     blocks.clear();
     cublas.cublasDestroy_v2(blas);
+    if (side != null) {
+      cublas.cublasDestroy_v2(sideBlas);
+      cudart.cudaEventDestroy(forkEvent);
+      cudart.cudaEventDestroy(joinEvent);
+      cudart.cudaStreamDestroy(side);
+    }
     cudart.cudaStreamDestroy(stream);
     alphaBuf.close();
     betaBuf.close();

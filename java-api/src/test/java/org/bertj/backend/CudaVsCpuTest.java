@@ -235,6 +235,62 @@ class CudaVsCpuTest {
     }
   }
 
+  /**
+   * Linear backward with the weight gradient on a side stream (opt-in: bertj.cuda.overlap=true; a
+   * backend of its own), fp32 and bf16, dx written and accumulated, vs the CPU.
+   */
+  @Test
+  void linearBackwardOverlapped() {
+    int n = 4 * 33, in = 96, out = 40;
+    System.setProperty("bertj.cuda.overlap", "true");
+    try (CudaBackend ov = new CudaBackend()) {
+      for (boolean bf16 : new boolean[] {false, true}) {
+        for (boolean acc : new boolean[] {false, true}) {
+          float[] dyv = gaussian(n * out);
+          float[] xv = gaussian(n * in);
+          float[] wv = gaussian(out * in);
+          float[] dxv = gaussian(n * in);
+          float[] dwv = gaussian(out * in);
+          float[] dbv = gaussian(out);
+          Backend[] bes = {cpu, ov};
+          float[][] res = new float[6][];
+          for (int bi = 0; bi < 2; bi++) {
+            Backend be = bes[bi];
+            try (Tensor dy = be.alloc(DType.F32, n * out); Tensor x = be.alloc(DType.F32, n * in);
+                Tensor w = be.alloc(DType.F32, out * in); Tensor dx = be.alloc(DType.F32, n * in);
+                Tensor dw = be.alloc(DType.F32, out * in); Tensor db = be.alloc(DType.F32, out);
+                Tensor dyl = be.alloc(DType.BF16, n * out); Tensor xl = be.alloc(DType.BF16, n * in);
+                Tensor wl = be.alloc(DType.BF16, out * in)) {
+              dy.copyFrom(dyv);
+              x.copyFrom(xv);
+              w.copyFrom(wv);
+              dx.copyFrom(dxv);
+              dw.copyFrom(dwv);
+              db.copyFrom(dbv);
+              if (bf16) {
+                be.toBf16(dyl, dy);
+                be.toBf16(xl, x);
+                be.toBf16(wl, w);
+                be.linearBackwardBf16(dx, dw, db, dy, dyl, xl, wl, n, in, out, acc);
+              } else {
+                be.linearBackward(dx, dw, db, dy, x, w, n, in, out, acc);
+              }
+              res[3 * bi] = dx.toFloatArray();
+              res[3 * bi + 1] = dw.toFloatArray();
+              res[3 * bi + 2] = db.toFloatArray();
+            }
+          }
+          String what = "overlapped linear backward bf16=" + bf16 + " accumulate=" + acc;
+          assertTrue(relErr(res[0], res[3])[0] <= 1e-5, what + ": dx");
+          assertTrue(relErr(res[1], res[4])[0] <= 1e-5, what + ": dw");
+          assertTrue(relErr(res[2], res[5])[0] <= 1e-5, what + ": dbias");
+        }
+      }
+    } finally {
+      System.clearProperty("bertj.cuda.overlap");
+    }
+  }
+
   private float[] gaussian(int n) {
     float[] v = new float[n];
     for (int i = 0; i < n; i++) {
