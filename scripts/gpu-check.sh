@@ -8,7 +8,8 @@
 #   3. Java GPU tests (JUnit console)           -> $OUT/junit/
 #   4. bertj bench: BERT-base train step / inference on CUDA -> $OUT/bench.jsonl
 #   5. PyTorch side by side on the same card    -> $OUT/torch.json
-# and prints a short table last.
+# and prints a short table last. BENCH_LINES (one bench argument line each) or BENCH_FILE (a file
+# of such lines, e.g. scripts/bench/ab-gemm-overlap.txt) replace the default bench lines.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -79,6 +80,7 @@ if has junit; then
 fi
 if has bench; then
   stamp "bertj bench (CUDA)"
+  [ -n "${BENCH_FILE:-}" ] && [ -z "${BENCH_LINES:-}" ] && BENCH_LINES=$(cat "$BENCH_FILE")
   while IFS= read -r args; do
     [ -z "$args" ] && continue
     # tokens starting with -D are JVM system properties (e.g. -Dbertj.cublaslt=true), tokens
