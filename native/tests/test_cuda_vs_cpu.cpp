@@ -1016,9 +1016,11 @@ int main() {
   // layernorm, gelu, tanh, dropout, attention, attention_tc, losses, optimizer, dropout_layernorm,
   // errors),
   // e.g. in the emulator.
+  // Whole names: "attention_tc" does not select "attention" (the fp32 op family).
   const char* only_fam = std::getenv("BJ_TEST_ONLY");
+  const std::string fams = std::string(",") + (only_fam ? only_fam : "") + ",";
   auto want = [&](const char* fam) {
-    return only_fam == nullptr || std::strstr(only_fam, fam) != nullptr;
+    return only_fam == nullptr || fams.find(std::string(",") + fam + ",") != std::string::npos;
   };
   if (want("memory")) test_memory();
   if (want("embeddings")) test_embeddings();
