@@ -19,6 +19,9 @@
 // gets a gradient). Only T <= 128 and D in {32, 64} are accepted (the CUDA kernels' range),
 // anything else returns BJ_ERR_UNSUPPORTED.
 //
+// out_low / dqkv_low (optional): each output row's bf16 copy (bj_f32_to_bf16_bits, the bits of
+// to_bf16) is written by the thread that wrote the fp32 row, right after it.
+//
 // Every accumulation runs in fp32 in index order (d = 0, 1, ... or j = 0, 1, ...), so results
 // are deterministic and independent of the thread count (OpenMP over (b, h) pairs, each pair
 // owning its output elements). The CUDA kernels accumulate on tensor cores in another order; the
@@ -99,7 +102,8 @@ float row_lse(const TcArgs& a, const std::vector<float>& Q, const std::vector<fl
   return m + std::log(l);
 }
 
-void forward_pair(const TcArgs& a, int64_t bh, float* out, float* lse, const float* qkv) {
+void forward_pair(const TcArgs& a, int64_t bh, float* out, uint16_t* out_low, float* lse,
+                  const float* qkv) {
   const int b = (int)(bh / a.NH), h = (int)(bh % a.NH), T = a.T, D = a.D;
   const float* base = qkv + (int64_t)b * T * a.C3 + (int64_t)h * D;
   std::vector<float> Q((size_t)T * D), K((size_t)T * D), V((size_t)T * D), s(T), pd(T);
@@ -121,21 +125,24 @@ void forward_pair(const TcArgs& a, int64_t bh, float* out, float* lse, const flo
         pd[j] = real[j] ? bf(std::exp(s[j] - l) * drop_factor(a, bh, i, j)) : 0.0f;
     }
     lse[bh * T + i] = l;
-    float* o = out + ((int64_t)b * T + i) * a.C + (int64_t)h * D;  // sum over j in order
+    const int64_t o0 = ((int64_t)b * T + i) * a.C + (int64_t)h * D;
+    float* o = out + o0;  // sum over j in order
     for (int d = 0; d < D; ++d) o[d] = 0.0f;
     for (int j = 0; j < T; ++j)
       for (int d = 0; d < D; ++d) o[d] += pd[j] * V[(size_t)j * D + d];
+    if (out_low != nullptr) bj::to_bf16_span(out_low + o0, o, D);
   }
 }
 
-void backward_pair(const TcArgs& a, int64_t bh, float* dqkv, const float* dout, const float* qkv,
-                   const float* out, const float* lse) {
+void backward_pair(const TcArgs& a, int64_t bh, float* dqkv, uint16_t* dqkv_low,
+                   const float* dout, const float* qkv, const float* out, const float* lse) {
   const int b = (int)(bh / a.NH), h = (int)(bh % a.NH), T = a.T, D = a.D;
   const int64_t C = a.C, C3 = a.C3;
   const float* base = qkv + (int64_t)b * T * C3 + (int64_t)h * D;
   const float* gbase = dout + (int64_t)b * T * C + (int64_t)h * D;
   const float* obase = out + (int64_t)b * T * C + (int64_t)h * D;
-  float* dbase = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const int64_t dbase0 = (int64_t)b * T * C3 + (int64_t)h * D;  // this head's dq, row 0
+  float* dbase = dqkv + dbase0;
   std::vector<float> Q((size_t)T * D), K((size_t)T * D), V((size_t)T * D), G((size_t)T * D);
   std::vector<float> dS((size_t)T * T), Pd((size_t)T * T);  // (query, key)
   std::vector<char> real(T);
@@ -177,6 +184,7 @@ void backward_pair(const TcArgs& a, int64_t bh, float* dqkv, const float* dout, 
     }
     float* dq = dbase + (int64_t)i * C3;
     for (int d = 0; d < D; ++d) dq[d] = a.scale * acc[d];
+    if (dqkv_low != nullptr) bj::to_bf16_span(dqkv_low + dbase0 + (int64_t)i * C3, dq, D);
   }
   for (int j = 0; j < T; ++j) {
     float* dk = dbase + (int64_t)j * C3 + C;
@@ -184,6 +192,11 @@ void backward_pair(const TcArgs& a, int64_t bh, float* dqkv, const float* dout, 
     for (int d = 0; d < D; ++d) {
       dk[d] = a.scale * dK[(size_t)j * D + d];
       dv[d] = dV[(size_t)j * D + d];
+    }
+    if (dqkv_low != nullptr) {  // dk and dv of key j
+      uint16_t* low = dqkv_low + dbase0 + (int64_t)j * C3 + C;
+      bj::to_bf16_span(low, dk, D);
+      bj::to_bf16_span(low + C, dv, D);
     }
   }
 }
@@ -197,6 +210,7 @@ int supported(const char* op, int T, int D) {
 }  // namespace
 
 extern "C" int bj_cpu_attention_tc_forward(float* out,            // (B, T, C)
+                                           uint16_t* out_low,     // (B, T, C) bf16 or NULL
                                            float* lse,            // (B, NH, T)
                                            const float* qkv,      // (B, T, 3C)
                                            const int32_t* mask,   // (B, T) or NULL
@@ -214,11 +228,12 @@ extern "C" int bj_cpu_attention_tc_forward(float* out,            // (B, T, C)
   const TcArgs a = make_args(B, T, NH, D, p, seed, offset, mask);
   const int64_t pairs = (int64_t)B * NH;
 #pragma omp parallel for schedule(static) if (pairs * T * T * D >= bj::kParallelMin)
-  for (int64_t bh = 0; bh < pairs; ++bh) forward_pair(a, bh, out, lse, qkv);
+  for (int64_t bh = 0; bh < pairs; ++bh) forward_pair(a, bh, out, out_low, lse, qkv);
   return BJ_OK;
 }
 
 extern "C" int bj_cpu_attention_tc_backward(float* dqkv,          // (B, T, 3C), "="
+                                            uint16_t* dqkv_low,   // (B, T, 3C) bf16 or NULL
                                             const float* dout,    // (B, T, C)
                                             const float* qkv,     // (B, T, 3C)
                                             const float* out,     // (B, T, C), saved
@@ -240,6 +255,7 @@ extern "C" int bj_cpu_attention_tc_backward(float* dqkv,          // (B, T, 3C),
   const TcArgs a = make_args(B, T, NH, D, p, seed, offset, mask);
   const int64_t pairs = (int64_t)B * NH;
 #pragma omp parallel for schedule(static) if (pairs * T * T * D >= bj::kParallelMin)
-  for (int64_t bh = 0; bh < pairs; ++bh) backward_pair(a, bh, dqkv, dout, qkv, out, lse);
+  for (int64_t bh = 0; bh < pairs; ++bh)
+    backward_pair(a, bh, dqkv, dqkv_low, dout, qkv, out, lse);
   return BJ_OK;
 }

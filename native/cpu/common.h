@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "bertj.h"
+#include "bertj_bf16.h"
 #include "bertj_philox.h"
 
 namespace bj {
@@ -31,6 +32,12 @@ inline int check_attention_args(const char* op, int B, int T, int NH, int D, flo
   if (!(p >= 0.0f && p < 1.0f))
     return fail(BJ_ERR_INVALID, "%s: p must be in [0, 1) (got %g)", op, (double)p);
   return BJ_OK;
+}
+
+// out[i] = bj_f32_to_bf16_bits(x[i]) for i in [0, n), on the calling thread: the conversion of
+// to_bf16, shared by the ops that write a bf16 copy of their fp32 output (attention_tc_*, adamw).
+inline void to_bf16_span(uint16_t* out, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = bj_f32_to_bf16_bits(x[i]);
 }
 
 // ISA dispatch. The library is compiled for x86-64-v2 (SSE4.2); the hot kernels are compiled a

@@ -49,8 +49,13 @@ extern "C" int bj_cpu_to_bf16(uint16_t* out,   // (n) bf16 bits
   BJ_CHECK(out != nullptr, "bj_cpu_to_bf16", "out is NULL");
   BJ_CHECK(x != nullptr, "bj_cpu_to_bf16", "x is NULL");
   BJ_CHECK(n > 0, "bj_cpu_to_bf16", "n must be > 0 (got %lld)", (long long)n);
+  // fixed chunks of kParallelMin elements (one span each; elementwise, so any split is exact)
+  const int64_t chunks = (n + bj::kParallelMin - 1) / bj::kParallelMin;
 #pragma omp parallel for if (n >= bj::kParallelMin)
-  for (int64_t i = 0; i < n; ++i) out[i] = bj_f32_to_bf16_bits(x[i]);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t lo = c * bj::kParallelMin;
+    bj::to_bf16_span(out + lo, x + lo, n - lo < bj::kParallelMin ? n - lo : bj::kParallelMin);
+  }
   return BJ_OK;
 }
 

@@ -13,7 +13,8 @@
 //                  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //                  p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps)
 //                the bias corrections 1 - b^step in double, the rest in fp32. Updates p, m, v in
-//                place (the optimizer state; no gradient is produced here).
+//                place (the optimizer state; no gradient is produced here). With p_low != NULL
+//                each task then writes p_low = to_bf16(p) over its own elements (still in cache).
 #include <cmath>
 
 #include "common.h"
@@ -86,10 +87,11 @@ extern "C" int bj_cpu_clip_scale(float* scale,          // (1)
   return BJ_OK;
 }
 
-extern "C" int bj_cpu_adamw(float* p,        // (n), updated in place
-                            const float* g,  // (n)
-                            float* m,        // (n), first moment, updated
-                            float* v,        // (n), second moment, updated
+extern "C" int bj_cpu_adamw(float* p,         // (n), updated in place
+                            uint16_t* p_low,  // (n) bf16 of the updated p, or NULL
+                            const float* g,   // (n)
+                            float* m,         // (n), first moment, updated
+                            float* v,         // (n), second moment, updated
                             int64_t n, int64_t decay_begin, int64_t decay_end, float lr,
                             float beta1, float beta2, float eps, float wd, int step,
                             const float* grad_scale,  // (1) or NULL = 1
@@ -129,6 +131,7 @@ extern "C" int bj_cpu_adamw(float* p,        // (n), updated in place
     adamw_span(p, g, m, v, i0, a, 1.0f, sc);
     adamw_span(p, g, m, v, a, b, decay, sc);
     adamw_span(p, g, m, v, b, i1, 1.0f, sc);
+    if (p_low != nullptr) bj::to_bf16_span(p_low + i0, p + i0, i1 - i0);
   }
   return BJ_OK;
 }

@@ -28,6 +28,12 @@
 //   16 x 16 tile per warp) staged in shared memory and written with the scale. At the end dK (x
 //   scale) and dV go through shared memory (over the S/dP tiles) to global memory; keys at or
 //   after KP (padded) get 0. Dynamic shared memory at D = 64: 99.2 KB (two blocks per SM).
+// Optional bf16 side outputs (out_low, dqkv_low; NULL = none): every thread that stores 4 fp32
+// outputs (store_row4: the forward's epilogue, the dQ chunk stores, the final dK / dV stores and
+// their padded zeros) also stores their bf16 bits (bj_f32_to_bf16_bits of the stored values, so
+// to_bf16's bits), as one uint2 when the bf16 pointer is 8-byte aligned. Each block owns its
+// (b, h) slice of out / dqkv and writes every element of it exactly once, at its final value
+// (dK, dV are complete after the last query chunk), so no second pass is needed.
 // Deterministic: fixed tile order, no atomics. Keys after the last real key are neither loaded
 // nor computed (16-key granularity); a batch without a real key attends uniformly to its T keys
 // (P = 1/T, lse = log T, dS = 0).
@@ -37,6 +43,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "bertj_bf16.h"
 #include "common.cuh"
 
 #ifdef BJ_CUDA_EMU
@@ -188,26 +195,46 @@ __device__ __forceinline__ float drop_factor(float p, float dscale, uint64_t see
   return bj_dropout_uniform(seed, idx) >= p ? dscale : 0.0f;
 }
 
-// dst row (global, D floats) = src row (shared, fp32) * mul; float4 when vec.
-template <int D>
-__device__ __forceinline__ void store_row4(float* dst, const float* src, float mul, int vec) {
-  const float4 v = *reinterpret_cast<const float4*>(src);
-  if (vec) {
-    *reinterpret_cast<float4*>(dst) = make_float4(v.x * mul, v.y * mul, v.z * mul, v.w * mul);
+// The bf16 bits of 4 floats at low (4 uint16_t): one uint2 when vec_low (8-byte aligned).
+__device__ __forceinline__ void store_low4(uint16_t* low, float4 v, int vec_low) {
+  const uint16_t a = bj_f32_to_bf16_bits(v.x), b = bj_f32_to_bf16_bits(v.y);
+  const uint16_t c = bj_f32_to_bf16_bits(v.z), d = bj_f32_to_bf16_bits(v.w);
+  if (vec_low) {
+    uint2 o;
+    o.x = (uint32_t)a | ((uint32_t)b << 16);
+    o.y = (uint32_t)c | ((uint32_t)d << 16);
+    *reinterpret_cast<uint2*>(low) = o;
   } else {
-    dst[0] = v.x * mul;
-    dst[1] = v.y * mul;
-    dst[2] = v.z * mul;
-    dst[3] = v.w * mul;
+    low[0] = a;
+    low[1] = b;
+    low[2] = c;
+    low[3] = d;
   }
+}
+
+// 4 floats of a row: dst (global) = src (shared, fp32) * mul, float4 when vec; and when low is
+// not NULL, low (global, 4 bf16) = the bits of the stored values.
+__device__ __forceinline__ void store_row4(float* dst, uint16_t* low, const float* src, float mul,
+                                           int vec, int vec_low) {
+  const float4 s = *reinterpret_cast<const float4*>(src);
+  const float4 v = make_float4(s.x * mul, s.y * mul, s.z * mul, s.w * mul);
+  if (vec) {
+    *reinterpret_cast<float4*>(dst) = v;
+  } else {
+    dst[0] = v.x;
+    dst[1] = v.y;
+    dst[2] = v.z;
+    dst[3] = v.w;
+  }
+  if (low != nullptr) store_low4(low, v, vec_low);
 }
 
 // ---------------------------------------------------------------------------------------------
 template <int D, int QC>
 __global__ void __launch_bounds__(kThreads, QC == 64 ? 2 : 3)
-    k_attn_tc_fwd(float* out, float* lse, const float* qkv, const int32_t* mask, int T, int NH,
-                  float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
-                  int vec_out) {
+    k_attn_tc_fwd(float* out, uint16_t* out_low, float* lse, const float* qkv,
+                  const int32_t* mask, int T, int NH, float scale, float p, float dscale,
+                  uint64_t seed, uint64_t offset, int vec_in, int vec_out, int vec_low) {
   typedef FwdLayout<D, QC> L;
   constexpr int LDH = L::LDH, LDS = L::LDS, LDP = L::LDP, LDO = L::LDO, TPR = L::TPR;
   constexpr int NCT = D / 16, C4 = D / 4, kFwdQ = QC;
@@ -341,8 +368,9 @@ __global__ void __launch_bounds__(kThreads, QC == 64 ? 2 : 3)
     __syncthreads();
     for (int e = tid; e < nq * C4; e += kThreads) {
       const int r = e / C4, c = (e % C4) * 4;
-      store_row4<D>(out + ((int64_t)b * T + q0 + r) * C + (int64_t)h * D + c, Of + r * LDO + c,
-                    1.0f, vec_out);
+      const int64_t o = ((int64_t)b * T + q0 + r) * C + (int64_t)h * D + c;
+      store_row4(out + o, out_low != nullptr ? out_low + o : nullptr, Of + r * LDO + c, 1.0f,
+                 vec_out, vec_low);
     }
     __syncthreads();  // Qs, Sf/Of, Pb are rewritten by the next chunk
   }
@@ -351,10 +379,10 @@ __global__ void __launch_bounds__(kThreads, QC == 64 ? 2 : 3)
 // ---------------------------------------------------------------------------------------------
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2)
-    k_attn_tc_bwd(float* dqkv, const float* dout, const float* qkv, const float* out,
-                  const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
-                  float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
-                  int vec_out) {
+    k_attn_tc_bwd(float* dqkv, uint16_t* dqkv_low, const float* dout, const float* qkv,
+                  const float* out, const float* lse, const int32_t* mask, int T, int NH,
+                  float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
+                  int vec_o, int vec_out, int vec_low) {
   typedef BwdLayout<D> L;
   constexpr int LDH = L::LDH, LDS = L::LDS, LDP = L::LDP, LDO = L::LDO, TPR = L::TPR;
   constexpr int NCT = D / 16, C4 = D / 4;
@@ -380,6 +408,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const float* dout_b = dout + (int64_t)b * T * C + (int64_t)h * D;
   const float* out_b = out + (int64_t)b * T * C + (int64_t)h * D;
   float* dqkv_b = dqkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  // dqkv_low's element for a dqkv address x is dqkv_low + (x - dqkv), derived at each store: a
+  // pointer of its own kept live across the chunk loop makes ptxas spill at D = 64
   const uint64_t bh = (uint64_t)b * NH + h;
   const float inv_t = 1.0f / (float)T;
 
@@ -536,7 +566,10 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncthreads();
     for (int e = tid; e < nq * C4; e += kThreads) {
       const int r = e / C4, c = (e % C4) * 4;
-      store_row4<D>(dqkv_b + (int64_t)(q0 + r) * C3 + c, Stage + r * LDO + c, scale, vec_out);
+      const int64_t o = (int64_t)(q0 + r) * C3 + c;
+      float* row = dqkv_b + o;
+      store_row4(row, dqkv_low != nullptr ? dqkv_low + (row - dqkv) : nullptr, Stage + r * LDO + c,
+                 scale, vec_out, vec_low);
     }
     __syncthreads();  // Qs, Gs, Sf, dPf, dSb, Pdb, s_lse, s_D are rewritten by the next chunk
   }
@@ -552,16 +585,22 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     __syncthreads();
     const float mul = pass == 0 ? scale : 1.0f;
-    float* dst = dqkv_b + (pass == 0 ? C : 2 * C);
+    const int64_t cofs = pass == 0 ? C : 2 * C;
     for (int e = tid; e < T * C4; e += kThreads) {
       const int j = e / C4, c = (e % C4) * 4;
-      float* row = dst + (int64_t)j * C3 + c;
+      const int64_t o = cofs + (int64_t)j * C3 + c;
+      float* row = dqkv_b + o;
+      uint16_t* low = dqkv_low != nullptr ? dqkv_low + (row - dqkv) : nullptr;
       if (j < KP) {
-        store_row4<D>(row, Stage + j * LDO + c, mul, vec_out);
-      } else if (vec_out) {
-        *reinterpret_cast<float4*>(row) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        store_row4(row, low, Stage + j * LDO + c, mul, vec_out, vec_low);
       } else {
-        row[0] = row[1] = row[2] = row[3] = 0.0f;
+        const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (vec_out) {
+          *reinterpret_cast<float4*>(row) = z;
+        } else {
+          row[0] = row[1] = row[2] = row[3] = 0.0f;
+        }
+        if (low != nullptr) store_low4(low, z, vec_low);
       }
     }
     __syncthreads();
@@ -596,37 +635,40 @@ int prepare(const void* kernel, int bytes, unsigned* done_smem, unsigned* done_c
 }
 
 template <int D, int QC>
-int forward_impl(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
-                 int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
-                 uint64_t offset, void* stream) {
+int forward_impl(const char* op, float* out, uint16_t* out_low, float* lse, const float* qkv,
+                 const int32_t* mask, int B, int T, int NH, float scale, float p, float dscale,
+                 uint64_t seed, uint64_t offset, void* stream) {
   constexpr int smem = FwdLayout<D, QC>::kBytes;
   auto kern = &k_attn_tc_fwd<D, QC>;
   static unsigned done = 0, done_carveout = 0;
   BJ_TRY(prepare((const void*)kern, smem, &done, &done_carveout, op));
   const dim3 grid((unsigned)NH, (unsigned)B);
-  BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, lse, qkv, mask, T, NH, scale,
-            p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
+  BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, out_low, lse, qkv, mask, T,
+            NH, scale, p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0,
+            bjc::aligned16(out) ? 1 : 0, bjc::aligned8(out_low) ? 1 : 0);
   return bjc::check_launch(op);
 }
 
 template <int D>
-int backward_impl(const char* op, float* dqkv, const float* dout, const float* qkv,
-                  const float* out, const float* lse, const int32_t* mask, int B, int T, int NH,
-                  float scale, float p, float dscale, uint64_t seed, uint64_t offset,
-                  void* stream) {
+int backward_impl(const char* op, float* dqkv, uint16_t* dqkv_low, const float* dout,
+                  const float* qkv, const float* out, const float* lse, const int32_t* mask, int B,
+                  int T, int NH, float scale, float p, float dscale, uint64_t seed,
+                  uint64_t offset, void* stream) {
   constexpr int smem = BwdLayout<D>::kBytes;
   auto kern = &k_attn_tc_bwd<D>;
   static unsigned done = 0, done_carveout = 0;
   BJ_TRY(prepare((const void*)kern, smem, &done, &done_carveout, op));
   const dim3 grid((unsigned)NH, (unsigned)B);
-  BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse, mask,
-            T, NH, scale, p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0,
-            bjc::aligned16(dout) && bjc::aligned16(out) ? 1 : 0, bjc::aligned16(dqkv) ? 1 : 0);
+  BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dqkv_low, dout, qkv, out,
+            lse, mask, T, NH, scale, p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0,
+            bjc::aligned16(dout) && bjc::aligned16(out) ? 1 : 0, bjc::aligned16(dqkv) ? 1 : 0,
+            bjc::aligned8(dqkv_low) ? 1 : 0);
   return bjc::check_launch(op);
 }
 }  // namespace
 
 extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C)
+                                            uint16_t* out_low,     // (B, T, C) bf16 or NULL
                                             float* lse,            // (B, NH, T)
                                             const float* qkv,      // (B, T, 3C)
                                             const int32_t* mask,   // (B, T) or NULL
@@ -647,17 +689,18 @@ extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C)
   const char* rows = std::getenv("BJ_ATTN_TC_FWD_ROWS");
   const bool r32 = rows != nullptr ? std::atoi(rows) == 32 : kFwdQDefault == 32;
   if (D == 32)
-    return r32 ? forward_impl<32, 32>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
-                                      offset, stream)
-               : forward_impl<32, 64>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
-                                      offset, stream);
-  return r32 ? forward_impl<64, 32>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
-                                    offset, stream)
-             : forward_impl<64, 64>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
-                                    offset, stream);
+    return r32 ? forward_impl<32, 32>(op, out, out_low, lse, qkv, mask, B, T, NH, scale, p, dscale,
+                                      seed, offset, stream)
+               : forward_impl<32, 64>(op, out, out_low, lse, qkv, mask, B, T, NH, scale, p, dscale,
+                                      seed, offset, stream);
+  return r32 ? forward_impl<64, 32>(op, out, out_low, lse, qkv, mask, B, T, NH, scale, p, dscale,
+                                    seed, offset, stream)
+             : forward_impl<64, 64>(op, out, out_low, lse, qkv, mask, B, T, NH, scale, p, dscale,
+                                    seed, offset, stream);
 }
 
 extern "C" int bj_cuda_attention_tc_backward(float* dqkv,          // (B, T, 3C), "="
+                                             uint16_t* dqkv_low,   // (B, T, 3C) bf16 or NULL
                                              const float* dout,    // (B, T, C)
                                              const float* qkv,     // (B, T, 3C)
                                              const float* out,     // (B, T, C), saved
@@ -680,8 +723,8 @@ extern "C" int bj_cuda_attention_tc_backward(float* dqkv,          // (B, T, 3C)
   const float scale = 1.0f / std::sqrt((float)D);
   const float dscale = 1.0f / (1.0f - p);
   if (D == 32)
-    return backward_impl<32>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
-                             seed, offset, stream);
-  return backward_impl<64>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale, seed,
-                           offset, stream);
+    return backward_impl<32>(op, dqkv, dqkv_low, dout, qkv, out, lse, mask, B, T, NH, scale, p,
+                             dscale, seed, offset, stream);
+  return backward_impl<64>(op, dqkv, dqkv_low, dout, qkv, out, lse, mask, B, T, NH, scale, p,
+                           dscale, seed, offset, stream);
 }

@@ -76,6 +76,7 @@ float* scratch_for(void* stream);
 
 inline cudaStream_t as_stream(void* s) { return reinterpret_cast<cudaStream_t>(s); }
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+inline bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
 
 // Blocks of `threads` for `work` items, capped (the kernels loop grid-stride beyond the cap).
 inline unsigned blocks_for(int64_t work, int threads) {

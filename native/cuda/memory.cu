@@ -76,8 +76,6 @@ struct FromBf16Op {
                     bj_bf16_bits_to_f32((uint16_t)(v.y >> 16)));
   }
 };
-
-inline bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
 }  // namespace
 
 extern "C" int bj_cuda_fill(float* x,  // (n)
@@ -115,7 +113,7 @@ extern "C" int bj_cuda_to_bf16(uint16_t* out,   // (n) bf16 bits
   BJ_CHECK(x != nullptr, "bj_cuda_to_bf16", "x is NULL");
   BJ_CHECK(n > 0, "bj_cuda_to_bf16", "n must be > 0 (got %lld)", (long long)n);
   return bjc::launch_elementwise("bj_cuda_to_bf16", ToBf16Op{out, x}, n,
-                                 bjc::aligned16(x) && aligned8(out), stream);
+                                 bjc::aligned16(x) && bjc::aligned8(out), stream);
 }
 
 extern "C" int bj_cuda_from_bf16(float* out,         // (n)
@@ -125,5 +123,5 @@ extern "C" int bj_cuda_from_bf16(float* out,         // (n)
   BJ_CHECK(x != nullptr, "bj_cuda_from_bf16", "x is NULL");
   BJ_CHECK(n > 0, "bj_cuda_from_bf16", "n must be > 0 (got %lld)", (long long)n);
   return bjc::launch_elementwise("bj_cuda_from_bf16", FromBf16Op{out, x}, n,
-                                 bjc::aligned16(out) && aligned8(x), stream);
+                                 bjc::aligned16(out) && bjc::aligned8(x), stream);
 }

@@ -15,9 +15,13 @@
 //                step_size = lr / bc1, bc2_sqrt = sqrt(bc2), decay = 1 - lr * wd in fp32:
 //                  p *= decay (i in [decay_begin, decay_end)); m = b1 m + (1 - b1) g;
 //                  v = b2 v + (1 - b2) g^2; p -= step_size * m / (sqrt(v) / bc2_sqrt + eps)
+//                p_low (optional): the bf16 bits of each updated p (bj_f32_to_bf16_bits, to_bf16's
+//                bits), stored by the thread that stores p; in the float4 path the 4 bf16 go out
+//                as one uint2 when p_low is 8-byte aligned, as 4 scalars otherwise.
 #include <atomic>
 #include <cmath>
 
+#include "bertj_bf16.h"
 #include "common.cuh"
 
 namespace {
@@ -76,12 +80,14 @@ __global__ void k_clip_scale(float* scale, const float* norm_sq, float max_norm)
 
 struct AdamWOp {
   float* p;
+  uint16_t* p_low;  // bf16 of the updated p, or NULL
   const float* g;
   float* m;
   float* v;
   const float* grad_scale;  // device scalar or NULL
   int64_t decay_begin, decay_end;
   float beta1, beta2, eps, step_size, bc2_sqrt, decay;
+  int low_vec;  // p_low is 8-byte aligned: uint2 stores in vec4
   __device__ float update(float pi, float gi, float& mi, float& vi, int64_t i) const {
     if (i >= decay_begin && i < decay_end) pi *= decay;
     mi = beta1 * mi + (1.0f - beta1) * gi;
@@ -92,9 +98,11 @@ struct AdamWOp {
   __device__ void one(int64_t i) const {
     const float gs = grad_scale ? *grad_scale : 1.0f;
     float mi = m[i], vi = v[i];
-    p[i] = update(p[i], g[i] * gs, mi, vi, i);
+    const float pi = update(p[i], g[i] * gs, mi, vi, i);
+    p[i] = pi;
     m[i] = mi;
     v[i] = vi;
+    if (p_low != nullptr) p_low[i] = bj_f32_to_bf16_bits(pi);
   }
   __device__ void vec4(int64_t i4) const {
     const float gs = grad_scale ? *grad_scale : 1.0f;
@@ -110,6 +118,21 @@ struct AdamWOp {
     reinterpret_cast<float4*>(p)[i4] = pv;
     reinterpret_cast<float4*>(m)[i4] = mv;
     reinterpret_cast<float4*>(v)[i4] = vv;
+    if (p_low != nullptr) {
+      const uint16_t a = bj_f32_to_bf16_bits(pv.x), b = bj_f32_to_bf16_bits(pv.y);
+      const uint16_t c = bj_f32_to_bf16_bits(pv.z), d = bj_f32_to_bf16_bits(pv.w);
+      if (low_vec) {
+        uint2 o;
+        o.x = (uint32_t)a | ((uint32_t)b << 16);
+        o.y = (uint32_t)c | ((uint32_t)d << 16);
+        reinterpret_cast<uint2*>(p_low)[i4] = o;
+      } else {
+        p_low[i] = a;
+        p_low[i + 1] = b;
+        p_low[i + 2] = c;
+        p_low[i + 3] = d;
+      }
+    }
   }
 };
 }  // namespace
@@ -144,10 +167,11 @@ extern "C" int bj_cuda_clip_scale(float* scale,          // (1), device
   return bjc::check_launch("bj_cuda_clip_scale");
 }
 
-extern "C" int bj_cuda_adamw(float* p,        // (n), updated in place
-                             const float* g,  // (n)
-                             float* m,        // (n), first moment, updated
-                             float* v,        // (n), second moment, updated
+extern "C" int bj_cuda_adamw(float* p,         // (n), updated in place
+                             uint16_t* p_low,  // (n) bf16 of the updated p, or NULL
+                             const float* g,   // (n)
+                             float* m,         // (n), first moment, updated
+                             float* v,         // (n), second moment, updated
                              int64_t n, int64_t decay_begin, int64_t decay_end, float lr,
                              float beta1, float beta2, float eps, float wd, int step,
                              const float* grad_scale,  // (1) device, or NULL = 1
@@ -168,8 +192,9 @@ extern "C" int bj_cuda_adamw(float* p,        // (n), updated in place
   BJ_CHECK(step >= 1, "bj_cuda_adamw", "step must be >= 1 (got %d)", step);
   const double bc1 = 1.0 - std::pow((double)beta1, step);
   const double bc2 = 1.0 - std::pow((double)beta2, step);
-  AdamWOp op{p, g, m, v, grad_scale, decay_begin, decay_end, beta1, beta2, eps,
-             (float)((double)lr / bc1), (float)std::sqrt(bc2), (float)(1.0 - (double)lr * wd)};
+  AdamWOp op{p, p_low, g, m, v, grad_scale, decay_begin, decay_end, beta1, beta2, eps,
+             (float)((double)lr / bc1), (float)std::sqrt(bc2), (float)(1.0 - (double)lr * wd),
+             p_low != nullptr && bjc::aligned8(p_low) ? 1 : 0};
   const bool vec = bjc::aligned16(p) && bjc::aligned16(g) && bjc::aligned16(m) &&
                    bjc::aligned16(v);
   return bjc::launch_elementwise("bj_cuda_adamw", op, n, vec, stream);

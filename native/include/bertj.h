@@ -155,14 +155,17 @@ extern "C" {
      bf16 (unscaled) before dS K and dS^T Q, Pdrop rounded to bf16 for Pdrop^T dO; every product \
      accumulates in fp32 and the 1/sqrt(D) of dq, dk is applied in fp32 after. Outputs fp32.    \
      Supported: T <= 128 and D in {32, 64}; otherwise BJ_ERR_UNSUPPORTED (callers fall back to    \
-     the fp32 ops). The CPU version is the reference of the CUDA one (same rounding points). */ \
-  int P##attention_tc_forward(float* out, float* lse, const float* qkv, const int32_t* mask,   \
-                              int B, int T, int NH, int D, float p, uint64_t seed,              \
-                              uint64_t offset, void* stream);                                   \
-  int P##attention_tc_backward(float* dqkv, const float* dout, const float* qkv,               \
-                               const float* out, const float* lse, const int32_t* mask, int B,  \
-                               int T, int NH, int D, float p, uint64_t seed, uint64_t offset,   \
-                               void* stream);                                                   \
+     the fp32 ops). The CPU version is the reference of the CUDA one (same rounding points).    \
+     Optional bf16 side outputs (NULL = none), for the bf16 GEMM that consumes the result:       \
+     out_low (B, T, C) = to_bf16(out) and dqkv_low (B, T, 3C) = to_bf16(dqkv), the same bits as   \
+     to_bf16 of the fp32 output, written in the same pass (the fp32 outputs are unchanged). */  \
+  int P##attention_tc_forward(float* out, uint16_t* out_low, float* lse, const float* qkv,     \
+                              const int32_t* mask, int B, int T, int NH, int D, float p,        \
+                              uint64_t seed, uint64_t offset, void* stream);                    \
+  int P##attention_tc_backward(float* dqkv, uint16_t* dqkv_low, const float* dout,             \
+                               const float* qkv, const float* out, const float* lse,            \
+                               const int32_t* mask, int B, int T, int NH, int D, float p,       \
+                               uint64_t seed, uint64_t offset, void* stream);                   \
                                                                                                 \
   /* ---- losses (per-element loss values and the gradient in one pass) ---- */                \
   /* Softmax cross-entropy. logits (B, L), labels (B) int32; a label < 0 is ignored (loss 0,     \
@@ -188,10 +191,11 @@ extern "C" {
        p -= lr * wd * p   (only for i in [decay_begin, decay_end))                              \
        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2                                          \
        p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps)                          \
-     step counts from 1. */                                                                     \
-  int P##adamw(float* p, const float* g, float* m, float* v, int64_t n, int64_t decay_begin,   \
-               int64_t decay_end, float lr, float beta1, float beta2, float eps, float wd,      \
-               int step, const float* grad_scale, void* stream);
+     step counts from 1. p_low (n) may be NULL; otherwise p_low[i] = to_bf16(p[i]) of the         \
+     UPDATED p, in the same pass (the bf16 mirror of the parameters in mixed precision). */      \
+  int P##adamw(float* p, uint16_t* p_low, const float* g, float* m, float* v, int64_t n,       \
+               int64_t decay_begin, int64_t decay_end, float lr, float beta1, float beta2,      \
+               float eps, float wd, int step, const float* grad_scale, void* stream);
 
 BJ_DECLARE_OPS(bj_cpu_)
 

@@ -238,12 +238,12 @@ int main() {
       char sh[96];
       std::snprintf(sh, sizeof sh, "B32 T128 NH12 D64 mask p=%.1f", p);
       auto fwd = [&] {
-        return bj_cuda_attention_tc_forward(out.p, lse.p, qkv.p, mask, B, T, NH, D, p, 42, 0,
-                                            nullptr);
+        return bj_cuda_attention_tc_forward(out.p, nullptr, lse.p, qkv.p, mask, B, T, NH, D, p,
+                                            42, 0, nullptr);
       };
       auto bwd = [&] {
-        return bj_cuda_attention_tc_backward(dqkv.p, dout.p, qkv.p, out.p, lse.p, mask, B, T, NH,
-                                             D, p, 42, 0, nullptr);
+        return bj_cuda_attention_tc_backward(dqkv.p, nullptr, dout.p, qkv.p, out.p, lse.p, mask,
+                                             B, T, NH, D, p, 42, 0, nullptr);
       };
       // the forward with 64-row query chunks too (BJ_ATTN_TC_FWD_ROWS; 32 is the default)
       setenv("BJ_ATTN_TC_FWD_ROWS", "64", 1);
@@ -377,8 +377,8 @@ int main() {
     Buf p(n), g(n, -0.01f, 0.01f), m(n, -0.001f, 0.001f), v(n, 0.0f, 1e-5f), gs(1, 0.5f, 0.5f),
         out(1);
     row("adamw", "n=110M, grad_scale", time_us([&] {
-          return bj_cuda_adamw(p.p, g.p, m.p, v.p, n, 0, n, 1e-5f, 0.9f, 0.999f, 1e-8f, 0.01f, 10,
-                               gs.p, nullptr);
+          return bj_cuda_adamw(p.p, nullptr, g.p, m.p, v.p, n, 0, n, 1e-5f, 0.9f, 0.999f, 1e-8f,
+                               0.01f, 10, gs.p, nullptr);
         }, 10),
         F * 7.0 * n);
     row("sum_squares", "n=110M", time_us([&] {

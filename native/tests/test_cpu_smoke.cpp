@@ -161,14 +161,15 @@ void test_losses() {
 void test_optimizer() {
   // One AdamW step: p = 1, g = 0.5 (after grad_scale 0.5 of g = 1), lr 0.1, wd 0.01.
   float p[2] = {1, 1}, g[2] = {1, 1}, m[2] = {0, 0}, v[2] = {0, 0}, gs = 0.5f;
-  ok_rc(bj_cpu_adamw(p, g, m, v, 2, 0, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, &gs, nullptr),
+  ok_rc(bj_cpu_adamw(p, nullptr, g, m, v, 2, 0, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, &gs,
+                     nullptr),
         "adamw");
   near(p[0], 0.999 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-6, "adamw step with decay");
   near(p[1], 1.0 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-6, "adamw step without decay");
   near(m[0], 0.05, 1e-6 * 0.05, "adamw m");
   near(v[0], 0.00025, 2e-5 * 0.00025, "adamw v");  // 1 - 0.999f = 0.00099998713
-  check(bj_cpu_adamw(p, g, m, v, 2, 0, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, &gs, nullptr) ==
-            BJ_ERR_INVALID,
+  check(bj_cpu_adamw(p, nullptr, g, m, v, 2, 0, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, &gs,
+                     nullptr) == BJ_ERR_INVALID,
         "adamw decay_end > n is invalid");
 
   float xs[3] = {1, 2, 2}, ss, sc;

@@ -128,6 +128,22 @@ bool ok_rc(const std::string& name, const std::string& shape, int rc, int want, 
 #define CPU_OK(name, shape, call) ok_rc(name, shape, (call), BJ_OK, false)
 #define GPU_OK(name, shape, call) ok_rc(name, shape, (call), BJ_OK, true)
 
+// bf16 bits of x by the CPU to_bf16 (bit-identical to the CUDA one: test_memory).
+std::vector<uint16_t> bf16_of(const std::vector<float>& x) {
+  std::vector<uint16_t> r(x.size());
+  if (!x.empty()) bj_cpu_to_bf16(r.data(), x.data(), (int64_t)x.size(), nullptr);
+  return r;
+}
+// bf16 bits widened to fp32 (exact).
+std::vector<float> widen(const std::vector<uint16_t>& x) {
+  std::vector<float> r(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const uint32_t u = (uint32_t)x[i] << 16;
+    std::memcpy(&r[i], &u, 4);
+  }
+  return r;
+}
+
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
   char buf[256];
@@ -751,6 +767,10 @@ void test_attention(const char* impl) {
 // digits to cancellation before its rounding) leave a margin over that and are still far below
 // the ~4e-3 that a systematic error of one bf16 ulp would give. tc vs the fp32 op is checked
 // loosely (2e-2): that is the bf16 rounding itself.
+// The bf16 side outputs (out_low, dqkv_low) must hold exactly to_bf16 of the fp32 output of the
+// same call, on each backend, and leave the fp32 outputs bit-identical to a call without them.
+// CUDA and CPU fp32 outputs differ in the last bits, so their bf16 copies are compared with the
+// fp32 tolerances (a last-bit difference flips a bf16 rounding now and then).
 void test_attention_tc() {
   constexpr double kTcFwd = 1e-3, kTcBwd = 2e-3, kTcVsF32 = 2e-2;
   struct S {
@@ -800,13 +820,26 @@ void test_attention_tc() {
     }
     const uint64_t seed = 0xBF16ULL + s.T, offset = 777;
     const int32_t* cm = s.mask ? mask.data() : nullptr;
+    const int lpad = (s.B + s.T) % 3;  // bf16 side outputs at 0, 2 or 4 bytes off 8-byte alignment
     Dev<float> gqkv(qkv, s.pad), gout(nout, s.pad), glse(nlse);
+    Dev<uint16_t> gout_low(nout, lpad);
     Dev<int32_t> gmask(mask);
     const int32_t* gm = s.mask ? gmask.p : nullptr;
     std::vector<float> out(nout), lse(nlse), out32(nout), lse32(nlse);
     CPU_OK("attention_tc_forward", sh,
-           bj_cpu_attention_tc_forward(out.data(), lse.data(), qkv.data(), cm, s.B, s.T, s.NH,
-                                       s.D, s.p, seed, offset, nullptr));
+           bj_cpu_attention_tc_forward(out.data(), nullptr, lse.data(), qkv.data(), cm, s.B, s.T,
+                                       s.NH, s.D, s.p, seed, offset, nullptr));
+    std::vector<uint16_t> out_low(nout, 0xffff);
+    {
+      std::vector<float> o2(nout), l2(nlse);
+      if (CPU_OK("attention_tc_forward (out_low)", sh,
+                 bj_cpu_attention_tc_forward(o2.data(), out_low.data(), l2.data(), qkv.data(), cm,
+                                             s.B, s.T, s.NH, s.D, s.p, seed, offset, nullptr))) {
+        report_bits("attention_tc cpu out_low: fp32 same", sh,
+                    same_bits(o2, out) && same_bits(l2, lse));
+        report_bits("attention_tc cpu out_low=bf16(out)", sh, out_low == bf16_of(out));
+      }
+    }
     CPU_OK("attention_forward (fp32)", sh,
            bj_cpu_attention_forward(out32.data(), lse32.data(), qkv.data(), cm, s.B, s.T, s.NH,
                                     s.D, s.p, seed, offset, nullptr));
@@ -814,50 +847,87 @@ void test_attention_tc() {
     cudaMemset(gout.p, 0xff, nout * sizeof(float));  // NaN: every element must be written
     cudaMemset(glse.p, 0xff, nlse * sizeof(float));
     if (GPU_OK("attention_tc_forward", sh,
-               bj_cuda_attention_tc_forward(gout.p, glse.p, gqkv.p, gm, s.B, s.T, s.NH, s.D, s.p,
-                                            seed, offset, nullptr))) {
+               bj_cuda_attention_tc_forward(gout.p, nullptr, glse.p, gqkv.p, gm, s.B, s.T, s.NH,
+                                            s.D, s.p, seed, offset, nullptr))) {
       report("attention_tc_forward out", sh, rel(gout.get(), out), kTcFwd);
       report("attention_tc_forward lse", sh, rel(glse.get(), lse), kTcFwd);
     }
-    // the forward's other query-chunk size (BJ_ATTN_TC_FWD_ROWS: 32 by default, 64)
+    // the forward's other query-chunk size (BJ_ATTN_TC_FWD_ROWS: 32 by default, 64), each also
+    // with out_low
     for (const char* rows : {"64", "32"}) {
       setenv("BJ_ATTN_TC_FWD_ROWS", rows, 1);
       cudaMemset(gout.p, 0xff, nout * sizeof(float));
       cudaMemset(glse.p, 0xff, nlse * sizeof(float));
       const std::string shr = sh + " rows=" + rows;
       if (GPU_OK("attention_tc_forward", shr,
-                 bj_cuda_attention_tc_forward(gout.p, glse.p, gqkv.p, gm, s.B, s.T, s.NH, s.D,
-                                              s.p, seed, offset, nullptr))) {
-        report("attention_tc_forward out", shr, rel(gout.get(), out), kTcFwd);
-        report("attention_tc_forward lse", shr, rel(glse.get(), lse), kTcFwd);
+                 bj_cuda_attention_tc_forward(gout.p, nullptr, glse.p, gqkv.p, gm, s.B, s.T, s.NH,
+                                              s.D, s.p, seed, offset, nullptr))) {
+        const auto o = gout.get(), l = glse.get();
+        report("attention_tc_forward out", shr, rel(o, out), kTcFwd);
+        report("attention_tc_forward lse", shr, rel(l, lse), kTcFwd);
+        cudaMemset(gout.p, 0xff, nout * sizeof(float));
+        cudaMemset(glse.p, 0xff, nlse * sizeof(float));
+        cudaMemset(gout_low.p, 0xff, nout * sizeof(uint16_t));
+        const std::string shl = shr + fmt(" lpad=%d", lpad);
+        if (GPU_OK("attention_tc_forward (out_low)", shl,
+                   bj_cuda_attention_tc_forward(gout.p, gout_low.p, glse.p, gqkv.p, gm, s.B, s.T,
+                                                s.NH, s.D, s.p, seed, offset, nullptr))) {
+          const auto gl = gout_low.get();
+          report_bits("attention_tc out_low: fp32 same", shl,
+                      same_bits(gout.get(), o) && same_bits(glse.get(), l));
+          report_bits("attention_tc out_low=bf16(out)", shl, gl == bf16_of(o));
+          report("attention_tc out_low cuda vs cpu", shl, rel(widen(gl), widen(out_low)), kTcFwd);
+        }
       }
     }
     unsetenv("BJ_ATTN_TC_FWD_ROWS");
     auto dout = randv(nout);
     std::vector<float> dqkv(nqkv), dqkv32(nqkv);
     Dev<float> gdout(dout, s.pad), gout2(out, s.pad), glse2(lse), gdqkv(nqkv, s.pad);
+    Dev<uint16_t> gdqkv_low(nqkv, lpad);
     cudaMemset(gdqkv.p, 0xff, nqkv * sizeof(float));  // NaN: every element must be written
     CPU_OK("attention_tc_backward", sh,
-           bj_cpu_attention_tc_backward(dqkv.data(), dout.data(), qkv.data(), out.data(),
+           bj_cpu_attention_tc_backward(dqkv.data(), nullptr, dout.data(), qkv.data(), out.data(),
                                         lse.data(), cm, s.B, s.T, s.NH, s.D, s.p, seed, offset,
                                         nullptr));
+    std::vector<uint16_t> dqkv_low(nqkv, 0xffff);
+    {
+      std::vector<float> d2(nqkv);
+      if (CPU_OK("attention_tc_backward (dqkv_low)", sh,
+                 bj_cpu_attention_tc_backward(d2.data(), dqkv_low.data(), dout.data(), qkv.data(),
+                                              out.data(), lse.data(), cm, s.B, s.T, s.NH, s.D,
+                                              s.p, seed, offset, nullptr))) {
+        report_bits("attention_tc cpu dqkv_low: fp32 same", sh, same_bits(d2, dqkv));
+        report_bits("attention_tc cpu dqkv_low=bf16", sh, dqkv_low == bf16_of(dqkv));
+      }
+    }
     CPU_OK("attention_backward (fp32)", sh,
            bj_cpu_attention_backward(dqkv32.data(), dout.data(), qkv.data(), out32.data(),
                                      lse32.data(), cm, s.B, s.T, s.NH, s.D, s.p, seed, offset,
                                      nullptr));
     report("attention_tc cpu vs fp32 dqkv", sh, rel(dqkv, dqkv32), kTcVsF32);
     if (GPU_OK("attention_tc_backward", sh,
-               bj_cuda_attention_tc_backward(gdqkv.p, gdout.p, gqkv.p, gout2.p, glse2.p, gm, s.B,
-                                             s.T, s.NH, s.D, s.p, seed, offset, nullptr))) {
+               bj_cuda_attention_tc_backward(gdqkv.p, nullptr, gdout.p, gqkv.p, gout2.p, glse2.p,
+                                             gm, s.B, s.T, s.NH, s.D, s.p, seed, offset,
+                                             nullptr))) {
       const auto g = gdqkv.get();
       report("attention_tc_backward dq", sh, rel(g, dqkv, 0, SIZE_MAX, 3 * C, C), kTcBwd);
       report("attention_tc_backward dk", sh, rel(g, dqkv, C, SIZE_MAX, 3 * C, C), kTcBwd);
       report("attention_tc_backward dv", sh, rel(g, dqkv, 2 * C, SIZE_MAX, 3 * C, C), kTcBwd);
+      // the rerun writes dqkv_low too: dqkv must not change (deterministic, same bits)
       cudaMemset(gdqkv.p, 0, nqkv * sizeof(float));
-      if (GPU_OK("attention_tc_backward (rerun)", sh,
-                 bj_cuda_attention_tc_backward(gdqkv.p, gdout.p, gqkv.p, gout2.p, glse2.p, gm,
-                                               s.B, s.T, s.NH, s.D, s.p, seed, offset, nullptr)))
-        report_bits("attention_tc_backward (rerun)", sh, same_bits(gdqkv.get(), g));
+      cudaMemset(gdqkv_low.p, 0xff, nqkv * sizeof(uint16_t));
+      const std::string shl = sh + fmt(" lpad=%d", lpad);
+      if (GPU_OK("attention_tc_backward (rerun)", shl,
+                 bj_cuda_attention_tc_backward(gdqkv.p, gdqkv_low.p, gdout.p, gqkv.p, gout2.p,
+                                               glse2.p, gm, s.B, s.T, s.NH, s.D, s.p, seed,
+                                               offset, nullptr))) {
+        const auto gl = gdqkv_low.get();
+        report_bits("attention_tc_backward (rerun)", shl, same_bits(gdqkv.get(), g));
+        report_bits("attention_tc dqkv_low=bf16(dqkv)", shl, gl == bf16_of(g));
+        report("attention_tc dqkv_low cuda vs cpu", shl, rel(widen(gl), widen(dqkv_low)),
+               kTcBwd);
+      }
     }
   }
   // unsupported shapes: T > 128 or D outside {32, 64}, on both backends
@@ -868,14 +938,15 @@ void test_attention_tc() {
   for (const auto& td : cases) {
     const std::string sh = fmt("T=%d D=%d", td[0], td[1]);
     const bool ok =
-        bj_cuda_attention_tc_forward(dummy, dummy, dummy, nullptr, 1, td[0], 1, td[1], 0.0f, 0,
-                                     0, nullptr) == BJ_ERR_UNSUPPORTED &&
-        bj_cuda_attention_tc_backward(dummy, dummy, dummy, dummy, dummy, nullptr, 1, td[0], 1,
-                                      td[1], 0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED &&
-        bj_cpu_attention_tc_forward(h.data(), h.data(), h.data(), nullptr, 1, td[0], 1, td[1],
-                                    0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED &&
-        bj_cpu_attention_tc_backward(h.data(), h.data(), h.data(), h.data(), h.data(), nullptr, 1,
-                                     td[0], 1, td[1], 0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED;
+        bj_cuda_attention_tc_forward(dummy, nullptr, dummy, dummy, nullptr, 1, td[0], 1, td[1],
+                                     0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED &&
+        bj_cuda_attention_tc_backward(dummy, nullptr, dummy, dummy, dummy, dummy, nullptr, 1,
+                                      td[0], 1, td[1], 0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED &&
+        bj_cpu_attention_tc_forward(h.data(), nullptr, h.data(), h.data(), nullptr, 1, td[0], 1,
+                                    td[1], 0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED &&
+        bj_cpu_attention_tc_backward(h.data(), nullptr, h.data(), h.data(), h.data(), h.data(),
+                                     nullptr, 1, td[0], 1, td[1], 0.0f, 0, 0,
+                                     nullptr) == BJ_ERR_UNSUPPORTED;
     report_bits("attention_tc unsupported", sh, ok);
   }
   cudaFree(dummy);
@@ -947,28 +1018,60 @@ void test_optimizer() {
     if (GPU_OK("clip_scale", sh, bj_cuda_clip_scale(gsc.p, gns.p, 1.0f, nullptr)))
       report("clip_scale", sh, rel(gsc.get(), sc), kFwd);
   }
+  // pad: the fp32 buffers' offset (1: the scalar path); lpad: p_low's offset in bf16 elements
+  // (1, 2: not 8-byte aligned, the float4 path stores 4 scalars instead of one uint2)
   struct S {
     int64_t n;
     int step;
     bool gs;
-    int pad;
+    int pad, lpad;
   };
-  for (S s : {S{1003, 1, false, 1}, S{1 << 20, 10, true, 0}, S{5, 3, true, 0}}) {
-    const std::string sh = fmt("n=%lld step=%d grad_scale=%d pad=%d", (long long)s.n, s.step,
-                               s.gs, s.pad);
-    auto p = randn(s.n), g = randn(s.n, 0.1f), m = randn(s.n, 0.01f), v = randv(s.n, 0.0f, 1e-3f);
+  for (S s : {S{1003, 1, false, 1, 0}, S{1 << 20, 10, true, 0, 1}, S{5, 3, true, 0, 0},
+              S{70001, 2, false, 0, 0}, S{4099, 4, true, 0, 2}}) {
+    const std::string sh = fmt("n=%lld step=%d grad_scale=%d pad=%d lpad=%d", (long long)s.n,
+                               s.step, s.gs, s.pad, s.lpad);
+    const auto p0 = randn(s.n), g = randn(s.n, 0.1f), m0 = randn(s.n, 0.01f),
+               v0 = randv(s.n, 0.0f, 1e-3f);
+    auto p = p0, m = m0, v = v0;
     std::vector<float> gsv = {0.5f};
-    Dev<float> gp(p, s.pad), gg(g, s.pad), gm(m, s.pad), gv(v, s.pad), ggs(gsv);
+    Dev<float> gp(p0, s.pad), gg(g, s.pad), gm(m0, s.pad), gv(v0, s.pad), ggs(gsv);
     const int64_t db = s.n / 3, de = s.n - s.n / 4;
     CPU_OK("adamw", sh,
-           bj_cpu_adamw(p.data(), g.data(), m.data(), v.data(), s.n, db, de, 1e-3f, 0.9f, 0.999f,
-                        1e-8f, 0.01f, s.step, s.gs ? gsv.data() : nullptr, nullptr));
+           bj_cpu_adamw(p.data(), nullptr, g.data(), m.data(), v.data(), s.n, db, de, 1e-3f, 0.9f,
+                        0.999f, 1e-8f, 0.01f, s.step, s.gs ? gsv.data() : nullptr, nullptr));
+    // with p_low: the same p, m, v bits, and p_low = to_bf16(p)
+    std::vector<uint16_t> p_low(s.n, 0xffff);
+    {
+      auto p2 = p0, m2 = m0, v2 = v0;
+      if (CPU_OK("adamw (p_low)", sh,
+                 bj_cpu_adamw(p2.data(), p_low.data(), g.data(), m2.data(), v2.data(), s.n, db, de,
+                              1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, s.step,
+                              s.gs ? gsv.data() : nullptr, nullptr))) {
+        report_bits("adamw cpu p_low: fp32 same", sh,
+                    same_bits(p2, p) && same_bits(m2, m) && same_bits(v2, v));
+        report_bits("adamw cpu p_low=bf16(p)", sh, p_low == bf16_of(p));
+      }
+    }
     if (GPU_OK("adamw", sh,
-               bj_cuda_adamw(gp.p, gg.p, gm.p, gv.p, s.n, db, de, 1e-3f, 0.9f, 0.999f, 1e-8f,
-                             0.01f, s.step, s.gs ? ggs.p : nullptr, nullptr))) {
-      report("adamw p", sh, rel(gp.get(), p), kFwd);
-      report("adamw m", sh, rel(gm.get(), m), kFwd);
-      report("adamw v", sh, rel(gv.get(), v), kFwd);
+               bj_cuda_adamw(gp.p, nullptr, gg.p, gm.p, gv.p, s.n, db, de, 1e-3f, 0.9f, 0.999f,
+                             1e-8f, 0.01f, s.step, s.gs ? ggs.p : nullptr, nullptr))) {
+      const auto rp = gp.get(), rm = gm.get(), rv = gv.get();
+      report("adamw p", sh, rel(rp, p), kFwd);
+      report("adamw m", sh, rel(rm, m), kFwd);
+      report("adamw v", sh, rel(rv, v), kFwd);
+      Dev<float> gp2(p0, s.pad), gm2(m0, s.pad), gv2(v0, s.pad);
+      Dev<uint16_t> glow(s.n, s.lpad);
+      cudaMemset(glow.p, 0xff, s.n * sizeof(uint16_t));
+      if (GPU_OK("adamw (p_low)", sh,
+                 bj_cuda_adamw(gp2.p, glow.p, gg.p, gm2.p, gv2.p, s.n, db, de, 1e-3f, 0.9f, 0.999f,
+                               1e-8f, 0.01f, s.step, s.gs ? ggs.p : nullptr, nullptr))) {
+        const auto gl = glow.get();
+        report_bits("adamw p_low: fp32 same", sh,
+                    same_bits(gp2.get(), rp) && same_bits(gm2.get(), rm) &&
+                        same_bits(gv2.get(), rv));
+        report_bits("adamw p_low=bf16(p)", sh, gl == bf16_of(rp));
+        report("adamw p_low cuda vs cpu", sh, rel(widen(gl), widen(p_low)), kFwd);
+      }
     }
   }
 }
@@ -1016,9 +1119,11 @@ int main() {
   // layernorm, gelu, tanh, dropout, attention, attention_tc, losses, optimizer, dropout_layernorm,
   // errors),
   // e.g. in the emulator.
+  // Whole names: "attention_tc" does not select "attention" (the fp32 op family).
   const char* only_fam = std::getenv("BJ_TEST_ONLY");
+  const std::string fams = std::string(",") + (only_fam ? only_fam : "") + ",";
   auto want = [&](const char* fam) {
-    return only_fam == nullptr || std::strstr(only_fam, fam) != nullptr;
+    return only_fam == nullptr || fams.find(std::string(",") + fam + ",") != std::string::npos;
   };
   if (want("memory")) test_memory();
   if (want("embeddings")) test_embeddings();

@@ -233,20 +233,36 @@ public interface Backend extends AutoCloseable {
   /**
    * {@link #attentionForward} on bf16 tensor cores (CUDA; the CPU computes the same rounding):
    * q, k, v rounded to bf16, fp32 accumulation and softmax, P rounded to bf16 before P v
-   * ({@code attention_tc} in bertj.h). Same arguments and outputs. Returns false, computing
-   * nothing, when the shape is not supported (t > 128 or d not in {32, 64}); the caller then
-   * uses {@link #attentionForward}.
+   * ({@code attention_tc} in bertj.h). Same arguments and outputs, plus outLow: null, or a BF16
+   * tensor of out's element count (B*T*C) that receives {@link #toBf16} of out in the same pass
+   * (for a bf16 GEMM that reads the context; out itself is unchanged by passing it). Returns
+   * false, computing nothing, when the shape is not supported (t > 128 or d not in {32, 64});
+   * the caller then uses {@link #attentionForward}.
    */
-  boolean attentionForwardLowp(Tensor out, Tensor lse, Tensor qkv, Tensor mask, int b, int t,
-      int nh, int d, float p, long seed, long offset);
+  boolean attentionForwardLowp(Tensor out, Tensor outLow, Tensor lse, Tensor qkv, Tensor mask,
+      int b, int t, int nh, int d, float p, long seed, long offset);
+
+  /** {@link #attentionForwardLowp} without the bf16 copy of out (outLow = null). */
+  default boolean attentionForwardLowp(Tensor out, Tensor lse, Tensor qkv, Tensor mask, int b,
+      int t, int nh, int d, float p, long seed, long offset) {
+    return attentionForwardLowp(out, null, lse, qkv, mask, b, t, nh, d, p, seed, offset);
+  }
 
   /**
    * {@link #attentionBackward} with the rounding of {@link #attentionForwardLowp} (dout, dS and P
-   * rounded to bf16 before their products); for an out and lse from that forward. Returns false,
-   * computing nothing, when the shape is not supported.
+   * rounded to bf16 before their products); for an out and lse from that forward. dqkvLow: null,
+   * or a BF16 tensor of dqkv's element count (B*T*3C) that receives {@link #toBf16} of dqkv in
+   * the same pass. Returns false, computing nothing, when the shape is not supported.
    */
-  boolean attentionBackwardLowp(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor lse,
-      Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset);
+  boolean attentionBackwardLowp(Tensor dqkv, Tensor dqkvLow, Tensor dout, Tensor qkv, Tensor out,
+      Tensor lse, Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset);
+
+  /** {@link #attentionBackwardLowp} without the bf16 copy of dqkv (dqkvLow = null). */
+  default boolean attentionBackwardLowp(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
+      Tensor lse, Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset) {
+    return attentionBackwardLowp(dqkv, null, dout, qkv, out, lse, mask, b, t, nh, d, p, seed,
+        offset);
+  }
 
   // ---- losses ----
 
@@ -269,10 +285,22 @@ public interface Backend extends AutoCloseable {
 
   /**
    * torch.optim.AdamW step over flat p, g, m, v; weight decay only on [decayBegin, decayEnd);
-   * gradScale (one element, may be null) multiplies g.
+   * gradScale (one element, may be null) multiplies g. pLow: null, or a BF16 tensor of p's
+   * element count that receives {@link #toBf16} of the updated p in the same pass (the bf16
+   * mirror of the parameters in mixed precision).
    */
-  void adamw(Tensor p, Tensor g, Tensor m, Tensor v, long decayBegin, long decayEnd, float lr,
-      float beta1, float beta2, float eps, float weightDecay, int step, Tensor gradScale);
+  void adamw(Tensor p, Tensor pLow, Tensor g, Tensor m, Tensor v, long decayBegin, long decayEnd,
+      float lr, float beta1, float beta2, float eps, float weightDecay, int step,
+      Tensor gradScale);
+
+  /** {@link #adamw(Tensor, Tensor, Tensor, Tensor, Tensor, long, long, float, float, float,
+   * float, float, int, Tensor) adamw} without the bf16 copy (pLow = null). */
+  default void adamw(Tensor p, Tensor g, Tensor m, Tensor v, long decayBegin, long decayEnd,
+      float lr, float beta1, float beta2, float eps, float weightDecay, int step,
+      Tensor gradScale) {
+    adamw(p, null, g, m, v, decayBegin, decayEnd, lr, beta1, beta2, eps, weightDecay, step,
+        gradScale);
+  }
 
   /**
    * Starts recording how long each queued op takes on the device (CUDA: an event after every

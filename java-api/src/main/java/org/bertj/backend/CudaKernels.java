@@ -120,13 +120,13 @@ final class CudaKernels implements Kernels {
   }
 
   @Override
-  public int attentionTcForward(long out, long lse, long qkv, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream) {
-    return BertjCuda.bj_cuda_attention_tc_forward(out, lse, qkv, mask, b, t, nh, d, p, seed, offset, stream);
+  public int attentionTcForward(long out, long outLow, long lse, long qkv, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream) {
+    return BertjCuda.bj_cuda_attention_tc_forward(out, outLow, lse, qkv, mask, b, t, nh, d, p, seed, offset, stream);
   }
 
   @Override
-  public int attentionTcBackward(long dqkv, long dout, long qkv, long out, long lse, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream) {
-    return BertjCuda.bj_cuda_attention_tc_backward(dqkv, dout, qkv, out, lse, mask, b, t, nh, d, p, seed, offset, stream);
+  public int attentionTcBackward(long dqkv, long dqkvLow, long dout, long qkv, long out, long lse, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream) {
+    return BertjCuda.bj_cuda_attention_tc_backward(dqkv, dqkvLow, dout, qkv, out, lse, mask, b, t, nh, d, p, seed, offset, stream);
   }
 
   @Override
@@ -155,7 +155,7 @@ final class CudaKernels implements Kernels {
   }
 
   @Override
-  public int adamw(long p, long g, long m, long v, long n, long decayBegin, long decayEnd, float lr, float beta1, float beta2, float eps, float wd, int step, long gradScale, long stream) {
-    return BertjCuda.bj_cuda_adamw(p, g, m, v, n, decayBegin, decayEnd, lr, beta1, beta2, eps, wd, step, gradScale, stream);
+  public int adamw(long p, long pLow, long g, long m, long v, long n, long decayBegin, long decayEnd, float lr, float beta1, float beta2, float eps, float wd, int step, long gradScale, long stream) {
+    return BertjCuda.bj_cuda_adamw(p, pLow, g, m, v, n, decayBegin, decayEnd, lr, beta1, beta2, eps, wd, step, gradScale, stream);
   }
 }

@@ -61,11 +61,13 @@ interface Kernels {
   int attentionBackward(long dqkv, long dout, long qkv, long out, long lse, long mask, int b,
       int t, int nh, int d, float p, long seed, long offset, long stream);
 
-  int attentionTcForward(long out, long lse, long qkv, long mask, int b, int t, int nh, int d,
-      float p, long seed, long offset, long stream);
+  /** outLow: the BF16 copy of out, or 0. */
+  int attentionTcForward(long out, long outLow, long lse, long qkv, long mask, int b, int t,
+      int nh, int d, float p, long seed, long offset, long stream);
 
-  int attentionTcBackward(long dqkv, long dout, long qkv, long out, long lse, long mask, int b,
-      int t, int nh, int d, float p, long seed, long offset, long stream);
+  /** dqkvLow: the BF16 copy of dqkv, or 0. */
+  int attentionTcBackward(long dqkv, long dqkvLow, long dout, long qkv, long out, long lse,
+      long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream);
 
   int crossEntropy(long losses, long dlogits, long logits, long labels, int b, int l,
       float gradScale, long stream);
@@ -79,6 +81,8 @@ interface Kernels {
 
   int clipScale(long scale, long normSq, float maxNorm, long stream);
 
-  int adamw(long p, long g, long m, long v, long n, long decayBegin, long decayEnd, float lr,
-      float beta1, float beta2, float eps, float wd, int step, long gradScale, long stream);
+  /** pLow: the BF16 copy of the updated p, or 0. */
+  int adamw(long p, long pLow, long g, long m, long v, long n, long decayBegin, long decayEnd,
+      float lr, float beta1, float beta2, float eps, float wd, int step, long gradScale,
+      long stream);
 }

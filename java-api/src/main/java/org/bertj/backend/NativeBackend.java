@@ -35,6 +35,11 @@ abstract class NativeBackend implements Backend {
     return t == null ? 0L : f32(t, name, n);
   }
 
+  /** A BF16 tensor of exactly n elements, or null (address 0): the ops' optional bf16 copies. */
+  final long bf16OrNull(Tensor t, String name, long n) {
+    return t == null ? 0L : count(Tensor.require(t, name, this, DType.BF16), name, n).address();
+  }
+
   final long i32(Tensor t, String name, long n) {
     return count(i32(t, name), name, n).address();
   }
@@ -324,15 +329,15 @@ abstract class NativeBackend implements Backend {
   private static final int ERR_UNSUPPORTED = 3;
 
   @Override
-  public boolean attentionForwardLowp(Tensor out, Tensor lse, Tensor qkv, Tensor mask, int b,
-      int t, int nh, int d, float p, long seed, long offset) {
+  public boolean attentionForwardLowp(Tensor out, Tensor outLow, Tensor lse, Tensor qkv,
+      Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset) {
     attentionDims(b, t, nh, d);
     probability(p);
     long bt = (long) b * t;
     long c = (long) nh * d;
-    int status = k.attentionTcForward(f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
-        f32(qkv, "qkv", bt * 3 * c), i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset,
-        stream());
+    int status = k.attentionTcForward(f32(out, "out", bt * c), bf16OrNull(outLow, "outLow", bt * c),
+        f32(lse, "lse", bt * nh), f32(qkv, "qkv", bt * 3 * c), i32OrNull(mask, "mask", bt), b, t,
+        nh, d, p, seed, offset, stream());
     if (status == ERR_UNSUPPORTED) {
       return false;
     }
@@ -341,13 +346,15 @@ abstract class NativeBackend implements Backend {
   }
 
   @Override
-  public boolean attentionBackwardLowp(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
-      Tensor lse, Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset) {
+  public boolean attentionBackwardLowp(Tensor dqkv, Tensor dqkvLow, Tensor dout, Tensor qkv,
+      Tensor out, Tensor lse, Tensor mask, int b, int t, int nh, int d, float p, long seed,
+      long offset) {
     attentionDims(b, t, nh, d);
     probability(p);
     long bt = (long) b * t;
     long c = (long) nh * d;
-    int status = k.attentionTcBackward(f32(dqkv, "dqkv", bt * 3 * c), f32(dout, "dout", bt * c),
+    int status = k.attentionTcBackward(f32(dqkv, "dqkv", bt * 3 * c),
+        bf16OrNull(dqkvLow, "dqkvLow", bt * 3 * c), f32(dout, "dout", bt * c),
         f32(qkv, "qkv", bt * 3 * c), f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
         i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset, stream());
     if (status == ERR_UNSUPPORTED) {
@@ -403,10 +410,11 @@ abstract class NativeBackend implements Backend {
   }
 
   @Override
-  public void adamw(Tensor p, Tensor g, Tensor m, Tensor v, long decayBegin, long decayEnd,
-      float lr, float beta1, float beta2, float eps, float weightDecay, int step,
+  public void adamw(Tensor p, Tensor pLow, Tensor g, Tensor m, Tensor v, long decayBegin,
+      long decayEnd, float lr, float beta1, float beta2, float eps, float weightDecay, int step,
       Tensor gradScale) {
     long n = f32(p, "p").numel();
+    long low = bf16OrNull(pLow, "pLow", n);
     if (decayBegin < 0 || decayBegin > decayEnd || decayEnd > n) {
       throw new IllegalArgumentException("decay range [" + decayBegin + ", " + decayEnd
           + ") is not inside [0, " + n + ")");
@@ -417,7 +425,7 @@ abstract class NativeBackend implements Backend {
     if (!(beta1 >= 0f && beta1 < 1f && beta2 >= 0f && beta2 < 1f)) {
       throw new IllegalArgumentException("AdamW betas must be in [0, 1), got " + beta1 + ", " + beta2);
     }
-    ok(k.adamw(p.address(), f32(g, "g", n), f32(m, "m", n), f32(v, "v", n), n, decayBegin,
+    ok(k.adamw(p.address(), low, f32(g, "g", n), f32(m, "m", n), f32(v, "v", n), n, decayBegin,
         decayEnd, lr, beta1, beta2, eps, weightDecay, step, f32OrNull(gradScale, "gradScale", 1),
         stream()), "adamw");
   }

@@ -8,7 +8,7 @@ import java.util.Locale;
  * <ul>
  *   <li>{@link #FP32}: everything in fp32, the reference path on every backend.
  *   <li>{@link #BF16}: mixed precision. The Linear layers' GEMMs take bf16 inputs (a bf16 copy of
- *       the weights, refreshed after each optimizer step, and the activations rounded to bf16
+ *       the weights, written by each optimizer step, and the activations rounded to bf16
  *       right before each GEMM) and accumulate and write fp32. The attention core (T <= 128,
  *       head size 32 or 64) rounds q, k, v, the probabilities and, in the backward, dout and dS
  *       to bf16 for its products, with fp32 accumulation and fp32 softmax statistics

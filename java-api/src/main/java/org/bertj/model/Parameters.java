@@ -57,7 +57,12 @@ public final class Parameters implements AutoCloseable {
   private final long nDecay;
   private final Map<String, Parameter> byName = new LinkedHashMap<>();
   private boolean closed;
-  /** bf16 copy of the values (mixed precision), or null. */
+  /**
+   * bf16 copy of the values (mixed precision), or null. Invariant: when {@code lowStale} is
+   * false, low holds exactly toBf16(values); anything that writes values sets lowStale (through
+   * {@link #markValuesChanged()}) unless it writes the matching bf16 bits into low as well and
+   * then calls {@link #markLowFresh()} (AdamW, with the optimizer op's bf16 side output).
+   */
   private Tensor low;
   private boolean lowStale;
   /**
@@ -170,6 +175,37 @@ public final class Parameters implements AutoCloseable {
   /** Says the fp32 values changed, so the bf16 copy (if any) is refreshed before its next use. */
   public void markValuesChanged() {
     lowStale = true;
+  }
+
+  /**
+   * The whole bf16 copy of the values (BF16 precision only), NOT refreshed: for an op that
+   * writes values and their bf16 bits together (AdamW's fused step), which then calls {@link
+   * #markLowFresh()}. Readers use {@link #lowValue(Parameter)}.
+   */
+  public Tensor lowValues() {
+    ensureOpen();
+    if (low == null) {
+      throw new IllegalStateException("parameters are in fp32: no bf16 copy");
+    }
+    return low;
+  }
+
+  /** True when the bf16 copy exists and equals toBf16 of the values (no refresh pending). */
+  public boolean isLowFresh() {
+    return low != null && !lowStale;
+  }
+
+  /**
+   * Declares the bf16 copy equal to toBf16 of the values again: only for a caller that has just
+   * written the bf16 bits of every value changed since the copy was last fresh (e.g. an AdamW
+   * step over the whole store with {@link #lowValues()} as its bf16 output). Saves the refresh
+   * that {@link #markValuesChanged()} would cause. BF16 precision only.
+   */
+  public void markLowFresh() {
+    if (low == null) {
+      throw new IllegalStateException("parameters are in fp32: no bf16 copy");
+    }
+    lowStale = false;
   }
 
   /** The bf16 copy of one parameter (BF16 precision only), refreshed first if stale. */

@@ -80,11 +80,11 @@ public final class BertjCuda {
   public static native int bj_cuda_attention_backward(@Cast("float*") long dqkv, @Cast("const float*") long dout, @Cast("const float*") long qkv, @Cast("const float*") long out,
       @Cast("const float*") long lse, @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
 
-  public static native int bj_cuda_attention_tc_forward(@Cast("float*") long out, @Cast("float*") long lse, @Cast("const float*") long qkv, @Cast("const int32_t*") long mask,
-      int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+  public static native int bj_cuda_attention_tc_forward(@Cast("float*") long out, @Cast("uint16_t*") long outLow, @Cast("float*") long lse, @Cast("const float*") long qkv,
+      @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
 
-  public static native int bj_cuda_attention_tc_backward(@Cast("float*") long dqkv, @Cast("const float*") long dout, @Cast("const float*") long qkv, @Cast("const float*") long out,
-      @Cast("const float*") long lse, @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+  public static native int bj_cuda_attention_tc_backward(@Cast("float*") long dqkv, @Cast("uint16_t*") long dqkvLow, @Cast("const float*") long dout, @Cast("const float*") long qkv,
+      @Cast("const float*") long out, @Cast("const float*") long lse, @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
 
   public static native int bj_cuda_cross_entropy(@Cast("float*") long losses, @Cast("float*") long dlogits, @Cast("const float*") long logits, @Cast("const int32_t*") long labels,
       int B, int L, float gradScale, @Cast("void*") long stream);
@@ -99,7 +99,7 @@ public final class BertjCuda {
 
   public static native int bj_cuda_clip_scale(@Cast("float*") long scale, @Cast("const float*") long normSq, float maxNorm, @Cast("void*") long stream);
 
-  public static native int bj_cuda_adamw(@Cast("float*") long p, @Cast("const float*") long g, @Cast("float*") long m, @Cast("float*") long v, @Cast("int64_t") long n,
+  public static native int bj_cuda_adamw(@Cast("float*") long p, @Cast("uint16_t*") long pLow, @Cast("const float*") long g, @Cast("float*") long m, @Cast("float*") long v, @Cast("int64_t") long n,
       @Cast("int64_t") long decayBegin, @Cast("int64_t") long decayEnd, float lr, float beta1, float beta2, float eps, float wd, int step,
       @Cast("const float*") long gradScale, @Cast("void*") long stream);
 }

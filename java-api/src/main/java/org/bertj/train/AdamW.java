@@ -2,6 +2,7 @@ package org.bertj.train;
 
 import org.bertj.backend.Backend;
 import org.bertj.backend.DType;
+import org.bertj.backend.Precision;
 import org.bertj.backend.Tensor;
 import org.bertj.model.Parameters;
 
@@ -11,6 +12,11 @@ import org.bertj.model.Parameters;
  * {@code [decayBegin, decayEnd)}, by default {@code [0, nDecay)} (Linear weights and embeddings,
  * Hugging Face's grouping). {@link #updateRanges} restricts the update to parts of the store
  * (frozen parameters are neither stepped nor decayed, as if absent from the optimizer).
+ *
+ * <p>In BF16 precision the step also writes the bf16 copy of the values it updates (the op's
+ * bf16 side output into {@link Parameters#lowValues()}), so the copy stays fresh and the next
+ * forward needs no conversion. With update ranges the copy is written only where it was fresh
+ * before (otherwise it stays stale and is refreshed whole before its next use).
  */
 public final class AdamW implements AutoCloseable {
   private final Parameters params;
@@ -88,10 +94,17 @@ public final class AdamW implements AutoCloseable {
   /** One step with lr and gradScale (one F32 element multiplying the gradients, may be null). */
   public void step(float lr, Tensor gradScale) {
     step++;
-    params.markValuesChanged();
+    Tensor low = params.precision() == Precision.BF16 ? params.lowValues() : null;
+    // A partial step leaves the frozen part of the bf16 copy as it was: fresh after the step
+    // only if fresh before.
+    boolean lowWasFresh = params.isLowFresh();
+    params.markValuesChanged(); // stale until the step below has been queued completely
     if (ranges.length == 1 && ranges[0][0] == 0 && ranges[0][1] == params.size()) {
-      be.adamw(params.values(), params.grads(), m, v, decayBegin, decayEnd, lr, beta1, beta2, eps,
-          weightDecay, step, gradScale);
+      be.adamw(params.values(), low, params.grads(), m, v, decayBegin, decayEnd, lr, beta1, beta2,
+          eps, weightDecay, step, gradScale);
+      if (low != null) {
+        params.markLowFresh(); // every value and its bf16 bits were written
+      }
       return;
     }
     for (long[] r : ranges) {
@@ -101,8 +114,12 @@ public final class AdamW implements AutoCloseable {
       }
       long db = Math.min(n, Math.max(0, decayBegin - r[0]));
       long de = Math.max(db, Math.min(n, decayEnd - r[0]));
-      be.adamw(params.values().view(r[0], n), params.grads().view(r[0], n), m.view(r[0], n),
-          v.view(r[0], n), db, de, lr, beta1, beta2, eps, weightDecay, step, gradScale);
+      be.adamw(params.values().view(r[0], n), lowWasFresh ? low.view(r[0], n) : null,
+          params.grads().view(r[0], n), m.view(r[0], n), v.view(r[0], n), db, de, lr, beta1,
+          beta2, eps, weightDecay, step, gradScale);
+    }
+    if (lowWasFresh) {
+      params.markLowFresh();
     }
   }
 

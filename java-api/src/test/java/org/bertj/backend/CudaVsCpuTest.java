@@ -1,7 +1,11 @@
 package org.bertj.backend;
 
+import static org.bertj.backend.OpTestBase.bf16Bits;
+import static org.bertj.backend.OpTestBase.rawBits;
+import static org.bertj.backend.OpTestBase.toBf16Bits;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -18,8 +22,10 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * Tier 2: every op on CUDA against the CPU backend on the same fresh random inputs (fp32: forward
- * within 1e-5, backward within 1e-4 relative; dropout masks identical). Skipped, visibly, where
- * no CUDA device answers.
+ * within 1e-5, backward within 1e-4 relative; dropout masks identical). The ops' bf16 side
+ * outputs hold exactly toBf16 of each backend's own fp32 output (the CUDA and CPU fp32 outputs
+ * differ in the last bits, so the two bf16 copies are compared with a tolerance). Skipped,
+ * visibly, where no CUDA device answers.
  */
 class CudaVsCpuTest {
   private static CpuBackend cpu;
@@ -93,6 +99,41 @@ class CudaVsCpuTest {
     p.c.copyFrom(v);
     p.g.copyFrom(v);
     return p;
+  }
+
+  /** A copy of src on both backends. */
+  private P copyOf(P src) {
+    P p = new P(src.c.dtype(), src.c.shape());
+    cpu.copy(p.c, src.c);
+    gpu.copy(p.g, src.g);
+    return p;
+  }
+
+  /** A BF16 tensor's values, widened exactly. */
+  private static float[] widen(Tensor low) {
+    int[] bits = bf16Bits(low);
+    float[] f = new float[bits.length];
+    for (int i = 0; i < f.length; i++) {
+      f[i] = Float.intBitsToFloat(bits[i]);
+    }
+    return f;
+  }
+
+  /**
+   * The bf16 side output low of an op whose fp32 output is out, on both backends: exactly
+   * toBf16(out) on each, and the CUDA copy within tol of the CPU one.
+   */
+  private static void sameAsToBf16(String what, P low, P out, double tol) {
+    assertArrayEquals(toBf16Bits(out.c), bf16Bits(low.c), what + " (cpu) = toBf16");
+    assertArrayEquals(toBf16Bits(out.g), bf16Bits(low.g), what + " (cuda) = toBf16");
+    double[] e = relErr(widen(low.c), widen(low.g));
+    assertTrue(e[0] <= tol, what + ": relative error " + e[0] + " > " + tol);
+  }
+
+  /** Asserts that both sides of p still hold these raw bits. */
+  private static void unchanged(String what, P p, int[] c, int[] g) {
+    assertArrayEquals(c, rawBits(p.c.toFloatArray()), what + " (cpu) unchanged");
+    assertArrayEquals(g, rawBits(p.g.toFloatArray()), what + " (cuda) unchanged");
   }
 
   private static void close(String what, P p, double tol) {
@@ -517,6 +558,61 @@ class CudaVsCpuTest {
     assertTrue(gpu.attentionBackwardLowp(dqkv.g, dout.g, qkv.g, out.g, lse.g, m.g, b, t, nh, d,
         p, 5, 77));
     close("attention_tc dqkv", dqkv, 2e-3);
+
+    // the same calls with the bf16 side outputs: fp32 results bit for bit as above
+    int[] oc = rawBits(out.c.toFloatArray()), og = rawBits(out.g.toFloatArray());
+    int[] lc = rawBits(lse.c.toFloatArray()), lg = rawBits(lse.g.toFloatArray());
+    P outLow = new P(DType.BF16, b * t, c);
+    assertTrue(cpu.attentionForwardLowp(out.c, outLow.c, lse.c, qkv.c, m.c, b, t, nh, d, p, 5,
+        77));
+    assertTrue(gpu.attentionForwardLowp(out.g, outLow.g, lse.g, qkv.g, m.g, b, t, nh, d, p, 5,
+        77));
+    unchanged("attention_tc out", out, oc, og);
+    unchanged("attention_tc lse", lse, lc, lg);
+    sameAsToBf16("attention_tc outLow", outLow, out, 1e-3);
+    int[] dc = rawBits(dqkv.c.toFloatArray()), dg = rawBits(dqkv.g.toFloatArray());
+    P dqkvLow = new P(DType.BF16, b * t, 3 * c);
+    assertTrue(cpu.attentionBackwardLowp(dqkv.c, dqkvLow.c, dout.c, qkv.c, out.c, lse.c, m.c, b,
+        t, nh, d, p, 5, 77));
+    assertTrue(gpu.attentionBackwardLowp(dqkv.g, dqkvLow.g, dout.g, qkv.g, out.g, lse.g, m.g, b,
+        t, nh, d, p, 5, 77));
+    unchanged("attention_tc dqkv", dqkv, dc, dg);
+    sameAsToBf16("attention_tc dqkvLow", dqkvLow, dqkv, 2e-3);
+  }
+
+  /** adamw's bf16 side output, 8-byte aligned (uint2 stores) and not (scalar stores). */
+  @ParameterizedTest
+  @CsvSource({"0", "1", "2"})
+  void adamwBf16SideOutput(int lowOffset) {
+    int n = 1_000_003;
+    P pr = rand(n);
+    P gr = rand(n);
+    P p2 = copyOf(pr);
+    P mm = zeros(n);
+    P vv = zeros(n);
+    P m2 = zeros(n);
+    P v2 = zeros(n);
+    P low = new P(DType.BF16, n + lowOffset);
+    Tensor lc = low.c.view(lowOffset, n);
+    Tensor lg = low.g.view(lowOffset, n);
+    for (int step = 1; step <= 3; step++) {
+      cpu.adamw(pr.c, gr.c, mm.c, vv.c, 1000, n - 1000, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step, null);
+      gpu.adamw(pr.g, gr.g, mm.g, vv.g, 1000, n - 1000, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step, null);
+      cpu.adamw(p2.c, lc, gr.c, m2.c, v2.c, 1000, n - 1000, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step,
+          null);
+      gpu.adamw(p2.g, lg, gr.g, m2.g, v2.g, 1000, n - 1000, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step,
+          null);
+    }
+    unchanged("adamw p", p2, rawBits(pr.c.toFloatArray()), rawBits(pr.g.toFloatArray()));
+    unchanged("adamw m", m2, rawBits(mm.c.toFloatArray()), rawBits(mm.g.toFloatArray()));
+    unchanged("adamw v", v2, rawBits(vv.c.toFloatArray()), rawBits(vv.g.toFloatArray()));
+    assertArrayEquals(toBf16Bits(pr.c), bf16Bits(lc), "adamw pLow (cpu) = toBf16");
+    assertArrayEquals(toBf16Bits(pr.g), bf16Bits(lg), "adamw pLow (cuda) = toBf16");
+    double[] e = relErr(widen(lc), widen(lg));
+    assertTrue(e[0] <= 1e-4, "adamw pLow cuda vs cpu: relative error " + e[0]);
+    // a CPU tensor is no bf16 output for the CUDA op
+    assertThrows(IllegalArgumentException.class, () -> gpu.adamw(p2.g, lc, gr.g, m2.g, v2.g, 0,
+        n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 4, null));
   }
 
   @Test

@@ -2,6 +2,7 @@ package org.bertj.backend;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Random;
@@ -18,7 +19,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * dout and dS: a few 2^-9 relative errors). Against the fp32 op fed the bf16-rounded q, k, v the
  * forward differs only by the rounding of P, hence the tighter 5e-3. Same mask rules (holes,
  * fully padded batches attending uniformly), the same Philox dropout mask, deterministic, and
- * false (no computation) for the shapes it does not support.
+ * false (no computation) for the shapes it does not support. The optional bf16 side outputs (out
+ * and dqkv rounded in the same pass) hold exactly {@link Backend#toBf16} of the fp32 outputs and
+ * change nothing else; wrong ones are rejected before native code runs.
  */
 class OpAttentionTcTest extends OpTestBase {
   private static final long SEED = 0x7CL, OFFSET = 4_321L;
@@ -87,6 +90,63 @@ class OpAttentionTcTest extends OpTestBase {
       assertTrue(be.attentionBackwardLowp(dqkv, tg, tq, out, lse, tm, b, t, nh, d, p, SEED,
           OFFSET));
       assertArrayEquals(first, dqkv.toFloatArray(), "backward is deterministic");
+    }
+  }
+
+  @ParameterizedTest(name = "B={0} T={1} NH={2} D={3} mask={4} p={5}")
+  @MethodSource("shapes")
+  void bf16SideOutputsAreToBf16OfTheOutputs(int b, int t, int nh, int d, Mask kind, float p) {
+    Random r = new Random(13L * b + 5L * t + nh + d);
+    int c = nh * d;
+    float[] qkv = randn(r, b * t * 3 * c);
+    int[] mask = OpAttentionTest.mask(kind, b, t, r);
+    String tag = "B" + b + " T" + t + " NH" + nh + " D" + d + " " + kind + " p" + p;
+    try (Arena a = new Arena(be)) {
+      Tensor tq = a.of(qkv), tm = mask == null ? null : a.of(mask), tg = a.of(randn(r, b * t * c));
+      Tensor out = a.f32(b, t, c), lse = a.f32(b, nh, t);
+      assertTrue(be.attentionForwardLowp(out, lse, tq, tm, b, t, nh, d, p, SEED, OFFSET));
+      Tensor out2 = a.f32(b, t, c), lse2 = a.f32(b, nh, t), outLow = a.bf16(b, t, c);
+      be.fill(out2, Float.NaN);
+      be.fill(lse2, Float.NaN);
+      assertTrue(be.attentionForwardLowp(out2, outLow, lse2, tq, tm, b, t, nh, d, p, SEED,
+          OFFSET));
+      assertArrayEquals(rawBits(out.toFloatArray()), rawBits(out2.toFloatArray()),
+          tag + ": out unchanged by outLow");
+      assertArrayEquals(rawBits(lse.toFloatArray()), rawBits(lse2.toFloatArray()),
+          tag + ": lse unchanged by outLow");
+      assertArrayEquals(toBf16Bits(out), bf16Bits(outLow), tag + ": outLow = toBf16(out)");
+
+      Tensor dqkv = a.f32(b, t, 3 * c), dqkv2 = a.f32(b, t, 3 * c);
+      Tensor dqkvLow = a.bf16(b, t, 3 * c);
+      assertTrue(be.attentionBackwardLowp(dqkv, tg, tq, out, lse, tm, b, t, nh, d, p, SEED,
+          OFFSET));
+      be.fill(dqkv2, Float.NaN);
+      assertTrue(be.attentionBackwardLowp(dqkv2, dqkvLow, tg, tq, out, lse, tm, b, t, nh, d, p,
+          SEED, OFFSET));
+      assertArrayEquals(rawBits(dqkv.toFloatArray()), rawBits(dqkv2.toFloatArray()),
+          tag + ": dqkv unchanged by dqkvLow");
+      assertArrayEquals(toBf16Bits(dqkv), bf16Bits(dqkvLow), tag + ": dqkvLow = toBf16(dqkv)");
+    }
+  }
+
+  @Test
+  void wrongSideOutputsAreRejected() {
+    int b = 2, t = 8, nh = 2, d = 32, c = nh * d;
+    try (Arena a = new Arena(be); CpuBackend other = new CpuBackend()) {
+      Tensor qkv = a.f32(b, t, 3 * c), out = a.f32(b, t, c), lse = a.f32(b, nh, t);
+      Tensor dout = a.f32(b, t, c), dqkv = a.f32(b, t, 3 * c);
+      Tensor f32 = a.f32(b, t, c), small = a.bf16(b * t * c - 1), big = a.bf16(b, t, 3 * c + 1);
+      try (Tensor foreign = other.alloc(DType.BF16, b, t, c);
+          Tensor foreign3 = other.alloc(DType.BF16, b, t, 3 * c)) {
+        for (Tensor bad : new Tensor[] {f32, small, big, foreign}) {
+          assertThrows(IllegalArgumentException.class, () -> be.attentionForwardLowp(out, bad,
+              lse, qkv, null, b, t, nh, d, 0f, SEED, OFFSET), "outLow " + bad);
+        }
+        for (Tensor bad : new Tensor[] {a.f32(b, t, 3 * c), a.bf16(b, t, c), big, foreign3}) {
+          assertThrows(IllegalArgumentException.class, () -> be.attentionBackwardLowp(dqkv, bad,
+              dout, qkv, out, lse, null, b, t, nh, d, 0f, SEED, OFFSET), "dqkvLow " + bad);
+        }
+      }
     }
   }
 

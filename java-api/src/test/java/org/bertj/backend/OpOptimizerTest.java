@@ -2,6 +2,7 @@ package org.bertj.backend;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
@@ -13,7 +14,11 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
-/** sum_squares, clip_scale and adamw vs a double torch.optim.AdamW over several steps. */
+/**
+ * sum_squares, clip_scale and adamw vs a double torch.optim.AdamW over several steps; adamw's
+ * bf16 side output (the updated p rounded in the same pass) is exactly {@link Backend#toBf16} of
+ * p and changes nothing else.
+ */
 class OpOptimizerTest extends OpTestBase {
 
   @ParameterizedTest(name = "n={0}")
@@ -99,6 +104,52 @@ class OpOptimizerTest extends OpTestBase {
       }
       double rounding = steps * Math.ulp(1f) / 2 * norm(toDouble(p0)) / norm(rdp);
       assertClose(tag + " p - p0", dp, rdp, 1e-4 + rounding);
+    }
+  }
+
+  @ParameterizedTest(name = "n={0} decay=[{1},{2}) lr={3} wd={4} eps={5} steps={6} gs={7}")
+  @MethodSource("adamwCases")
+  void adamwBf16SideOutputIsToBf16OfTheUpdatedP(int n, int decayBegin, int decayEnd, float lr,
+      float wd, float eps, int steps, float gs) {
+    Random r = new Random(3L * n + steps);
+    float[] p0 = randn(r, n);
+    try (Arena a = new Arena(be)) {
+      Tensor p = a.of(p0), m = a.f32(n), v = a.f32(n);
+      Tensor p2 = a.of(p0), m2 = a.f32(n), v2 = a.f32(n);
+      // a view one element in: an address that is not 8-byte aligned
+      Tensor pLow = a.bf16(n + 1).view(1, n);
+      Tensor g = a.f32(n), scale = a.f32(1);
+      for (int step = 1; step <= steps; step++) {
+        g.copyFrom(randn(r, n));
+        boolean scaled = gs != 0f && step % 2 == 1;
+        if (scaled) {
+          scale.copyFrom(new float[] {gs});
+        }
+        Tensor sc = scaled ? scale : null;
+        be.adamw(p, g, m, v, decayBegin, decayEnd, lr, 0.9f, 0.999f, eps, wd, step, sc);
+        be.adamw(p2, pLow, g, m2, v2, decayBegin, decayEnd, lr, 0.9f, 0.999f, eps, wd, step, sc);
+        String tag = "n" + n + " step " + step;
+        assertArrayEquals(rawBits(p.toFloatArray()), rawBits(p2.toFloatArray()), tag + " p");
+        assertArrayEquals(rawBits(m.toFloatArray()), rawBits(m2.toFloatArray()), tag + " m");
+        assertArrayEquals(rawBits(v.toFloatArray()), rawBits(v2.toFloatArray()), tag + " v");
+        assertArrayEquals(toBf16Bits(p), bf16Bits(pLow), tag + " pLow = toBf16(p)");
+      }
+    }
+  }
+
+  @Test
+  void wrongAdamwSideOutputIsRejected() {
+    int n = 100;
+    try (Arena a = new Arena(be); CpuBackend other = new CpuBackend()) {
+      Tensor p = a.f32(n), g = a.f32(n), m = a.f32(n), v = a.f32(n);
+      be.fill(g, 1f); // a step would move p
+      try (Tensor foreign = other.alloc(DType.BF16, n)) {
+        for (Tensor bad : new Tensor[] {a.f32(n), a.bf16(n - 1), a.bf16(n + 1), foreign}) {
+          assertThrows(IllegalArgumentException.class, () -> be.adamw(p, bad, g, m, v, 0, n,
+              1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, null), "pLow " + bad);
+        }
+      }
+      assertArrayEquals(new float[n], p.toFloatArray(), "nothing ran");
     }
   }
 

@@ -63,6 +63,13 @@ abstract class OpTestBase {
       return f32(v.length).copyFrom(v);
     }
 
+    /** A zero-filled BF16 tensor. */
+    Tensor bf16(long... shape) {
+      Tensor t = be.alloc(DType.BF16, shape);
+      owned.push(t);
+      return t;
+    }
+
     /** An I32 tensor holding v (1-D). */
     Tensor of(int[] v) {
       Tensor t = be.alloc(DType.I32, v.length);
@@ -117,6 +124,35 @@ abstract class OpTestBase {
 
   static double assertClose(String label, float[] ours, float[] ref, double tol) {
     return assertClose(label, ours, toDouble(ref), tol);
+  }
+
+  // ---- bits ----
+
+  /** The raw bits of each float (NaN payloads kept). */
+  static int[] rawBits(float[] v) {
+    int[] b = new int[v.length];
+    for (int i = 0; i < v.length; i++) {
+      b[i] = Float.floatToRawIntBits(v[i]);
+    }
+    return b;
+  }
+
+  /** A BF16 tensor's values widened exactly to fp32, as raw bits (the bf16 bits << 16). */
+  static int[] bf16Bits(Tensor low) {
+    Backend b = low.backend();
+    try (Tensor wide = b.alloc(DType.F32, low.numel())) {
+      b.fromBf16(wide, low);
+      return rawBits(wide.toFloatArray());
+    }
+  }
+
+  /** {@link #bf16Bits} of {@link Backend#toBf16} of an F32 tensor x. */
+  static int[] toBf16Bits(Tensor x) {
+    Backend b = x.backend();
+    try (Tensor low = b.alloc(DType.BF16, x.numel())) {
+      b.toBf16(low, x);
+      return bf16Bits(low);
+    }
   }
 
   // ---- random data ----
