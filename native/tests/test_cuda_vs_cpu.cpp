@@ -1014,11 +1014,12 @@ int main() {
   report_bits("num_threads", "bj_cuda_num_threads() == 0", bj_cuda_num_threads() == 0);
   // BJ_TEST_ONLY=<names> (comma-separated) runs only those op families (memory, embeddings,
   // layernorm, gelu, tanh, dropout, attention, attention_tc, losses, optimizer, dropout_layernorm,
-  // errors),
-  // e.g. in the emulator.
+  // errors), e.g. in the emulator. Whole names: "layernorm" does not select dropout_layernorm.
   const char* only_fam = std::getenv("BJ_TEST_ONLY");
   auto want = [&](const char* fam) {
-    return only_fam == nullptr || std::strstr(only_fam, fam) != nullptr;
+    if (only_fam == nullptr) return true;
+    const std::string list = std::string(",") + only_fam + ",";
+    return list.find(std::string(",") + fam + ",") != std::string::npos;
   };
   if (want("memory")) test_memory();
   if (want("embeddings")) test_embeddings();
