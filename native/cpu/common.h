@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "bertj.h"
+#include "bertj_bf16.h"
 #include "bertj_philox.h"
 
 namespace bj {
@@ -21,6 +22,13 @@ constexpr int kColBlock = 32;
 
 // Records a message for bj_cpu_last_error() and returns `code`.
 int fail(int code, const char* fmt, ...);
+
+// out[i] = bf16 bits of x[i] for i in [0, n), on the calling thread: the loop of bj_cpu_to_bf16,
+// also used by the ops with a bf16 side output (out_low, dy_low, dpre_low) on a row or chunk they
+// have just written, so that the copy has the same bits as to_bf16 of the fp32 output.
+inline void to_bf16_bits(uint16_t* out, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = bj_f32_to_bf16_bits(x[i]);
+}
 
 // The size and probability checks every attention op (fp32 and tensor-core, forward and
 // backward) starts with: BJ_OK, or BJ_ERR_INVALID naming `op`.

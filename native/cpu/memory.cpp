@@ -49,8 +49,13 @@ extern "C" int bj_cpu_to_bf16(uint16_t* out,   // (n) bf16 bits
   BJ_CHECK(out != nullptr, "bj_cpu_to_bf16", "out is NULL");
   BJ_CHECK(x != nullptr, "bj_cpu_to_bf16", "x is NULL");
   BJ_CHECK(n > 0, "bj_cpu_to_bf16", "n must be > 0 (got %lld)", (long long)n);
+  constexpr int64_t kChunk = 4096;  // elements per task
+  const int64_t tasks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for if (n >= bj::kParallelMin)
-  for (int64_t i = 0; i < n; ++i) out[i] = bj_f32_to_bf16_bits(x[i]);
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t i0 = t * kChunk, i1 = i0 + kChunk < n ? i0 + kChunk : n;
+    bj::to_bf16_bits(out + i0, x + i0, i1 - i0);
+  }
   return BJ_OK;
 }
 
