@@ -1,5 +1,6 @@
 package org.bertj.backend;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -63,6 +64,13 @@ abstract class OpTestBase {
       return f32(v.length).copyFrom(v);
     }
 
+    /** A zero-filled BF16 tensor of n elements (bf16 side outputs). */
+    Tensor bf16(long n) {
+      Tensor t = be.alloc(DType.BF16, n);
+      owned.push(t);
+      return t;
+    }
+
     /** An I32 tensor holding v (1-D). */
     Tensor of(int[] v) {
       Tensor t = be.alloc(DType.I32, v.length);
@@ -117,6 +125,25 @@ abstract class OpTestBase {
 
   static double assertClose(String label, float[] ours, float[] ref, double tol) {
     return assertClose(label, ours, toDouble(ref), tol);
+  }
+
+  // ---- bf16 side outputs ----
+
+  /** The values of a BF16 tensor widened to fp32 (exact: equal arrays mean equal bf16 bits). */
+  float[] widen(Arena a, Tensor low) {
+    Tensor f = a.f32(low.numel());
+    be.fromBf16(f, low);
+    return f.toFloatArray();
+  }
+
+  /**
+   * Asserts that low (a bf16 side output) holds the bits {@link Backend#toBf16} gives for f32
+   * (the fp32 output it copies).
+   */
+  void assertIsToBf16Of(String label, Tensor low, Tensor f32, Arena a) {
+    Tensor want = a.bf16(f32.numel());
+    be.toBf16(want, f32);
+    assertArrayEquals(widen(a, want), widen(a, low), label + ": side output = toBf16(fp32 output)");
   }
 
   // ---- random data ----
