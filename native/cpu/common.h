@@ -34,8 +34,10 @@ inline int check_attention_args(const char* op, int B, int T, int NH, int D, flo
   return BJ_OK;
 }
 
-// out[i] = bj_f32_to_bf16_bits(x[i]) for i in [0, n), on the calling thread: the conversion of
-// to_bf16, shared by the ops that write a bf16 copy of their fp32 output (attention_tc_*, adamw).
+// out[i] = bj_f32_to_bf16_bits(x[i]) for i in [0, n), on the calling thread: the loop of
+// bj_cpu_to_bf16, also used by the ops with a bf16 side output (out_low, dy_low, dpre_low,
+// dqkv_low, p_low) on a row or chunk they have just written, so that the copy has the same bits
+// as to_bf16 of the fp32 output.
 inline void to_bf16_span(uint16_t* out, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = bj_f32_to_bf16_bits(x[i]);
 }

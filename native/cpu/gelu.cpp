@@ -7,6 +7,10 @@
 //                        gelu'(x) = 0.5 * (1 + erf(x / sqrt(2))) + x * exp(-x^2 / 2) / sqrt(2 pi)
 //                        dbias += column sums of dpre                         ("+=", parameter)
 //
+// bf16 side outputs (mixed precision): bias_gelu_forward's out_low and bias_gelu_backward's
+// dpre_low, when not NULL, get the bf16 bits of each task's rows (elements) of out (dpre) right
+// after the task wrote them, with bj::to_bf16_span (the loop of to_bf16: the same bits).
+//
 // Determinism: elementwise parts are row-parallel; column sums are reduced per column block of
 // kColBlock channels (one thread per block, rows in order, double partial sums).
 //
@@ -158,6 +162,7 @@ extern "C" int bj_cpu_bias_backward(float* dbias,       // (C), +=
 }
 
 extern "C" int bj_cpu_bias_gelu_forward(float* out,         // (N, C), may alias x
+                                        uint16_t* out_low,  // (N, C) bf16 or NULL
                                         float* pre,         // (N, C), may alias x
                                         const float* x,     // (N, C)
                                         const float* bias,  // (C) or NULL
@@ -174,11 +179,14 @@ extern "C" int bj_cpu_bias_gelu_forward(float* out,         // (N, C), may alias
     const int n0 = t * kRowsPerTask, n1 = n0 + kRowsPerTask < N ? n0 + kRowsPerTask : N;
     if (avx2) gelu_fwd_avx2(out, pre, x, bias, n0, n1, C);
     else gelu_fwd_sse(out, pre, x, bias, n0, n1, C);
+    if (out_low != nullptr)
+      bj::to_bf16_span(out_low + (int64_t)n0 * C, out + (int64_t)n0 * C, (int64_t)(n1 - n0) * C);
   }
   return BJ_OK;
 }
 
 extern "C" int bj_cpu_bias_gelu_backward(float* dpre,        // (N, C), "=", may alias dout
+                                         uint16_t* dpre_low, // (N, C) bf16 or NULL
                                          float* dbias,       // (C), +=, or NULL
                                          const float* dout,  // (N, C)
                                          const float* pre,   // (N, C)
@@ -196,6 +204,7 @@ extern "C" int bj_cpu_bias_gelu_backward(float* dpre,        // (N, C), "=", may
     const int64_t i0 = t * kChunk, i1 = i0 + kChunk < n ? i0 + kChunk : n;
     if (avx2) gelu_bwd_avx2(dpre, dout, pre, i0, i1);
     else gelu_bwd_sse(dpre, dout, pre, i0, i1);
+    if (dpre_low != nullptr) bj::to_bf16_span(dpre_low + i0, dpre + i0, i1 - i0);
   }
   if (dbias != nullptr) column_sums_add(dbias, dpre, N, C);
   return BJ_OK;

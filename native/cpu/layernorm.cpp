@@ -20,6 +20,10 @@
 // the same float operations in the same order; the draws are made per row, kDrawChunk at a time,
 // into a stack buffer.
 //
+// bf16 side outputs (mixed precision): dropout_layernorm_forward's out_low and
+// dropout_layernorm_backward's dy_low, when not NULL, get the bf16 bits of the row of out (dy)
+// just written, with bj::to_bf16_span (the loop of to_bf16: the same bits), while the row is in L1.
+//
 // Determinism: rows are independent; dgamma/dbeta are reduced per column block of kColBlock
 // channels, one thread per block walking rows in order with double partial sums, so the bits do
 // not depend on the thread count.
@@ -38,9 +42,10 @@ void draw(float* u, uint64_t seed, uint64_t idx0, int64_t m) {
 
 // The layer norm backward after the argument checks; with dy != NULL also dy = dh * keep / (1 - p)
 // (dropout_layernorm_backward).
-void backward_rows(float* dh, float* dy, float* dgamma, float* dbeta, const float* dout,
-                   const float* h, const float* mean, const float* rstd, const float* gamma, int N,
-                   int C, float p, uint64_t seed, uint64_t offset) {
+// With dy_low != NULL (needs dy) also dy_low = bf16 bits of dy.
+void backward_rows(float* dh, float* dy, uint16_t* dy_low, float* dgamma, float* dbeta,
+                   const float* dout, const float* h, const float* mean, const float* rstd,
+                   const float* gamma, int N, int C, float p, uint64_t seed, uint64_t offset) {
   const float scale = 1.0f / (1.0f - p);
   const bool par = (int64_t)N * C >= bj::kParallelMin;
 
@@ -92,37 +97,23 @@ void backward_rows(float* dh, float* dy, float* dgamma, float* dbeta, const floa
     float* o = dy + (int64_t)n * C;  // (C)
     if (p == 0.0f) {
       for (int c = 0; c < C; ++c) o[c] = d[c];
-      continue;
+    } else {
+      for (int c0 = 0; c0 < C; c0 += kDrawChunk) {
+        const int mm = C - c0 < kDrawChunk ? C - c0 : kDrawChunk;
+        float u[kDrawChunk];  // (mm) stack scratch: this chunk's uniforms
+        draw(u, seed, offset + (uint64_t)n * (uint64_t)C + (uint64_t)c0, mm);
+        for (int j = 0; j < mm; ++j) o[c0 + j] = u[j] >= p ? d[c0 + j] * scale : 0.0f;
+      }
     }
-    for (int c0 = 0; c0 < C; c0 += kDrawChunk) {
-      const int mm = C - c0 < kDrawChunk ? C - c0 : kDrawChunk;
-      float u[kDrawChunk];  // (mm) stack scratch: this chunk's uniforms
-      draw(u, seed, offset + (uint64_t)n * (uint64_t)C + (uint64_t)c0, mm);
-      for (int j = 0; j < mm; ++j) o[c0 + j] = u[j] >= p ? d[c0 + j] * scale : 0.0f;
-    }
+    if (dy_low != nullptr) bj::to_bf16_span(dy_low + (int64_t)n * C, o, C);
   }
 }
-}  // namespace
 
-extern "C" int bj_cpu_layernorm_forward(float* out,             // (N, C), may alias x
-                                        float* mean,            // (N)
-                                        float* rstd,            // (N)
-                                        float* hsave,           // (N, C) or NULL
-                                        const float* x,         // (N, C)
-                                        const float* residual,  // (N, C) or NULL
-                                        const float* gamma,     // (C)
-                                        const float* beta,      // (C)
-                                        int N, int C, float eps, void* stream) {
-  BJ_CHECK(out != nullptr && x != nullptr, "bj_cpu_layernorm_forward", "out or x is NULL");
-  BJ_CHECK(mean != nullptr && rstd != nullptr, "bj_cpu_layernorm_forward",
-           "mean or rstd is NULL");
-  BJ_CHECK(gamma != nullptr && beta != nullptr, "bj_cpu_layernorm_forward",
-           "gamma or beta is NULL");
-  BJ_CHECK(N > 0, "bj_cpu_layernorm_forward", "N must be > 0 (got %d)", N);
-  BJ_CHECK(C > 0, "bj_cpu_layernorm_forward", "C must be > 0 (got %d)", C);
-  BJ_CHECK(eps >= 0.0f && std::isfinite(eps), "bj_cpu_layernorm_forward",
-           "eps must be finite and >= 0 (got %g)", (double)eps);
-
+// The layer norm forward after the argument checks; with out_low != NULL also out_low = bf16 bits
+// of out (dropout_layernorm_forward with p = 0).
+void forward_rows(float* out, uint16_t* out_low, float* mean, float* rstd, float* hsave,
+                  const float* x, const float* residual, const float* gamma, const float* beta,
+                  int N, int C, float eps) {
 #pragma omp parallel for if ((int64_t)N * C >= bj::kParallelMin)
   for (int n = 0; n < N; ++n) {
     const float* xr = x + (int64_t)n * C;                                 // (C)
@@ -148,9 +139,32 @@ extern "C" int bj_cpu_layernorm_forward(float* out,             // (N, C), may a
       const float h = rr ? xr[c] + rr[c] : xr[c];
       o[c] = (h - m) * s * gamma[c] + beta[c];
     }
+    if (out_low != nullptr) bj::to_bf16_span(out_low + (int64_t)n * C, o, C);
     mean[n] = m;
     rstd[n] = s;
   }
+}
+}  // namespace
+
+extern "C" int bj_cpu_layernorm_forward(float* out,             // (N, C), may alias x
+                                        float* mean,            // (N)
+                                        float* rstd,            // (N)
+                                        float* hsave,           // (N, C) or NULL
+                                        const float* x,         // (N, C)
+                                        const float* residual,  // (N, C) or NULL
+                                        const float* gamma,     // (C)
+                                        const float* beta,      // (C)
+                                        int N, int C, float eps, void* stream) {
+  BJ_CHECK(out != nullptr && x != nullptr, "bj_cpu_layernorm_forward", "out or x is NULL");
+  BJ_CHECK(mean != nullptr && rstd != nullptr, "bj_cpu_layernorm_forward",
+           "mean or rstd is NULL");
+  BJ_CHECK(gamma != nullptr && beta != nullptr, "bj_cpu_layernorm_forward",
+           "gamma or beta is NULL");
+  BJ_CHECK(N > 0, "bj_cpu_layernorm_forward", "N must be > 0 (got %d)", N);
+  BJ_CHECK(C > 0, "bj_cpu_layernorm_forward", "C must be > 0 (got %d)", C);
+  BJ_CHECK(eps >= 0.0f && std::isfinite(eps), "bj_cpu_layernorm_forward",
+           "eps must be finite and >= 0 (got %g)", (double)eps);
+  forward_rows(out, nullptr, mean, rstd, hsave, x, residual, gamma, beta, N, C, eps);
   return BJ_OK;
 }
 
@@ -171,11 +185,13 @@ extern "C" int bj_cpu_layernorm_backward(float* dh,           // (N, C), "="
            "mean, rstd or gamma is NULL");
   BJ_CHECK(N > 0, "bj_cpu_layernorm_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cpu_layernorm_backward", "C must be > 0 (got %d)", C);
-  backward_rows(dh, nullptr, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C, 0.0f, 0, 0);
+  backward_rows(dh, nullptr, nullptr, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C, 0.0f, 0,
+                0);
   return BJ_OK;
 }
 
 extern "C" int bj_cpu_dropout_layernorm_forward(float* out,             // (N, C), may alias y
+                                                uint16_t* out_low,      // (N, C) bf16 or NULL
                                                 float* mean,            // (N)
                                                 float* rstd,            // (N)
                                                 float* hsave,           // (N, C) or NULL
@@ -197,9 +213,10 @@ extern "C" int bj_cpu_dropout_layernorm_forward(float* out,             // (N, C
   BJ_CHECK(C > 0, "bj_cpu_dropout_layernorm_forward", "C must be > 0 (got %d)", C);
   BJ_CHECK(eps >= 0.0f && std::isfinite(eps), "bj_cpu_dropout_layernorm_forward",
            "eps must be finite and >= 0 (got %g)", (double)eps);
-  if (p == 0.0f)  // keeps every element
-    return bj_cpu_layernorm_forward(out, mean, rstd, hsave, y, residual, gamma, beta, N, C, eps,
-                                    stream);
+  if (p == 0.0f) {  // keeps every element: the layer norm alone
+    forward_rows(out, out_low, mean, rstd, hsave, y, residual, gamma, beta, N, C, eps);
+    return BJ_OK;
+  }
   const float scale = 1.0f / (1.0f - p);
 
 #pragma omp parallel for if ((int64_t)N * C >= bj::kParallelMin / 16)
@@ -235,6 +252,7 @@ extern "C" int bj_cpu_dropout_layernorm_forward(float* out,             // (N, C
       if (hr) hr[c] = h;
       o[c] = (h - mu) * s * gamma[c] + beta[c];
     }
+    if (out_low != nullptr) bj::to_bf16_span(out_low + (int64_t)n * C, o, C);
     mean[n] = mu;
     rstd[n] = s;
   }
@@ -243,6 +261,7 @@ extern "C" int bj_cpu_dropout_layernorm_forward(float* out,             // (N, C
 
 extern "C" int bj_cpu_dropout_layernorm_backward(float* dh,           // (N, C), "="
                                                  float* dy,           // (N, C), "=" or NULL
+                                                 uint16_t* dy_low,    // (N, C) bf16 or NULL
                                                  float* dgamma,       // (C), +=
                                                  float* dbeta,        // (C), +=
                                                  const float* dout,   // (N, C)
@@ -262,8 +281,11 @@ extern "C" int bj_cpu_dropout_layernorm_backward(float* dh,           // (N, C),
            "bj_cpu_dropout_layernorm_backward", "mean, rstd or gamma is NULL");
   BJ_CHECK(dy == nullptr || dy != dh, "bj_cpu_dropout_layernorm_backward",
            "dy must not alias dh");
+  BJ_CHECK(dy_low == nullptr || dy != nullptr, "bj_cpu_dropout_layernorm_backward",
+           "dy_low needs dy (dy is NULL)");
   BJ_CHECK(N > 0, "bj_cpu_dropout_layernorm_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cpu_dropout_layernorm_backward", "C must be > 0 (got %d)", C);
-  backward_rows(dh, dy, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C, p, seed, offset);
+  backward_rows(dh, dy, dy_low, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C, p, seed,
+                offset);
   return BJ_OK;
 }

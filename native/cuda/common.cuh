@@ -29,6 +29,7 @@
 #include <cstdio>
 
 #include "bertj.h"
+#include "bertj_bf16.h"
 #include "bertj_philox.h"
 
 #ifdef BJ_CUDA_EMU
@@ -77,6 +78,30 @@ float* scratch_for(void* stream);
 inline cudaStream_t as_stream(void* s) { return reinterpret_cast<cudaStream_t>(s); }
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 inline bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
+
+// ---- bf16 side outputs (mixed precision) ----
+// Some ops also write the bf16 copy of an fp32 output (the next GEMM's input or output gradient)
+// in the pass that produces it: bj_f32_to_bf16_bits of each value, the same bits as to_bf16 of
+// the fp32 output. store_bf16(p, v) writes the bf16 bits of v at p; for a float4 (4 consecutive
+// elements) one 8-byte uint2 store when p is 8-byte aligned (the elements of a float4 start at a
+// multiple of 4, so that holds for every float4 of a launch or none), else 4 scalar stores.
+__device__ __forceinline__ void store_bf16(uint16_t* p, float v) { *p = bj_f32_to_bf16_bits(v); }
+__device__ __forceinline__ void store_bf16(uint16_t* p, const float4& v) {
+  if ((reinterpret_cast<uintptr_t>(p) & 7u) == 0) {
+    uint2 o;
+    o.x = (uint32_t)bj_f32_to_bf16_bits(v.x) | ((uint32_t)bj_f32_to_bf16_bits(v.y) << 16);
+    o.y = (uint32_t)bj_f32_to_bf16_bits(v.z) | ((uint32_t)bj_f32_to_bf16_bits(v.w) << 16);
+    *reinterpret_cast<uint2*>(p) = o;
+  } else {
+    p[0] = bj_f32_to_bf16_bits(v.x);
+    p[1] = bj_f32_to_bf16_bits(v.y);
+    p[2] = bj_f32_to_bf16_bits(v.z);
+    p[3] = bj_f32_to_bf16_bits(v.w);
+  }
+}
+// out (n) = bf16 bits of x (n) with to_bf16's kernel (memory.cu), errors naming `op`: the
+// bf16 side output of a kernel variant that does not write it itself.
+int launch_to_bf16(const char* op, uint16_t* out, const float* x, int64_t n, void* stream);
 
 // Blocks of `threads` for `work` items, capped (the kernels loop grid-stride beyond the cap).
 inline unsigned blocks_for(int64_t work, int threads) {

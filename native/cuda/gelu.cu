@@ -22,6 +22,13 @@
 // traffic plus G x C partials. Without scratch (first call inside graph capture) they fall back to
 // k_colreduce (fixed order, double partials, also deterministic). dpre may alias dout (each element
 // is read, then written, by the same thread).
+//
+// bf16 side outputs (mixed precision): bias_gelu_forward's out_low and bias_gelu_backward's
+// dpre_low (NULL = none) are written by the kernel that writes out (dpre), right after it, with
+// bjc::store_bf16 (the bits of to_bf16; float4 units as one 8-byte store): BiasGeluFwdOp,
+// GeluBwdOp (no dbias), k_bias_grad_part2 (v2, the default) and the scratch-free k_colreduce
+// fallback (GeluBwdColOp). The v1 column partials (BJ_KERNEL_V1=bias_gelu_backward) do not: there
+// the entry point launches to_bf16's kernel on dpre after them.
 #include "common.cuh"
 #include "kernel_select.cuh"
 #include "rowsum.cuh"
@@ -71,6 +78,7 @@ struct ColSumOp {
 
 struct BiasGeluFwdOp {
   float* out;
+  uint16_t* out_low;  // or NULL
   float* pre;
   const float* x;
   const float* bias;  // or NULL
@@ -84,7 +92,9 @@ struct BiasGeluFwdOp {
       p += bias[c];
     }
     pre[i] = p;
-    out[i] = gelu(p);
+    const float g = gelu(p);
+    out[i] = g;
+    if (out_low) bjc::store_bf16(out_low + i, g);
   }
   __device__ void vec4(int64_t i4) const {
     float4 p = reinterpret_cast<const float4*>(x)[i4];
@@ -99,26 +109,36 @@ struct BiasGeluFwdOp {
       p.w += b.w;
     }
     reinterpret_cast<float4*>(pre)[i4] = p;
-    reinterpret_cast<float4*>(out)[i4] = make_float4(gelu(p.x), gelu(p.y), gelu(p.z), gelu(p.w));
+    const float4 g = make_float4(gelu(p.x), gelu(p.y), gelu(p.z), gelu(p.w));
+    reinterpret_cast<float4*>(out)[i4] = g;
+    if (out_low) bjc::store_bf16(out_low + 4 * i4, g);
   }
 };
 
 struct GeluBwdOp {
   float* dpre;
+  uint16_t* dpre_low;  // or NULL
   const float* dout;
   const float* pre;
-  __device__ void one(int64_t i) const { dpre[i] = dout[i] * gelu_grad(pre[i]); }
+  __device__ void one(int64_t i) const {
+    const float d = dout[i] * gelu_grad(pre[i]);
+    dpre[i] = d;
+    if (dpre_low) bjc::store_bf16(dpre_low + i, d);
+  }
   __device__ void vec4(int64_t i4) const {
     const float4 d = reinterpret_cast<const float4*>(dout)[i4];
     const float4 p = reinterpret_cast<const float4*>(pre)[i4];
-    reinterpret_cast<float4*>(dpre)[i4] = make_float4(d.x * gelu_grad(p.x), d.y * gelu_grad(p.y),
-                                                      d.z * gelu_grad(p.z), d.w * gelu_grad(p.w));
+    const float4 v = make_float4(d.x * gelu_grad(p.x), d.y * gelu_grad(p.y), d.z * gelu_grad(p.z),
+                                 d.w * gelu_grad(p.w));
+    reinterpret_cast<float4*>(dpre)[i4] = v;
+    if (dpre_low) bjc::store_bf16(dpre_low + 4 * i4, v);
   }
 };
 
 // Fused: dpre = dout * gelu'(pre) and dbias += column sums of dpre.
 struct GeluBwdColOp {
   float* dpre;
+  uint16_t* dpre_low;  // or NULL
   float* dbias;
   const float* dout;
   const float* pre;
@@ -127,6 +147,7 @@ struct GeluBwdColOp {
     const int64_t i = (int64_t)r * C + c;
     const float d = dout[i] * gelu_grad(pre[i]);
     dpre[i] = d;
+    if (dpre_low) bjc::store_bf16(dpre_low + i, d);
     acc[0] += (double)d;
   }
   __device__ void finish(int c, const double (&s)[1]) const { dbias[c] += (float)s[0]; }
@@ -185,6 +206,7 @@ __global__ void __launch_bounds__(256)
 // may alias dout the compiler could not hoist them past the stores), so a thread keeps UNROLL x
 // 16-32 bytes in flight. The kTY lane sums are then added in lane order and row g of part gets the
 // block's partial; k_sum_rows adds the G partials of each column in order (double) into dbias.
+// With GELU and low != NULL also low = bf16 bits of dpre (bias_gelu_backward's dpre_low).
 constexpr int kTX = 64, kTY = 4;
 __device__ __forceinline__ float4 gelu_bwd4(const float4& d, const float4& p) {
   return make_float4(d.x * gelu_grad(p.x), d.y * gelu_grad(p.y), d.z * gelu_grad(p.z),
@@ -194,8 +216,8 @@ __device__ __forceinline__ float gelu_bwd4(float d, float p) { return d * gelu_g
 
 template <bool GELU, bool VEC, int UNROLL>
 __global__ void __launch_bounds__(kTX* kTY, 4)
-    k_bias_grad_part2(float* dpre, float* part, const float* dout, const float* pre, int N, int C,
-                      int R) {
+    k_bias_grad_part2(float* dpre, uint16_t* low, float* part, const float* dout, const float* pre,
+                      int N, int C, int R) {
   using U = bjc::Unit<VEC>;
   using T = typename U::T;
   const int CU = VEC ? C / 4 : C;
@@ -225,6 +247,7 @@ __global__ void __launch_bounds__(kTX* kTY, 4)
           if constexpr (GELU) {
             d[k] = gelu_bwd4(d[k], p[k]);
             O[(int64_t)rr * CU] = d[k];
+            if (low) bjc::store_bf16(low + ((int64_t)rr * CU + u) * (VEC ? 4 : 1), d[k]);
           }
           U::add(acc, d[k]);
         }
@@ -242,8 +265,9 @@ __global__ void __launch_bounds__(kTX* kTY, 4)
   }
 }
 
-int bias_grad_fused2(const char* op, bool gelu, float* dpre, float* dbias, const float* dout,
-                     const float* pre, int N, int C, float* part, void* stream) {
+int bias_grad_fused2(const char* op, bool gelu, float* dpre, uint16_t* low, float* dbias,
+                     const float* dout, const float* pre, int N, int C, float* part,
+                     void* stream) {
   const bool vec = C % 4 == 0 && bjc::aligned16(dout) && bjc::aligned16(part) &&
                    (!gelu || (bjc::aligned16(dpre) && bjc::aligned16(pre)));
   const int CU = vec ? C / 4 : C;
@@ -256,24 +280,25 @@ int bias_grad_fused2(const char* op, bool gelu, float* dpre, float* dbias, const
   if (G * C * 4 > bjc::kScratchBytes) G = bjc::kScratchBytes / (4LL * C);
   const int R = (int)((N + G - 1) / G);
   G = (N + R - 1) / R;  // no empty row groups
-  void (*kern)(float*, float*, const float*, const float*, int, int, int) =
+  void (*kern)(float*, uint16_t*, float*, const float*, const float*, int, int, int) =
       gelu ? (vec ? &k_bias_grad_part2<true, true, 4> : &k_bias_grad_part2<true, false, 4>)
            : (vec ? &k_bias_grad_part2<false, true, 8> : &k_bias_grad_part2<false, false, 8>);
   BJ_LAUNCH(kern, dim3((unsigned)bx, (unsigned)G, 1), kTX * kTY, 0, bjc::as_stream(stream), dpre,
-            part, dout, pre, N, C, R);
+            low, part, dout, pre, N, C, R);
   BJ_TRY(bjc::check_launch(op));
   return bjc::launch_sum_rows(op, dbias, part, (int)G, C, stream);
 }
 
-// dbias += column sums (and dpre = dout * gelu'(pre) when gelu) through per-block partials;
-// returns -1 (nothing launched) when no scratch is available, so the caller takes k_colreduce.
-int bias_grad_fused(const char* op, bool gelu, float* dpre, float* dbias, const float* dout,
-                    const float* pre, int N, int C, void* stream) {
+// dbias += column sums (and dpre = dout * gelu'(pre), low = bf16 bits of dpre when not NULL, when
+// gelu) through per-block partials; returns -1 (nothing launched) when no scratch is available,
+// so the caller takes k_colreduce.
+int bias_grad_fused(const char* op, bool gelu, float* dpre, uint16_t* low, float* dbias,
+                    const float* dout, const float* pre, int N, int C, void* stream) {
   if ((int64_t)C * 4 > bjc::kScratchBytes) return -1;
   float* part = bjc::scratch_for(stream);
   if (part == nullptr) return -1;
   if (!bjc::use_v1_kernel(gelu ? "bias_gelu_backward" : "bias_backward"))
-    return bias_grad_fused2(op, gelu, dpre, dbias, dout, pre, N, C, part, stream);
+    return bias_grad_fused2(op, gelu, dpre, low, dbias, dout, pre, N, C, part, stream);
   const bool vec = C % 4 == 0 && bjc::aligned16(dout) && bjc::aligned16(part) &&
                    (!gelu || (bjc::aligned16(dpre) && bjc::aligned16(pre)));
   const int CV = vec ? C / 4 : C;
@@ -289,7 +314,10 @@ int bias_grad_fused(const char* op, bool gelu, float* dpre, float* dbias, const 
   BJ_LAUNCH(kern, dim3((unsigned)bx, (unsigned)G, 1), threads, 0, bjc::as_stream(stream), dpre,
             part, dout, pre, N, C);
   BJ_TRY(bjc::check_launch(op));
-  return bjc::launch_sum_partials(op, dbias, nullptr, part, (int)G, C, C, stream);
+  BJ_TRY(bjc::launch_sum_partials(op, dbias, nullptr, part, (int)G, C, C, stream));
+  // v1 (a kept variant, for timing) does not write the bf16 copy itself: to_bf16's kernel on dpre
+  if (low != nullptr) return bjc::launch_to_bf16(op, low, dpre, (int64_t)N * C, stream);
+  return BJ_OK;
 }
 }  // namespace
 
@@ -310,14 +338,15 @@ extern "C" int bj_cuda_bias_backward(float* dbias,       // (C), +=
   BJ_CHECK(dbias != nullptr && dout != nullptr, "bj_cuda_bias_backward", "dbias or dout is NULL");
   BJ_CHECK(N > 0, "bj_cuda_bias_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_bias_backward", "C must be > 0 (got %d)", C);
-  const int rc = bias_grad_fused("bj_cuda_bias_backward", false, nullptr, dbias, dout, nullptr, N,
-                                 C, stream);
+  const int rc = bias_grad_fused("bj_cuda_bias_backward", false, nullptr, nullptr, dbias, dout,
+                                 nullptr, N, C, stream);
   if (rc >= 0) return rc;
   return bjc::launch_colreduce<1>("bj_cuda_bias_backward", ColSumOp{dbias, dout, C}, N, C, 1,
                                   stream);
 }
 
 extern "C" int bj_cuda_bias_gelu_forward(float* out,         // (N, C), may alias x
+                                         uint16_t* out_low,  // (N, C) bf16 or NULL
                                          float* pre,         // (N, C), may alias x
                                          const float* x,     // (N, C)
                                          const float* bias,  // (C) or NULL
@@ -328,11 +357,13 @@ extern "C" int bj_cuda_bias_gelu_forward(float* out,         // (N, C), may alia
   BJ_CHECK(C > 0, "bj_cuda_bias_gelu_forward", "C must be > 0 (got %d)", C);
   const bool vec = C % 4 == 0 && bjc::aligned16(out) && bjc::aligned16(pre) &&
                    bjc::aligned16(x) && bjc::aligned16(bias);
-  return bjc::launch_elementwise("bj_cuda_bias_gelu_forward", BiasGeluFwdOp{out, pre, x, bias, C},
-                                 (int64_t)N * C, vec, stream);
+  return bjc::launch_elementwise("bj_cuda_bias_gelu_forward",
+                                 BiasGeluFwdOp{out, out_low, pre, x, bias, C}, (int64_t)N * C, vec,
+                                 stream);
 }
 
 extern "C" int bj_cuda_bias_gelu_backward(float* dpre,        // (N, C), "=", may alias dout
+                                          uint16_t* dpre_low, // (N, C) bf16 or NULL
                                           float* dbias,       // (C), +=, or NULL
                                           const float* dout,  // (N, C)
                                           const float* pre,   // (N, C)
@@ -342,13 +373,14 @@ extern "C" int bj_cuda_bias_gelu_backward(float* dpre,        // (N, C), "=", ma
   BJ_CHECK(N > 0, "bj_cuda_bias_gelu_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_bias_gelu_backward", "C must be > 0 (got %d)", C);
   if (dbias != nullptr) {
-    const int rc = bias_grad_fused("bj_cuda_bias_gelu_backward", true, dpre, dbias, dout, pre, N,
-                                   C, stream);
+    const int rc = bias_grad_fused("bj_cuda_bias_gelu_backward", true, dpre, dpre_low, dbias,
+                                   dout, pre, N, C, stream);
     if (rc >= 0) return rc;
     return bjc::launch_colreduce<1>("bj_cuda_bias_gelu_backward",
-                                    GeluBwdColOp{dpre, dbias, dout, pre, C}, N, C, 1, stream);
+                                    GeluBwdColOp{dpre, dpre_low, dbias, dout, pre, C}, N, C, 1,
+                                    stream);
   }
   const bool vec = bjc::aligned16(dpre) && bjc::aligned16(dout) && bjc::aligned16(pre);
-  return bjc::launch_elementwise("bj_cuda_bias_gelu_backward", GeluBwdOp{dpre, dout, pre},
-                                 (int64_t)N * C, vec, stream);
+  return bjc::launch_elementwise("bj_cuda_bias_gelu_backward",
+                                 GeluBwdOp{dpre, dpre_low, dout, pre}, (int64_t)N * C, vec, stream);
 }

@@ -13,6 +13,11 @@
 // (seed, offset) over element n * C + c (DropArgs below); its backward also writes dy = dh * keep /
 // (1 - p). Same bits as bj_cuda_dropout_forward + layernorm_forward (layernorm_backward +
 // dropout_backward): the same kernels with the mask applied in registers.
+// bf16 side outputs (mixed precision): dropout_layernorm_forward's out_low and
+// dropout_layernorm_backward's dy_low (NULL = none) are written by the row kernels next to out
+// (dy), with bjc::store_bf16 (the bits of to_bf16; a float4 as one 8-byte store when aligned):
+// k_ln_fwd_team, k_ln_fwd_gen, the v2 rows (so v2, v2np, v2l2 and every v3 variant) and
+// k_ln_bwd_gen. v1 has no dy (it only runs for layernorm_backward), so every path writes them.
 //
 // Fast path (C % 4 == 0, C <= 8192 (forward) / 6144 (backward), 16-byte aligned pointers): a row
 // is held in registers by a "team" of NW warps (NW = 1, 2, 4 or 8, the fewest that keep V4 <= 8
@@ -115,9 +120,9 @@ __device__ __forceinline__ void team_sum(double (&v)[NR], int NW, double* red) {
 
 template <int V4, bool DROP>
 __global__ void __launch_bounds__(kThreadsLn)
-    k_ln_fwd_team(float* out, float* mean, float* rstd, float* hsave, const float* x,
-                  const float* residual, const float* gamma, const float* beta, int N, int C,
-                  float eps, int NW, DropArgs drop) {
+    k_ln_fwd_team(float* out, uint16_t* out_low, float* mean, float* rstd, float* hsave,
+                  const float* x, const float* residual, const float* gamma, const float* beta,
+                  int N, int C, float eps, int NW, DropArgs drop) {
   __shared__ double red[8];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int teams = (kThreadsLn / 32) / NW, TT = 32 * NW;
@@ -171,6 +176,7 @@ __global__ void __launch_bounds__(kThreadsLn)
   if (!valid) return;  // no barrier below
   const float s = (float)(1.0 / sqrt(ss[0] / C + (double)eps));
   float4* o4 = reinterpret_cast<float4*>(out + (int64_t)row * C);
+  uint16_t* lo = out_low ? out_low + (int64_t)row * C : nullptr;
   const float4* g4 = reinterpret_cast<const float4*>(gamma);
   const float4* b4 = reinterpret_cast<const float4*>(beta);
 #pragma unroll
@@ -178,8 +184,10 @@ __global__ void __launch_bounds__(kThreadsLn)
     const int c4 = tl + TT * k;
     if (c4 < C4) {
       const float4 g = g4[c4], b = b4[c4], h = hv[k];
-      o4[c4] = make_float4((h.x - m) * s * g.x + b.x, (h.y - m) * s * g.y + b.y,
-                           (h.z - m) * s * g.z + b.z, (h.w - m) * s * g.w + b.w);
+      const float4 o = make_float4((h.x - m) * s * g.x + b.x, (h.y - m) * s * g.y + b.y,
+                                   (h.z - m) * s * g.z + b.z, (h.w - m) * s * g.w + b.w);
+      o4[c4] = o;
+      if (lo) bjc::store_bf16(lo + 4 * c4, o);
     }
   }
   if (tl == 0) {
@@ -298,9 +306,9 @@ unsigned g_bwd_smem_done[kMaxV4Bwd] = {0};
 
 template <bool DROP>
 __global__ void __launch_bounds__(256)
-    k_ln_fwd_gen(float* out, float* mean, float* rstd, float* hsave, const float* x,
-                 const float* residual, const float* gamma, const float* beta, int N, int C,
-                 float eps, DropArgs drop) {
+    k_ln_fwd_gen(float* out, uint16_t* out_low, float* mean, float* rstd, float* hsave,
+                 const float* x, const float* residual, const float* gamma, const float* beta,
+                 int N, int C, float eps, DropArgs drop) {
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -330,9 +338,12 @@ __global__ void __launch_bounds__(256)
   ss = bjc::warp_sum(ss);
   const float s = (float)(1.0 / sqrt(ss / C + (double)eps));
   float* o = out + (int64_t)row * C;
+  uint16_t* lo = out_low ? out_low + (int64_t)row * C : nullptr;
   for (int c = lane; c < C; c += 32) {
     const float h = hval(c);
-    o[c] = (h - m) * s * gamma[c] + beta[c];
+    const float v = (h - m) * s * gamma[c] + beta[c];
+    o[c] = v;
+    if (lo) bjc::store_bf16(lo + c, v);
   }
   if (lane == 0) {
     mean[row] = m;
@@ -342,8 +353,9 @@ __global__ void __launch_bounds__(256)
 
 template <bool DROP>
 __global__ void __launch_bounds__(256)
-    k_ln_bwd_gen(float* dh, float* dy, const float* dout, const float* h, const float* mean,
-                 const float* rstd, const float* gamma, int N, int C, DropArgs drop) {
+    k_ln_bwd_gen(float* dh, float* dy, uint16_t* dy_low, const float* dout, const float* h,
+                 const float* mean, const float* rstd, const float* gamma, int N, int C,
+                 DropArgs drop) {
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -365,7 +377,11 @@ __global__ void __launch_bounds__(256)
     const float xhat = (hr[c] - m) * s;
     const float v = s * (g[c] * gamma[c] - mg - xhat * mgx);
     d[c] = v;
-    if (DROP) dy[(int64_t)row * C + c] = drop.apply(v, (int64_t)row * C + c);
+    if (DROP) {
+      const float w = drop.apply(v, (int64_t)row * C + c);
+      dy[(int64_t)row * C + c] = w;
+      if (dy_low) bjc::store_bf16(dy_low + (int64_t)row * C + c, w);
+    }
   }
 }
 
@@ -378,7 +394,8 @@ __global__ void __launch_bounds__(256)
 // the teams' partials are added by a fixed tree in shared memory (team t += team t + half, half =
 // teams/2, ..., 1) and team 0 writes the block's partial row (2C) to the scratch; k_ln_part_sum
 // then adds the G rows in order, in double, into dgamma and dbeta. With DROP, dy = dh * keep / (1
-// - p) is written too (the dropout_layernorm backward), the mask recomputed from (seed, offset).
+// - p) is written too (the dropout_layernorm backward), the mask recomputed from (seed, offset),
+// and with dy_low != NULL its bf16 bits.
 // PF = false (BJ_LN_IMPL=v2np, an alternative for the benchmark): no prefetch, so fewer registers
 // (<= 128) and 2 blocks per SM for every V4.
 // Programmatic dependent launch (sm_90+; BJ_LN_IMPL=v3): a kernel launched with
@@ -444,8 +461,8 @@ __device__ __forceinline__ void prefetch_row_l2(const float* dout, const float* 
 
 // The body of k_ln_bwd_v2 (also phase 1 of k_ln_bwd_v3g).
 template <int V4, bool DROP, bool PF>
-__device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, float* part,
-                                               const float* dout, const float* h,
+__device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, uint16_t* dy_low,
+                                               float* part, const float* dout, const float* h,
                                                const float* mean, const float* rstd,
                                                const float* gamma, int N, int C, int NW, int rpb,
                                                int l2ahead, int pdl, DropArgs drop) {
@@ -529,6 +546,7 @@ __device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, float* part
     if (valid) {
       float4* o4 = reinterpret_cast<float4*>(dh + (int64_t)row * C);
       float4* y4 = DROP ? reinterpret_cast<float4*>(dy + (int64_t)row * C) : nullptr;
+      uint16_t* ylo = DROP && dy_low ? dy_low + (int64_t)row * C : nullptr;
 #pragma unroll
       for (int k = 0; k < V4; ++k) {
         const int c4 = tl + TT * k;
@@ -538,7 +556,11 @@ __device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, float* part
               s * (d.x * ga.x - mg - x.x * mgx), s * (d.y * ga.y - mg - x.y * mgx),
               s * (d.z * ga.z - mg - x.z * mgx), s * (d.w * ga.w - mg - x.w * mgx));
           o4[c4] = v;
-          if (DROP) y4[c4] = drop.apply4(v, (int64_t)row * C + 4 * c4);
+          if (DROP) {
+            const float4 w = drop.apply4(v, (int64_t)row * C + 4 * c4);
+            y4[c4] = w;
+            if (ylo) bjc::store_bf16(ylo + 4 * c4, w);
+          }
         }
       }
     }
@@ -599,11 +621,11 @@ __device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, float* part
 
 template <int V4, bool DROP, bool PF>
 __global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
-    k_ln_bwd_v2(float* dh, float* dy, float* part, const float* dout, const float* h,
-                const float* mean, const float* rstd, const float* gamma, int N, int C, int NW,
-                int rpb, int l2ahead, int pdl, DropArgs drop) {
-  ln_bwd_v2_rows<V4, DROP, PF>(dh, dy, part, dout, h, mean, rstd, gamma, N, C, NW, rpb, l2ahead,
-                               pdl, drop);
+    k_ln_bwd_v2(float* dh, float* dy, uint16_t* dy_low, float* part, const float* dout,
+                const float* h, const float* mean, const float* rstd, const float* gamma, int N,
+                int C, int NW, int rpb, int l2ahead, int pdl, DropArgs drop) {
+  ln_bwd_v2_rows<V4, DROP, PF>(dh, dy, dy_low, part, dout, h, mean, rstd, gamma, N, C, NW, rpb,
+                               l2ahead, pdl, drop);
 }
 
 // ---- v3's sum of the partial rows (BJ_LN_IMPL=v3, v3a, v3g) ----
@@ -688,14 +710,14 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar) {
 // (pdl_wait / pdl_trigger at the start of the rows, as in v3).
 template <int V4, bool DROP>
 __global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, true>))
-    k_ln_bwd_v3g(float* dh, float* dy, float* part, float* dgamma, float* dbeta, unsigned* bar,
-                 const float* dout, const float* h, const float* mean, const float* rstd,
-                 const float* gamma, int N, int C, int NW, int rpb, int phase, int pdl,
-                 DropArgs drop) {
+    k_ln_bwd_v3g(float* dh, float* dy, uint16_t* dy_low, float* part, float* dgamma,
+                 float* dbeta, unsigned* bar, const float* dout, const float* h, const float* mean,
+                 const float* rstd, const float* gamma, int N, int C, int NW, int rpb, int phase,
+                 int pdl, DropArgs drop) {
   __shared__ double sm[kPartWarps2][kPartCols2];
   if (phase & 1)
-    ln_bwd_v2_rows<V4, DROP, true>(dh, dy, part, dout, h, mean, rstd, gamma, N, C, NW, rpb, 0,
-                                   pdl, drop);
+    ln_bwd_v2_rows<V4, DROP, true>(dh, dy, dy_low, part, dout, h, mean, rstd, gamma, N, C, NW,
+                                   rpb, 0, pdl, drop);
   if (phase == 3) grid_barrier(bar);
   if (phase & 2) {
     const int slices = (2 * C + kPartCols2 - 1) / kPartCols2;
@@ -910,9 +932,11 @@ bool use_impl(const char* name) {
   return e != nullptr && std::strcmp(e, name) == 0;
 }
 
-int ln_forward(const char* op, float* out, float* mean, float* rstd, float* hsave, const float* x,
-               const float* residual, const float* gamma, const float* beta, int N, int C,
-               float eps, bool drop_on, DropArgs drop, const char* xname, void* stream) {
+// out_low != NULL: also its bf16 bits (dropout_layernorm_forward).
+int ln_forward(const char* op, float* out, uint16_t* out_low, float* mean, float* rstd,
+               float* hsave, const float* x, const float* residual, const float* gamma,
+               const float* beta, int N, int C, float eps, bool drop_on, DropArgs drop,
+               const char* xname, void* stream) {
 #define LN_CHECK(cond, fmt, ...) \
   if (!(cond)) return ::bjc::fail(BJ_ERR_INVALID, "%s: " fmt, op, ##__VA_ARGS__)
   LN_CHECK(out != nullptr && x != nullptr, "out or %s is NULL", xname);
@@ -930,20 +954,22 @@ int ln_forward(const char* op, float* out, float* mean, float* rstd, float* hsav
     const int teams = kThreadsLn / 32 / nw;
     const unsigned blocks = (unsigned)((N + teams - 1) / teams);
     BJ_LAUNCH(kLnFwd[drop_on ? 1 : 0][v4 - 1], blocks, kThreadsLn, 0, bjc::as_stream(stream), out,
-              mean, rstd, hsave, x, residual, gamma, beta, N, C, eps, nw, drop);
+              out_low, mean, rstd, hsave, x, residual, gamma, beta, N, C, eps, nw, drop);
     return bjc::check_launch(op);
   }
   const unsigned blocks = (unsigned)((N + kRowsPerBlock - 1) / kRowsPerBlock);
   auto gen = drop_on ? &k_ln_fwd_gen<true> : &k_ln_fwd_gen<false>;
-  BJ_LAUNCH(gen, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), out, mean, rstd, hsave, x,
-            residual, gamma, beta, N, C, eps, drop);
+  BJ_LAUNCH(gen, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), out, out_low, mean, rstd,
+            hsave, x, residual, gamma, beta, N, C, eps, drop);
   return bjc::check_launch(op);
 }
 
-// dy != NULL: the dropout_layernorm backward (dy = dh * keep / (1 - p) with `drop`).
-int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbeta,
-                const float* dout, const float* h, const float* mean, const float* rstd,
-                const float* gamma, int N, int C, DropArgs drop, bool allow_v1, void* stream) {
+// dy != NULL: the dropout_layernorm backward (dy = dh * keep / (1 - p) with `drop`; dy_low != NULL,
+// which needs dy: also its bf16 bits).
+int ln_backward(const char* op, float* dh, float* dy, uint16_t* dy_low, float* dgamma,
+                float* dbeta, const float* dout, const float* h, const float* mean,
+                const float* rstd, const float* gamma, int N, int C, DropArgs drop, bool allow_v1,
+                void* stream) {
   const bool vec = C % 4 == 0 && C <= kMaxVecCBwd && bjc::aligned16(dh) &&
                    bjc::aligned16(dy) && bjc::aligned16(dout) && bjc::aligned16(h) &&
                    bjc::aligned16(gamma);
@@ -987,8 +1013,8 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
 #else
       const int phase = 3;
 #endif
-        launch_ex(pdl, true, k, (unsigned)G, (unsigned)kThreadsLn, smem, stream, dh, dy, part,
-                  dgamma, dbeta, bar, dout, h, mean, rstd, gamma, N, C, nw, (int)rpb, phase,
+        launch_ex(pdl, true, k, (unsigned)G, (unsigned)kThreadsLn, smem, stream, dh, dy, dy_low,
+                  part, dgamma, dbeta, bar, dout, h, mean, rstd, gamma, N, C, nw, (int)rpb, phase,
                   pdl ? 1 : 0, drop);
       return bjc::check_launch(op);
     }
@@ -997,8 +1023,8 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
     const bool v3a = use_impl("v3a") || use_impl("v3g") || v3gp, v3 = !v3a && use_impl("v3");
     const bool pdl = v3 && device_has_pdl();
     launch_maybe_pdl(pdl, kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G,
-                     (unsigned)kThreadsLn, smem, stream, dh, dy, part, dout, h, mean, rstd, gamma,
-                     N, C, nw, (int)rpb, use_impl("v2l2") ? 2 : 0, pdl ? 1 : 0, drop);
+                     (unsigned)kThreadsLn, smem, stream, dh, dy, dy_low, part, dout, h, mean, rstd,
+                     gamma, N, C, nw, (int)rpb, use_impl("v2l2") ? 2 : 0, pdl ? 1 : 0, drop);
     BJ_TRY(bjc::check_launch(op));
     const unsigned pblocks = (unsigned)((2 * C + kPartCols - 1) / kPartCols);
     if (v3 || v3a)
@@ -1014,8 +1040,8 @@ int ln_backward(const char* op, float* dh, float* dy, float* dgamma, float* dbet
                                   1, stream));
   const unsigned blocks = (unsigned)((N + kRowsPerBlock - 1) / kRowsPerBlock);
   auto gen = dy != nullptr ? &k_ln_bwd_gen<true> : &k_ln_bwd_gen<false>;
-  BJ_LAUNCH(gen, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), dh, dy, dout, h, mean,
-            rstd, gamma, N, C, drop);
+  BJ_LAUNCH(gen, blocks, 32 * kRowsPerBlock, 0, bjc::as_stream(stream), dh, dy, dy_low, dout, h,
+            mean, rstd, gamma, N, C, drop);
   return bjc::check_launch(op);
 }
 }  // namespace
@@ -1030,8 +1056,8 @@ extern "C" int bj_cuda_layernorm_forward(float* out,             // (N, C), may 
                                          const float* gamma,     // (C)
                                          const float* beta,      // (C)
                                          int N, int C, float eps, void* stream) {
-  return ln_forward("bj_cuda_layernorm_forward", out, mean, rstd, hsave, x, residual, gamma, beta,
-                    N, C, eps, false, DropArgs{0.0f, 1.0f, 0, 0}, "x", stream);
+  return ln_forward("bj_cuda_layernorm_forward", out, nullptr, mean, rstd, hsave, x, residual,
+                    gamma, beta, N, C, eps, false, DropArgs{0.0f, 1.0f, 0, 0}, "x", stream);
 }
 
 extern "C" int bj_cuda_layernorm_backward(float* dh,           // (N, C), "="
@@ -1052,11 +1078,12 @@ extern "C" int bj_cuda_layernorm_backward(float* dh,           // (N, C), "="
            "mean, rstd or gamma is NULL");
   BJ_CHECK(N > 0, "bj_cuda_layernorm_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_layernorm_backward", "C must be > 0 (got %d)", C);
-  return ln_backward(op, dh, nullptr, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C,
+  return ln_backward(op, dh, nullptr, nullptr, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C,
                      DropArgs{0.0f, 1.0f, 0, 0}, true, stream);
 }
 
 extern "C" int bj_cuda_dropout_layernorm_forward(float* out,             // (N, C), may alias y
+                                                 uint16_t* out_low,      // (N, C) bf16 or NULL
                                                  float* mean,            // (N)
                                                  float* rstd,            // (N)
                                                  float* hsave,           // (N, C) or NULL
@@ -1069,12 +1096,13 @@ extern "C" int bj_cuda_dropout_layernorm_forward(float* out,             // (N, 
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_dropout_layernorm_forward",
            "p must be in [0, 1) (got %g)", (double)p);
   const DropArgs drop{p, 1.0f / (1.0f - p), seed, offset};
-  return ln_forward("bj_cuda_dropout_layernorm_forward", out, mean, rstd, hsave, y, residual,
-                    gamma, beta, N, C, eps, p > 0.0f, drop, "y", stream);
+  return ln_forward("bj_cuda_dropout_layernorm_forward", out, out_low, mean, rstd, hsave, y,
+                    residual, gamma, beta, N, C, eps, p > 0.0f, drop, "y", stream);
 }
 
 extern "C" int bj_cuda_dropout_layernorm_backward(float* dh,           // (N, C), "="
                                                   float* dy,           // (N, C), "=" or NULL
+                                                  uint16_t* dy_low,    // (N, C) bf16 or NULL
                                                   float* dgamma,       // (C), +=
                                                   float* dbeta,        // (C), +=
                                                   const float* dout,   // (N, C)
@@ -1093,12 +1121,14 @@ extern "C" int bj_cuda_dropout_layernorm_backward(float* dh,           // (N, C)
            "bj_cuda_dropout_layernorm_backward", "mean, rstd or gamma is NULL");
   BJ_CHECK(dy == nullptr || dy != dh, "bj_cuda_dropout_layernorm_backward",
            "dy must not alias dh");
+  BJ_CHECK(dy_low == nullptr || dy != nullptr, "bj_cuda_dropout_layernorm_backward",
+           "dy_low needs dy (dy is NULL)");
   BJ_CHECK(N > 0, "bj_cuda_dropout_layernorm_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_dropout_layernorm_backward", "C must be > 0 (got %d)", C);
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_dropout_layernorm_backward",
            "p must be in [0, 1) (got %g)", (double)p);
   // p = 0 keeps every element: dy = dh (the fused kernel with a mask that keeps all, scale 1)
   const DropArgs drop{p, 1.0f / (1.0f - p), seed, offset};
-  return ln_backward(op, dh, dy, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C, drop, false,
-                     stream);
+  return ln_backward(op, dh, dy, dy_low, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C, drop,
+                     false, stream);
 }

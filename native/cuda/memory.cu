@@ -1,4 +1,5 @@
-// Memory helpers on device buffers: fill, axpy, scale_by, to_bf16, from_bf16.
+// Memory helpers on device buffers: fill, axpy, scale_by, to_bf16, from_bf16 (and
+// bjc::launch_to_bf16, to_bf16's kernel for the bf16 side outputs of other ops).
 //
 //   fill:     x[i] = value
 //   axpy:     y[i] += alpha * x[i]
@@ -54,12 +55,8 @@ struct ToBf16Op {
   uint16_t* out;
   const float* x;
   __device__ void one(int64_t i) const { out[i] = bj_f32_to_bf16_bits(x[i]); }
-  __device__ void vec4(int64_t i) const {
-    const float4 v = reinterpret_cast<const float4*>(x)[i];
-    uint2 o;
-    o.x = (uint32_t)bj_f32_to_bf16_bits(v.x) | ((uint32_t)bj_f32_to_bf16_bits(v.y) << 16);
-    o.y = (uint32_t)bj_f32_to_bf16_bits(v.z) | ((uint32_t)bj_f32_to_bf16_bits(v.w) << 16);
-    reinterpret_cast<uint2*>(out)[i] = o;
+  __device__ void vec4(int64_t i) const {  // out 8-byte aligned: one uint2 store
+    bjc::store_bf16(out + 4 * i, reinterpret_cast<const float4*>(x)[i]);
   }
 };
 
@@ -77,6 +74,11 @@ struct FromBf16Op {
   }
 };
 }  // namespace
+
+int bjc::launch_to_bf16(const char* op, uint16_t* out, const float* x, int64_t n, void* stream) {
+  return bjc::launch_elementwise(op, ToBf16Op{out, x}, n,
+                                 bjc::aligned16(x) && bjc::aligned8(out), stream);
+}
 
 extern "C" int bj_cuda_fill(float* x,  // (n)
                             int64_t n, float value, void* stream) {
@@ -112,8 +114,7 @@ extern "C" int bj_cuda_to_bf16(uint16_t* out,   // (n) bf16 bits
   BJ_CHECK(out != nullptr, "bj_cuda_to_bf16", "out is NULL");
   BJ_CHECK(x != nullptr, "bj_cuda_to_bf16", "x is NULL");
   BJ_CHECK(n > 0, "bj_cuda_to_bf16", "n must be > 0 (got %lld)", (long long)n);
-  return bjc::launch_elementwise("bj_cuda_to_bf16", ToBf16Op{out, x}, n,
-                                 bjc::aligned16(x) && bjc::aligned8(out), stream);
+  return bjc::launch_to_bf16("bj_cuda_to_bf16", out, x, n, stream);
 }
 
 extern "C" int bj_cuda_from_bf16(float* out,         // (n)

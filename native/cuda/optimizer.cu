@@ -87,7 +87,6 @@ struct AdamWOp {
   const float* grad_scale;  // device scalar or NULL
   int64_t decay_begin, decay_end;
   float beta1, beta2, eps, step_size, bc2_sqrt, decay;
-  int low_vec;  // p_low is 8-byte aligned: uint2 stores in vec4
   __device__ float update(float pi, float gi, float& mi, float& vi, int64_t i) const {
     if (i >= decay_begin && i < decay_end) pi *= decay;
     mi = beta1 * mi + (1.0f - beta1) * gi;
@@ -102,7 +101,7 @@ struct AdamWOp {
     p[i] = pi;
     m[i] = mi;
     v[i] = vi;
-    if (p_low != nullptr) p_low[i] = bj_f32_to_bf16_bits(pi);
+    if (p_low != nullptr) bjc::store_bf16(p_low + i, pi);
   }
   __device__ void vec4(int64_t i4) const {
     const float gs = grad_scale ? *grad_scale : 1.0f;
@@ -118,21 +117,7 @@ struct AdamWOp {
     reinterpret_cast<float4*>(p)[i4] = pv;
     reinterpret_cast<float4*>(m)[i4] = mv;
     reinterpret_cast<float4*>(v)[i4] = vv;
-    if (p_low != nullptr) {
-      const uint16_t a = bj_f32_to_bf16_bits(pv.x), b = bj_f32_to_bf16_bits(pv.y);
-      const uint16_t c = bj_f32_to_bf16_bits(pv.z), d = bj_f32_to_bf16_bits(pv.w);
-      if (low_vec) {
-        uint2 o;
-        o.x = (uint32_t)a | ((uint32_t)b << 16);
-        o.y = (uint32_t)c | ((uint32_t)d << 16);
-        reinterpret_cast<uint2*>(p_low)[i4] = o;
-      } else {
-        p_low[i] = a;
-        p_low[i + 1] = b;
-        p_low[i + 2] = c;
-        p_low[i + 3] = d;
-      }
-    }
+    if (p_low != nullptr) bjc::store_bf16(p_low + i, pv);  // one uint2 when 8-byte aligned
   }
 };
 }  // namespace
@@ -193,8 +178,7 @@ extern "C" int bj_cuda_adamw(float* p,         // (n), updated in place
   const double bc1 = 1.0 - std::pow((double)beta1, step);
   const double bc2 = 1.0 - std::pow((double)beta2, step);
   AdamWOp op{p, p_low, g, m, v, grad_scale, decay_begin, decay_end, beta1, beta2, eps,
-             (float)((double)lr / bc1), (float)std::sqrt(bc2), (float)(1.0 - (double)lr * wd),
-             p_low != nullptr && bjc::aligned8(p_low) ? 1 : 0};
+             (float)((double)lr / bc1), (float)std::sqrt(bc2), (float)(1.0 - (double)lr * wd)};
   const bool vec = bjc::aligned16(p) && bjc::aligned16(g) && bjc::aligned16(m) &&
                    bjc::aligned16(v);
   return bjc::launch_elementwise("bj_cuda_adamw", op, n, vec, stream);

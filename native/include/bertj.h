@@ -83,19 +83,24 @@ extern "C" {
      dropout(y)[i] = y[i] * keep_i / (1 - p) with the Philox mask of (seed, offset) over the      \
      (N, C) elements i = n * C + c: the same mask and bits as dropout_forward followed by         \
      layernorm_forward. p in [0, 1); p = 0 is layernorm_forward. Saves mean, rstd and, when      \
-     hsave != NULL, h. out may alias y. */                                                        \
-  int P##dropout_layernorm_forward(float* out, float* mean, float* rstd, float* hsave,          \
-                                   const float* y, const float* residual, const float* gamma,    \
-                                   const float* beta, int N, int C, float eps, float p,          \
-                                   uint64_t seed, uint64_t offset, void* stream);                \
+     hsave != NULL, h. out may alias y. out_low (N, C), when not NULL, gets bf16 bits of out,    \
+     the same bits as to_bf16(out) (the bf16 copy of the next Linear's input, written in the     \
+     same pass). */                                                                              \
+  int P##dropout_layernorm_forward(float* out, uint16_t* out_low, float* mean, float* rstd,     \
+                                   float* hsave, const float* y, const float* residual,          \
+                                   const float* gamma, const float* beta, int N, int C,          \
+                                   float eps, float p, uint64_t seed, uint64_t offset,           \
+                                   void* stream);                                                \
   /* Its backward: dh (N, C) = d out / d h (the residual's gradient, "="), dy (N, C) = dh *      \
      keep / (1 - p) (y's gradient, "=", same mask; may be NULL), dgamma, dbeta (C) "+=".          \
      dh and dy may alias dout, not each other. Same bits as layernorm_backward then              \
-     dropout_backward. */                                                                         \
-  int P##dropout_layernorm_backward(float* dh, float* dy, float* dgamma, float* dbeta,          \
-                                    const float* dout, const float* h, const float* mean,        \
-                                    const float* rstd, const float* gamma, int N, int C,         \
-                                    float p, uint64_t seed, uint64_t offset, void* stream);      \
+     dropout_backward. dy_low (N, C), when not NULL, gets bf16 bits of dy, the same bits as      \
+     to_bf16(dy); it needs dy != NULL (else BJ_ERR_INVALID). */                                  \
+  int P##dropout_layernorm_backward(float* dh, float* dy, uint16_t* dy_low, float* dgamma,      \
+                                    float* dbeta, const float* dout, const float* h,             \
+                                    const float* mean, const float* rstd, const float* gamma,    \
+                                    int N, int C, float p, uint64_t seed, uint64_t offset,       \
+                                    void* stream);                                               \
                                                                                                 \
   /* ---- bias, GELU ---- */                                                                    \
   /* x (N, C) += bias (C). */                                                                    \
@@ -103,13 +108,15 @@ extern "C" {
   /* dbias (C) += sum over rows of dout (N, C). */                                               \
   int P##bias_backward(float* dbias, const float* dout, int N, int C, void* stream);            \
   /* pre = x + bias (bias may be NULL; pre may alias x); out = gelu(pre) with exact erf GELU    \
-     0.5 * pre * (1 + erf(pre / sqrt(2))). */                                                   \
-  int P##bias_gelu_forward(float* out, float* pre, const float* x, const float* bias, int N,    \
-                           int C, void* stream);                                                \
+     0.5 * pre * (1 + erf(pre / sqrt(2))). out_low (N, C), when not NULL, gets bf16 bits of out, \
+     the same bits as to_bf16(out) (the next Linear's bf16 input, written in the same pass). */ \
+  int P##bias_gelu_forward(float* out, uint16_t* out_low, float* pre, const float* x,          \
+                           const float* bias, int N, int C, void* stream);                      \
   /* dpre = dout * gelu'(pre) ("=", may alias dout); dbias += column sums of dpre (dbias may     \
-     be NULL). */                                                                               \
-  int P##bias_gelu_backward(float* dpre, float* dbias, const float* dout, const float* pre,     \
-                            int N, int C, void* stream);                                        \
+     be NULL). dpre_low (N, C), when not NULL, gets bf16 bits of dpre, the same bits as          \
+     to_bf16(dpre). */                                                                           \
+  int P##bias_gelu_backward(float* dpre, uint16_t* dpre_low, float* dbias, const float* dout,  \
+                            const float* pre, int N, int C, void* stream);                      \
                                                                                                 \
   /* ---- tanh (pooler) ---- */                                                                 \
   /* out = tanh(x) (may alias). */                                                               \

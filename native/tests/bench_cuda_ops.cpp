@@ -5,7 +5,9 @@
 // flash-attention count, so the backward's recomputation is not credited). The layer norm
 // backward is timed with each of its kernels (BJ_LN_IMPL=v1, v2, v2np, v2l2, v3, v3a,
 // v3g, v3gp), and dropout + layer norm fused
-// against the two separate ops (GB/s of the fused op's bytes for both rows).
+// against the two separate ops (GB/s of the fused op's bytes for both rows). The ops with a bf16
+// side output (dropout_layernorm_*, bias_gelu_*) also with it ("+bf16") against the op then
+// to_bf16 ("+to_bf16"; GB/s of the op's bytes plus the 2-byte copy, for both rows).
 //   bench_cuda_ops            (exit 77 when no device)
 #include <cuda_runtime.h>
 
@@ -264,7 +266,8 @@ int main() {
     for (int C : {384, 768, 3072}) {  // MiniLM, BERT-base hidden, BERT-base intermediate
       const size_t n = (size_t)N * C;
       Buf x(n), r(n), out(n), h(n), mean(N), rstd(N), gamma(C, 0.5f, 1.5f), beta(C), dout(n),
-          dh(n), dg(C), db(C), pre(n), dpre(n), bias(C);
+          dh(n), dg(C), db(C), pre(n), dpre(n), bias(C), lowbuf((n + 1) / 2);
+      uint16_t* low = reinterpret_cast<uint16_t*>(lowbuf.p);  // (n) bf16 side outputs
       char sh[64];
       std::snprintf(sh, sizeof sh, "N=%d C=%d", N, C);
       row("layernorm+residual fwd", sh, time_us([&] {
@@ -291,8 +294,8 @@ int main() {
       const double fwd_b = F * (4.0 * n + 2.0 * N + 2.0 * C);  // y, residual, out, h
       const double bwd_b = F * (4.0 * n + 2.0 * N + 3.0 * C);  // dout, h, dh, dy
       const double tf = time_us([&] {
-        return bj_cuda_dropout_layernorm_forward(out.p, mean.p, rstd.p, h.p, x.p, r.p, gamma.p,
-                                                 beta.p, N, C, 1e-12f, p, 7, 0, nullptr);
+        return bj_cuda_dropout_layernorm_forward(out.p, nullptr, mean.p, rstd.p, h.p, x.p, r.p,
+                                                 gamma.p, beta.p, N, C, 1e-12f, p, 7, 0, nullptr);
       }, 50);
       const double tfu = time_us([&] {
         const int rc = bj_cuda_dropout_forward(pre.p, x.p, (int64_t)n, p, 7, 0, nullptr);
@@ -301,8 +304,9 @@ int main() {
                                                        gamma.p, beta.p, N, C, 1e-12f, nullptr);
       }, 50);
       const double tb = time_us([&] {
-        return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, dg.p, db.p, dout.p, h.p, mean.p,
-                                                  rstd.p, gamma.p, N, C, p, 7, 0, nullptr);
+        return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, nullptr, dg.p, db.p, dout.p, h.p,
+                                                  mean.p, rstd.p, gamma.p, N, C, p, 7, 0,
+                                                  nullptr);
       }, 50);
       const double tbu = time_us([&] {
         const int rc = bj_cuda_layernorm_backward(dh.p, dg.p, db.p, dout.p, h.p, mean.p, rstd.p,
@@ -314,15 +318,64 @@ int main() {
       row("dropout+LN fwd 2 ops p=0.1", sh, tfu, fwd_b);
       row("dropout+LN bwd fused p=0.1", sh, tb, bwd_b);
       row("dropout+LN bwd 2 ops p=0.1", sh, tbu, bwd_b);
+      // with the bf16 side output (out_low / dy_low / dpre_low) vs the op then to_bf16 (the GELU
+      // backward rows with dbias)
+      const double lb = 2.0 * n;  // the bf16 copy's bytes
+      row("dropout+LN fwd +bf16", sh, time_us([&] {
+            return bj_cuda_dropout_layernorm_forward(out.p, low, mean.p, rstd.p, h.p, x.p, r.p,
+                                                     gamma.p, beta.p, N, C, 1e-12f, p, 7, 0,
+                                                     nullptr);
+          }, 50),
+          fwd_b + lb);
+      row("dropout+LN fwd +to_bf16", sh, time_us([&] {
+            const int rc = bj_cuda_dropout_layernorm_forward(out.p, nullptr, mean.p, rstd.p, h.p,
+                                                             x.p, r.p, gamma.p, beta.p, N, C,
+                                                             1e-12f, p, 7, 0, nullptr);
+            return rc != BJ_OK ? rc : bj_cuda_to_bf16(low, out.p, (int64_t)n, nullptr);
+          }, 50),
+          fwd_b + lb);
+      row("dropout+LN bwd +bf16", sh, time_us([&] {
+            return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, low, dg.p, db.p, dout.p, h.p,
+                                                      mean.p, rstd.p, gamma.p, N, C, p, 7, 0,
+                                                      nullptr);
+          }, 50),
+          bwd_b + lb);
+      row("dropout+LN bwd +to_bf16", sh, time_us([&] {
+            const int rc = bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, nullptr, dg.p, db.p,
+                                                              dout.p, h.p, mean.p, rstd.p,
+                                                              gamma.p, N, C, p, 7, 0, nullptr);
+            return rc != BJ_OK ? rc : bj_cuda_to_bf16(low, dpre.p, (int64_t)n, nullptr);
+          }, 50),
+          bwd_b + lb);
       row("bias+gelu fwd", sh, time_us([&] {
-            return bj_cuda_bias_gelu_forward(out.p, pre.p, x.p, bias.p, N, C, nullptr);
+            return bj_cuda_bias_gelu_forward(out.p, nullptr, pre.p, x.p, bias.p, N, C, nullptr);
           }, 50),
           F * (3.0 * n + C));
+      row("bias+gelu fwd +bf16", sh, time_us([&] {
+            return bj_cuda_bias_gelu_forward(out.p, low, pre.p, x.p, bias.p, N, C, nullptr);
+          }, 50),
+          F * (3.0 * n + C) + lb);
+      row("bias+gelu fwd +to_bf16", sh, time_us([&] {
+            const int rc =
+                bj_cuda_bias_gelu_forward(out.p, nullptr, pre.p, x.p, bias.p, N, C, nullptr);
+            return rc != BJ_OK ? rc : bj_cuda_to_bf16(low, out.p, (int64_t)n, nullptr);
+          }, 50),
+          F * (3.0 * n + C) + lb);
       both("bias+gelu bwd (+dbias)", "bias_gelu_backward", sh, F * (3.0 * n + C), 50, [&] {
-        return bj_cuda_bias_gelu_backward(dpre.p, db.p, dout.p, pre.p, N, C, nullptr);
+        return bj_cuda_bias_gelu_backward(dpre.p, nullptr, db.p, dout.p, pre.p, N, C, nullptr);
       });
+      both("bias+gelu bwd +bf16", "bias_gelu_backward", sh, F * (3.0 * n + C) + lb, 50,
+           [&] {
+             return bj_cuda_bias_gelu_backward(dpre.p, low, db.p, dout.p, pre.p, N, C, nullptr);
+           });
+      row("bias+gelu bwd +to_bf16", sh, time_us([&] {
+            const int rc =
+                bj_cuda_bias_gelu_backward(dpre.p, nullptr, db.p, dout.p, pre.p, N, C, nullptr);
+            return rc != BJ_OK ? rc : bj_cuda_to_bf16(low, dpre.p, (int64_t)n, nullptr);
+          }, 50),
+          F * (3.0 * n + C) + lb);
       both("bias+gelu bwd in place", "bias_gelu_backward", sh, F * (3.0 * n + C), 50, [&] {
-        return bj_cuda_bias_gelu_backward(dh.p, db.p, dh.p, pre.p, N, C, nullptr);
+        return bj_cuda_bias_gelu_backward(dh.p, nullptr, db.p, dh.p, pre.p, N, C, nullptr);
       });
       both("bias_backward", "bias_backward", sh, F * (1.0 * n + C), 50, [&] {
         return bj_cuda_bias_backward(db.p, dout.p, N, C, nullptr);

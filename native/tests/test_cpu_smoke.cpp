@@ -74,11 +74,13 @@ double fd_rel_err(std::vector<float>& x, const std::vector<float>& analytic,
 
 void test_gelu_tanh() {
   float x[3] = {1.0f, -1.0f, 0.0f}, pre[3], out[3], g[3] = {1, 1, 1}, dpre[3];
-  ok_rc(bj_cpu_bias_gelu_forward(out, pre, x, nullptr, 1, 3, nullptr), "bias_gelu_forward");
+  ok_rc(bj_cpu_bias_gelu_forward(out, nullptr, pre, x, nullptr, 1, 3, nullptr),
+        "bias_gelu_forward");
   near(out[0], 0.8413447, 1e-6, "gelu(1)");
   near(out[1], -0.1586553, 1e-6, "gelu(-1)");
   near(out[2], 0.0, 0.0, "gelu(0)");
-  ok_rc(bj_cpu_bias_gelu_backward(dpre, nullptr, g, pre, 1, 3, nullptr), "bias_gelu_backward");
+  ok_rc(bj_cpu_bias_gelu_backward(dpre, nullptr, nullptr, g, pre, 1, 3, nullptr),
+        "bias_gelu_backward");
   near(dpre[0], 1.0833155, 1e-6, "gelu'(1)");
   near(dpre[1], -0.0833155, 1e-6, "gelu'(-1)");
   near(dpre[2], 0.5, 1e-7, "gelu'(0)");
@@ -288,9 +290,11 @@ void test_gelu_accuracy() {
   const int n = 20001;
   std::vector<float> x(n), out(n), pre(n), g(n, 1.0f), dpre(n);
   for (int i = 0; i < n; ++i) x[i] = -10.0f + 20.0f * (float)i / (float)(n - 1);
-  ok_rc(bj_cpu_bias_gelu_forward(out.data(), pre.data(), x.data(), nullptr, 1, n, nullptr),
+  ok_rc(bj_cpu_bias_gelu_forward(out.data(), nullptr, pre.data(), x.data(), nullptr, 1, n,
+                                 nullptr),
         "bias_gelu_forward (accuracy)");
-  ok_rc(bj_cpu_bias_gelu_backward(dpre.data(), nullptr, g.data(), pre.data(), 1, n, nullptr),
+  ok_rc(bj_cpu_bias_gelu_backward(dpre.data(), nullptr, nullptr, g.data(), pre.data(), 1, n,
+                                  nullptr),
         "bias_gelu_backward (accuracy)");
   double max_rel = 0, max_abs = 0, max_abs_g = 0;
   for (int i = 0; i < n; ++i) {
@@ -308,7 +312,8 @@ void test_gelu_accuracy() {
   near(max_abs, 0, 1e-6, "gelu max absolute error");
   near(max_abs_g, 0, 1e-6, "gelu' max absolute error");
   float sp[3] = {INFINITY, NAN, 1e30f}, so[3], sq[3];
-  ok_rc(bj_cpu_bias_gelu_forward(so, sq, sp, nullptr, 1, 3, nullptr), "gelu special values");
+  ok_rc(bj_cpu_bias_gelu_forward(so, nullptr, sq, sp, nullptr, 1, 3, nullptr),
+        "gelu special values");
   check(so[0] == INFINITY && std::isnan(so[1]) && so[2] == 1e30f, "gelu(inf, nan, 1e30)");
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bertj.h"
+#include "bertj_bf16.h"
 
 namespace {
 int g_pass = 0, g_fail = 0;
@@ -152,6 +153,51 @@ std::string fmt(const char* f, ...) {
   std::vsnprintf(buf, sizeof buf, f, ap);
   va_end(ap);
   return buf;
+}
+
+// An argument error: the call returns BJ_ERR_INVALID and the message names `op`.
+void expect_invalid(const std::string& name, int rc, bool cuda, const char* op) {
+  const char* msg = cuda ? bj_cuda_last_error() : bj_cpu_last_error();
+  const bool ok = rc == BJ_ERR_INVALID && std::strstr(msg, op) != nullptr;
+  (ok ? g_pass : g_fail)++;
+  std::printf("%-30s %-44s rc %d: %s  %s\n", name.c_str(), cuda ? "cuda" : "cpu", rc, msg,
+              ok ? "PASS" : "FAIL");
+}
+
+// The bf16 bits of x, by the CPU's to_bf16 (bertj_bf16.h: the same rounding as the CUDA one).
+std::vector<uint16_t> bf16_of(const std::vector<float>& x) {
+  std::vector<uint16_t> b(x.size());
+  bj_cpu_to_bf16(b.data(), x.data(), (int64_t)x.size(), nullptr);
+  return b;
+}
+// A bf16 side output (out_low, dy_low, dpre_low): CUDA's is bit for bit to_bf16 of CUDA's fp32
+// output (glow, gf), and the same bits as the CPU's (clow, of cf) wherever the two fp32 outputs
+// have the same bits; where they differ (a few 1e-7 relative) the bf16 may be a neighbour, within
+// |gf - cf| + 2^-8 (|gf| + |cf|) (each rounding moves a value by at most 2^-8 of it). (The CPU's
+// own clow == to_bf16(cf) is checked where it is computed.)
+void report_low(const std::string& name, const std::string& shape,
+                const std::vector<uint16_t>& glow, const std::vector<float>& gf,
+                const std::vector<uint16_t>& clow, const std::vector<float>& cf) {
+  report_bits(name + " cuda=to_bf16", shape, same_bits(glow, bf16_of(gf)));
+  bool ok = glow.size() == clow.size() && gf.size() == cf.size() && gf.size() == glow.size();
+  size_t f32_differ = 0, bf16_differ = 0;
+  for (size_t i = 0; ok && i < gf.size(); ++i) {
+    if (glow[i] == clow[i]) continue;
+    ++bf16_differ;
+    if (std::memcmp(&gf[i], &cf[i], sizeof(float)) == 0) {
+      ok = false;  // the same fp32 value, different bf16
+      break;
+    }
+    const double a = bj_bf16_bits_to_f32(glow[i]), b = bj_bf16_bits_to_f32(clow[i]);
+    const double bound = std::fabs((double)gf[i] - cf[i]) +
+                         std::ldexp(std::fabs((double)gf[i]) + std::fabs((double)cf[i]), -8);
+    if (!(std::fabs(a - b) <= bound)) ok = false;
+  }
+  for (size_t i = 0; i < gf.size() && i < cf.size(); ++i)
+    if (std::memcmp(&gf[i], &cf[i], sizeof(float)) != 0) ++f32_differ;
+  (ok ? g_pass : g_fail)++;
+  std::printf("%-30s %-44s %zu of %zu f32 differ, %zu bf16  %s\n", (name + " cuda~cpu").c_str(),
+              shape.c_str(), f32_differ, gf.size(), bf16_differ, ok ? "PASS" : "FAIL");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -343,7 +389,9 @@ void test_layernorm() {
 
 // dropout_layernorm_{forward,backward}: CUDA vs CPU, and on each backend bit-identical to the
 // unfused dropout_forward + layernorm_forward (layernorm_backward + dropout_backward). Also the
-// layer norm backward's v1 kernel (BJ_LN_IMPL=v1) against the default v2.
+// layer norm backward's v1 kernel (BJ_LN_IMPL=v1) against the default v2, and the bf16 side
+// outputs out_low / dy_low (to_bf16 of out / dy; the fp32 outputs unchanged by asking for them),
+// every other shape with a low pointer off 8-byte alignment (scalar bf16 stores).
 void test_dropout_layernorm() {
   struct S {
     int N, C;
@@ -355,6 +403,8 @@ void test_dropout_layernorm() {
               S{64, 384, 0.1f, true, true, 0}, S{70, 3072, 0.1f, true, false, 0},
               S{19, 1536, 0.0f, true, false, 0}, S{9, 768, 0.1f, false, false, 1},
               S{300, 256, 0.3f, true, true, 0}, S{3, 6000, 0.1f, true, false, 0}}) {
+    static int shape_no = 0;
+    const int lowpad = shape_no++ % 2;  // uint16 elements before the bf16 side outputs
     const std::string sh = fmt("N=%d C=%d p=%.1f res=%d alias=%d pad=%d", s.N, s.C, s.p, s.res,
                                s.alias, s.pad);
     const size_t n = (size_t)s.N * s.C;
@@ -365,10 +415,23 @@ void test_dropout_layernorm() {
     std::vector<float> out(n), mean(s.N), rstd(s.N), h(n), yc = y;
     float* co = s.alias ? yc.data() : out.data();
     CPU_OK("dropout_layernorm_forward", sh,
-           bj_cpu_dropout_layernorm_forward(co, mean.data(), rstd.data(), h.data(), yc.data(),
-                                            cres, gamma.data(), beta.data(), s.N, s.C, 1e-12f,
-                                            s.p, seed, offset, nullptr));
+           bj_cpu_dropout_layernorm_forward(co, nullptr, mean.data(), rstd.data(), h.data(),
+                                            yc.data(), cres, gamma.data(), beta.data(), s.N, s.C,
+                                            1e-12f, s.p, seed, offset, nullptr));
     std::vector<float> fused(co, co + n);
+    // with out_low: the same fp32 outputs, out_low = to_bf16(out)
+    std::vector<uint16_t> clow(n);
+    {
+      std::vector<float> o2(n), m2(s.N), r2(s.N), h2(n), y2 = y;
+      float* co2 = s.alias ? y2.data() : o2.data();
+      CPU_OK("dropout_layernorm_forward (out_low)", sh,
+             bj_cpu_dropout_layernorm_forward(co2, clow.data(), m2.data(), r2.data(), h2.data(),
+                                              y2.data(), cres, gamma.data(), beta.data(), s.N,
+                                              s.C, 1e-12f, s.p, seed, offset, nullptr));
+      report_bits("dropout_layernorm_fwd cpu out_low", sh,
+                  same_bits(std::vector<float>(co2, co2 + n), fused) && same_bits(m2, mean) &&
+                      same_bits(r2, rstd) && same_bits(h2, h) && same_bits(clow, bf16_of(fused)));
+    }
     std::vector<float> u_out(n), u_mean(s.N), u_rstd(s.N), u_h(n), yd(n);
     CPU_OK("dropout_forward", sh,
            bj_cpu_dropout_forward(yd.data(), y.data(), (int64_t)n, s.p, seed, offset, nullptr));
@@ -383,13 +446,31 @@ void test_dropout_layernorm() {
         grstd(s.N), gh(n, s.pad);
     float* go = s.alias ? gy.p : gout.p;
     if (GPU_OK("dropout_layernorm_forward", sh,
-               bj_cuda_dropout_layernorm_forward(go, gmean.p, grstd.p, gh.p, gy.p,
+               bj_cuda_dropout_layernorm_forward(go, nullptr, gmean.p, grstd.p, gh.p, gy.p,
                                                  s.res ? gr.p : nullptr, gg.p, gb.p, s.N, s.C,
                                                  1e-12f, s.p, seed, offset, nullptr))) {
       const auto gfused = s.alias ? gy.get() : gout.get();
       report("dropout_layernorm_fwd out", sh, rel(gfused, fused), kFwd);
       report("dropout_layernorm_fwd rstd", sh, rel(grstd.get(), rstd), kFwd);
       report_bits("dropout_layernorm_fwd h", sh, same_bits(gh.get(), h));
+      // with out_low: the same fp32 outputs, out_low = to_bf16(out)
+      {
+        Dev<float> gy5(y, s.pad), go5(n, s.pad), gm5(s.N), gs5(s.N), gh5(n, s.pad);
+        Dev<uint16_t> glow(n, lowpad);
+        float* go5_ = s.alias ? gy5.p : go5.p;
+        if (GPU_OK("dropout_layernorm_forward (out_low)", sh,
+                   bj_cuda_dropout_layernorm_forward(go5_, glow.p, gm5.p, gs5.p, gh5.p, gy5.p,
+                                                     s.res ? gr.p : nullptr, gg.p, gb.p, s.N,
+                                                     s.C, 1e-12f, s.p, seed, offset,
+                                                     nullptr))) {
+          const auto o5 = s.alias ? gy5.get() : go5.get();
+          report_bits("dropout_layernorm_fwd out_low f32", sh + fmt(" lowpad=%d", lowpad),
+                      same_bits(o5, gfused) && same_bits(gm5.get(), gmean.get()) &&
+                          same_bits(gs5.get(), grstd.get()) && same_bits(gh5.get(), gh.get()));
+          report_low("dropout_layernorm_fwd out_low", sh + fmt(" lowpad=%d", lowpad), glow.get(),
+                     o5, clow, fused);
+        }
+      }
       Dev<float> gy2(y, s.pad), gd(n, s.pad), go2(n, s.pad), gm2(s.N), gs2(s.N), gh2(n, s.pad);
       if (GPU_OK("dropout_forward", sh,
                  bj_cuda_dropout_forward(gd.p, gy2.p, (int64_t)n, s.p, seed, offset, nullptr)) &&
@@ -406,10 +487,24 @@ void test_dropout_layernorm() {
     std::vector<float> dh(n), dy(n), dg = dg0, db = db0, doutc = dout;
     float* cdh = s.alias ? doutc.data() : dh.data();  // alias: dh aliases dout
     CPU_OK("dropout_layernorm_backward", sh,
-           bj_cpu_dropout_layernorm_backward(cdh, dy.data(), dg.data(), db.data(), doutc.data(),
-                                             h.data(), mean.data(), rstd.data(), gamma.data(),
-                                             s.N, s.C, s.p, seed, offset, nullptr));
+           bj_cpu_dropout_layernorm_backward(cdh, dy.data(), nullptr, dg.data(), db.data(),
+                                             doutc.data(), h.data(), mean.data(), rstd.data(),
+                                             gamma.data(), s.N, s.C, s.p, seed, offset, nullptr));
     std::vector<float> cdhv(cdh, cdh + n);
+    // with dy_low: the same fp32 outputs, dy_low = to_bf16(dy)
+    std::vector<uint16_t> cylow(n);
+    {
+      std::vector<float> dh2(n), dy2(n), dg2 = dg0, db2 = db0, dout2 = dout;
+      float* cdh2 = s.alias ? dout2.data() : dh2.data();
+      CPU_OK("dropout_layernorm_backward (dy_low)", sh,
+             bj_cpu_dropout_layernorm_backward(cdh2, dy2.data(), cylow.data(), dg2.data(),
+                                               db2.data(), dout2.data(), h.data(), mean.data(),
+                                               rstd.data(), gamma.data(), s.N, s.C, s.p, seed,
+                                               offset, nullptr));
+      report_bits("dropout_layernorm_bwd cpu dy_low", sh,
+                  same_bits(std::vector<float>(cdh2, cdh2 + n), cdhv) && same_bits(dy2, dy) &&
+                      same_bits(dg2, dg) && same_bits(db2, db) && same_bits(cylow, bf16_of(dy)));
+    }
     {
       std::vector<float> udh(n), udy(n), udg = dg0, udb = db0;
       CPU_OK("layernorm_backward", sh,
@@ -426,14 +521,31 @@ void test_dropout_layernorm() {
         gm3(mean), gs3(rstd);
     float* gdh_ = s.alias ? gdout.p : gdh.p;
     if (GPU_OK("dropout_layernorm_backward", sh,
-               bj_cuda_dropout_layernorm_backward(gdh_, gdy.p, gdg.p, gdb.p, gdout.p, gh3.p, gm3.p,
-                                                  gs3.p, gg.p, s.N, s.C, s.p, seed, offset,
-                                                  nullptr))) {
+               bj_cuda_dropout_layernorm_backward(gdh_, gdy.p, nullptr, gdg.p, gdb.p, gdout.p,
+                                                  gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C, s.p, seed,
+                                                  offset, nullptr))) {
       const auto gdhv = s.alias ? gdout.get() : gdh.get();
       report("dropout_layernorm_bwd dh", sh, rel(gdhv, cdhv), kBwd);
       report("dropout_layernorm_bwd dy", sh, rel(gdy.get(), dy), kBwd);
       report("dropout_layernorm_bwd dgamma", sh, rel(gdg.get(), dg), kBwd);
       report("dropout_layernorm_bwd dbeta", sh, rel(gdb.get(), db), kBwd);
+      // with dy_low: the same fp32 outputs, dy_low = to_bf16(dy)
+      Dev<uint16_t> gylow(n, lowpad);
+      {
+        Dev<float> gdout5(dout, s.pad), gdh5(n, s.pad), gdy5(n, s.pad), gdg5(dg0), gdb5(db0);
+        float* gdh5_ = s.alias ? gdout5.p : gdh5.p;
+        if (GPU_OK("dropout_layernorm_backward (dy_low)", sh,
+                   bj_cuda_dropout_layernorm_backward(gdh5_, gdy5.p, gylow.p, gdg5.p, gdb5.p,
+                                                      gdout5.p, gh3.p, gm3.p, gs3.p, gg.p, s.N,
+                                                      s.C, s.p, seed, offset, nullptr))) {
+          report_bits("dropout_layernorm_bwd dy_low f32", sh + fmt(" lowpad=%d", lowpad),
+                      same_bits(s.alias ? gdout5.get() : gdh5.get(), gdhv) &&
+                          same_bits(gdy5.get(), gdy.get()) && same_bits(gdg5.get(), gdg.get()) &&
+                          same_bits(gdb5.get(), gdb.get()));
+          report_low("dropout_layernorm_bwd dy_low", sh + fmt(" lowpad=%d", lowpad), gylow.get(),
+                     gdy.get(), cylow, dy);
+        }
+      }
       // unfused on the GPU: the same bits
       Dev<float> gdout2(dout, s.pad), udh(n, s.pad), udy(n, s.pad), udg(dg0), udb(db0);
       if (GPU_OK("layernorm_backward", sh,
@@ -447,9 +559,9 @@ void test_dropout_layernorm() {
       // dy may be NULL: dh and the parameter gradients alone
       Dev<float> gdout3(dout, s.pad), ndh(n, s.pad), ndg(dg0), ndb(db0);
       if (GPU_OK("dropout_layernorm_backward (dy NULL)", sh,
-                 bj_cuda_dropout_layernorm_backward(ndh.p, nullptr, ndg.p, ndb.p, gdout3.p, gh3.p,
-                                                    gm3.p, gs3.p, gg.p, s.N, s.C, s.p, seed,
-                                                    offset, nullptr)))
+                 bj_cuda_dropout_layernorm_backward(ndh.p, nullptr, nullptr, ndg.p, ndb.p, gdout3.p,
+                                                    gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C, s.p,
+                                                    seed, offset, nullptr)))
         report_bits("dropout_layernorm_bwd dy=NULL", sh,
                     same_bits(ndh.get(), udh.get()) && same_bits(ndg.get(), udg.get()));
       // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np, v2l2, v3, v3a; v3g/v3gp,
@@ -473,20 +585,22 @@ void test_dropout_layernorm() {
         }
       }
       // the fused backward without prefetch (v2np) and with v3's launches / partial sum (v3,
-      // v3a, v3g): the same dh and dy bits; v3, v3a and v3g the same dgamma/dbeta bits as each
-      // other, and deterministic (a rerun adds the same bits)
+      // v3a, v3g): the same dh, dy and dy_low bits; v3, v3a and v3g the same dgamma/dbeta bits
+      // as each other, and deterministic (a rerun adds the same bits)
       std::vector<float> v3dg, v3db;
       for (const char* impl : {"v2np", "v3", "v3a"}) {
         setenv("BJ_LN_IMPL", impl, 1);
         Dev<float> gdout4(dout, s.pad), pdh(n, s.pad), pdy(n, s.pad), pdg(dg0), pdb(db0);
+        Dev<uint16_t> plow(n, lowpad);
         const std::string what = std::string("dropout_layernorm_backward ") + impl;
         const bool ran = GPU_OK(what, sh,
                                 bj_cuda_dropout_layernorm_backward(
-                                    pdh.p, pdy.p, pdg.p, pdb.p, gdout4.p, gh3.p, gm3.p, gs3.p,
-                                    gg.p, s.N, s.C, s.p, seed, offset, nullptr));
+                                    pdh.p, pdy.p, plow.p, pdg.p, pdb.p, gdout4.p, gh3.p, gm3.p,
+                                    gs3.p, gg.p, s.N, s.C, s.p, seed, offset, nullptr));
         if (ran) {
           report_bits(std::string("dropout_layernorm_bwd ") + impl + " = v2", sh,
-                      same_bits(pdh.get(), udh.get()) && same_bits(pdy.get(), gdy.get()));
+                      same_bits(pdh.get(), udh.get()) && same_bits(pdy.get(), gdy.get()) &&
+                          same_bits(plow.get(), gylow.get()));
           report(std::string("dropout_layernorm_bwd ") + impl + " dgamma", sh, rel(pdg.get(), dg),
                  kBwd);
           report(std::string("dropout_layernorm_bwd ") + impl + " dbeta", sh, rel(pdb.get(), db),
@@ -503,13 +617,13 @@ void test_dropout_layernorm() {
           // again from the result: the same partial sums are added to the same values
           Dev<float> rdg(pdg.get()), rdb(pdb.get()), qdg(pdg.get()), qdb(pdb.get());
           if (GPU_OK(what, sh,
-                     bj_cuda_dropout_layernorm_backward(pdh.p, pdy.p, rdg.p, rdb.p, gdout4.p,
-                                                        gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C, s.p,
-                                                        seed, offset, nullptr)) &&
+                     bj_cuda_dropout_layernorm_backward(pdh.p, pdy.p, nullptr, rdg.p, rdb.p,
+                                                        gdout4.p, gh3.p, gm3.p, gs3.p, gg.p, s.N,
+                                                        s.C, s.p, seed, offset, nullptr)) &&
               GPU_OK(what, sh,
-                     bj_cuda_dropout_layernorm_backward(pdh.p, pdy.p, qdg.p, qdb.p, gdout4.p,
-                                                        gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C, s.p,
-                                                        seed, offset, nullptr)))
+                     bj_cuda_dropout_layernorm_backward(pdh.p, pdy.p, nullptr, qdg.p, qdb.p,
+                                                        gdout4.p, gh3.p, gm3.p, gs3.p, gg.p, s.N,
+                                                        s.C, s.p, seed, offset, nullptr)))
             report_bits(std::string("dropout_layernorm_bwd ") + impl + " (rerun)", sh,
                         same_bits(rdg.get(), qdg.get()) && same_bits(rdb.get(), qdb.get()));
         }
@@ -517,8 +631,31 @@ void test_dropout_layernorm() {
       }
     }
   }
+  // dy_low needs dy
+  {
+    float* dummy = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&dummy), 64 * sizeof(float));
+    std::vector<float> c(64, 1.0f), cg(8, 0.0f);
+    std::vector<uint16_t> clow(64);
+    expect_invalid("error: dy_low without dy",
+                   bj_cpu_dropout_layernorm_backward(c.data(), nullptr, clow.data(), cg.data(),
+                                                     cg.data(), c.data(), c.data(), c.data(),
+                                                     c.data(), c.data(), 8, 8, 0.1f, 1, 0,
+                                                     nullptr),
+                   false, "bj_cpu_dropout_layernorm_backward");
+    expect_invalid("error: dy_low without dy",
+                   bj_cuda_dropout_layernorm_backward(
+                       dummy, nullptr, reinterpret_cast<uint16_t*>(dummy + 32), dummy, dummy,
+                       dummy, dummy, dummy, dummy, dummy, 8, 8, 0.1f, 1, 0, nullptr),
+                   true, "bj_cuda_dropout_layernorm_backward");
+    cudaFree(dummy);
+  }
 }
 
+// bias_add, bias_backward, bias_gelu_forward/backward: CUDA vs CPU; also the bf16 side outputs
+// out_low / dpre_low (to_bf16 of out / dpre; the fp32 outputs unchanged by asking for them; every
+// other shape with a low pointer off 8-byte alignment), and the v1 column partials
+// (BJ_KERNEL_V1=bias_gelu_backward, which convert dpre after) against the default.
 void test_gelu() {
   struct S {
     int N, C;
@@ -526,10 +663,13 @@ void test_gelu() {
   };
   // The column sums take 64 column units (float4, or float when C % 4 != 0) per block: C = 12,
   // 4100 (a partial last tile), 771 (scalar), N from 2 to 1000.
+  int shape_no = 0;
   for (S s : {S{5, 13, true, false}, S{300, 3072, true, false}, S{64, 768, false, true},
               S{1, 1, true, true}, S{130, 1030, true, true}, S{1000, 12, true, true},
               S{37, 4100, true, false}, S{513, 771, true, false}, S{2, 3, true, false}}) {
+    const int lowpad = shape_no++ % 2;  // uint16 elements before the bf16 side outputs
     const std::string sh = fmt("N=%d C=%d bias=%d alias=%d", s.N, s.C, s.bias, s.alias);
+    const std::string shl = sh + fmt(" lowpad=%d", lowpad);
     const size_t n = (size_t)s.N * s.C;
     {
       auto x = randn(n), b = randv(s.C);
@@ -547,21 +687,45 @@ void test_gelu() {
     }
     {
       auto x = randn(n, 2.0f), b = randv(s.C);
+      const std::vector<float> x0 = x;
       std::vector<float> out(n), pre(n);
       Dev<float> gx(x), gb(b), gout(n), gpre(n);
       float* cpre = s.alias ? x.data() : pre.data();
       float* gpre_ = s.alias ? gx.p : gpre.p;
       CPU_OK("bias_gelu_forward", sh,
-             bj_cpu_bias_gelu_forward(out.data(), cpre, x.data(), s.bias ? b.data() : nullptr,
-                                      s.N, s.C, nullptr));
+             bj_cpu_bias_gelu_forward(out.data(), nullptr, cpre, x.data(),
+                                      s.bias ? b.data() : nullptr, s.N, s.C, nullptr));
+      // with out_low: the same fp32 outputs, out_low = to_bf16(out)
+      std::vector<uint16_t> clow(n);
+      {
+        std::vector<float> x2 = x0, out2(n), pre2(n);
+        float* cpre2 = s.alias ? x2.data() : pre2.data();
+        CPU_OK("bias_gelu_forward (out_low)", sh,
+               bj_cpu_bias_gelu_forward(out2.data(), clow.data(), cpre2, x2.data(),
+                                        s.bias ? b.data() : nullptr, s.N, s.C, nullptr));
+        report_bits("bias_gelu_forward cpu out_low", sh,
+                    same_bits(out2, out) && same_bits(x2, x) && same_bits(pre2, pre) &&
+                        same_bits(clow, bf16_of(out)));
+      }
       if (GPU_OK("bias_gelu_forward", sh,
-                 bj_cuda_bias_gelu_forward(gout.p, gpre_, gx.p, s.bias ? gb.p : nullptr, s.N, s.C,
-                                           nullptr))) {
+                 bj_cuda_bias_gelu_forward(gout.p, nullptr, gpre_, gx.p, s.bias ? gb.p : nullptr,
+                                           s.N, s.C, nullptr))) {
         report("bias_gelu_forward out", sh, rel(gout.get(), out), kFwd);
         report("bias_gelu_forward pre", sh,
                rel(s.alias ? gx.get() : gpre.get(), std::vector<float>(cpre, cpre + n)), kFwd);
+        Dev<float> gx2(x0), gout2(n), gpre2(n);
+        Dev<uint16_t> glow(n, lowpad);
+        if (GPU_OK("bias_gelu_forward (out_low)", sh,
+                   bj_cuda_bias_gelu_forward(gout2.p, glow.p, s.alias ? gx2.p : gpre2.p, gx2.p,
+                                             s.bias ? gb.p : nullptr, s.N, s.C, nullptr))) {
+          report_bits("bias_gelu_forward out_low f32", shl,
+                      same_bits(gout2.get(), gout.get()) && same_bits(gx2.get(), gx.get()) &&
+                          (s.alias || same_bits(gpre2.get(), gpre.get())));
+          report_low("bias_gelu_forward out_low", shl, glow.get(), gout2.get(), clow, out);
+        }
       }
       auto dout = randv(n), db = randv(s.C);
+      const std::vector<float> dout0 = dout;
       const std::vector<float> gdb0 = db;
       std::vector<float> dpre(n);
       std::vector<float> prev(cpre, cpre + n);
@@ -570,19 +734,55 @@ void test_gelu() {
       float* gd = s.alias ? gdout.p : gdpre.p;
       const bool with_db = s.bias;
       CPU_OK("bias_gelu_backward", sh,
-             bj_cpu_bias_gelu_backward(cd, with_db ? db.data() : nullptr, dout.data(),
+             bj_cpu_bias_gelu_backward(cd, nullptr, with_db ? db.data() : nullptr, dout.data(),
                                        prev.data(), s.N, s.C, nullptr));
+      const std::vector<float> cdv(cd, cd + n);
+      // with dpre_low: the same fp32 outputs, dpre_low = to_bf16(dpre)
+      std::vector<uint16_t> cdlow(n);
+      {
+        std::vector<float> dout2 = dout0, dpre2(n), db2 = gdb0;
+        float* cd2 = s.alias ? dout2.data() : dpre2.data();
+        CPU_OK("bias_gelu_backward (dpre_low)", sh,
+               bj_cpu_bias_gelu_backward(cd2, cdlow.data(), with_db ? db2.data() : nullptr,
+                                         dout2.data(), prev.data(), s.N, s.C, nullptr));
+        report_bits("bias_gelu_backward cpu dpre_low", sh,
+                    same_bits(std::vector<float>(cd2, cd2 + n), cdv) && same_bits(db2, db) &&
+                        same_bits(cdlow, bf16_of(cdv)));
+      }
       if (GPU_OK("bias_gelu_backward", sh,
-                 bj_cuda_bias_gelu_backward(gd, with_db ? gdb.p : nullptr, gdout.p, gp.p, s.N,
-                                            s.C, nullptr))) {
-        report("bias_gelu_backward dpre", sh,
-               rel(s.alias ? gdout.get() : gdpre.get(), std::vector<float>(cd, cd + n)), kBwd);
+                 bj_cuda_bias_gelu_backward(gd, nullptr, with_db ? gdb.p : nullptr, gdout.p, gp.p,
+                                            s.N, s.C, nullptr))) {
+        const auto gdv = s.alias ? gdout.get() : gdpre.get();
+        report("bias_gelu_backward dpre", sh, rel(gdv, cdv), kBwd);
         if (with_db) report("bias_gelu_backward dbias", sh, rel(gdb.get(), db), kBwd);
+        // with dpre_low; with dbias also the v1 column partials (to_bf16 after them)
+        for (const char* v1 : {"", "bias_gelu_backward"}) {
+          if (*v1 != '\0' && !with_db) continue;
+          setenv("BJ_KERNEL_V1", v1, 1);
+          Dev<float> gdout2(dout0), gdpre2(n), gdb2(gdb0);
+          Dev<uint16_t> glow(n, lowpad);
+          const std::string what = std::string("bias_gelu_backward") + (*v1 ? " v1" : "");
+          const bool ran =
+              GPU_OK(what + " (dpre_low)", sh,
+                     bj_cuda_bias_gelu_backward(s.alias ? gdout2.p : gdpre2.p, glow.p,
+                                                with_db ? gdb2.p : nullptr, gdout2.p, gp.p, s.N,
+                                                s.C, nullptr));
+          unsetenv("BJ_KERNEL_V1");
+          if (!ran) continue;
+          const auto gdv2 = s.alias ? gdout2.get() : gdpre2.get();
+          if (*v1 == '\0')
+            report_bits(what + " dpre_low f32", shl,
+                        same_bits(gdv2, gdv) && same_bits(gdb2.get(), gdb.get()));
+          else
+            report_bits(what + " dpre_low: dpre = v2", shl, same_bits(gdv2, gdv));
+          report_low(what + " dpre_low", shl, glow.get(), gdv2, cdlow, cdv);
+        }
       }
       if (with_db && !s.alias) {  // rerun from the same dbias: the same bits
         Dev<float> gdb2(gdb0), gdpre2(n);
         if (GPU_OK("bias_gelu_backward", sh,
-                   bj_cuda_bias_gelu_backward(gdpre2.p, gdb2.p, gdout.p, gp.p, s.N, s.C, nullptr)))
+                   bj_cuda_bias_gelu_backward(gdpre2.p, nullptr, gdb2.p, gdout.p, gp.p, s.N, s.C,
+                                              nullptr)))
           report_bits("bias_gelu_backward (rerun)", sh, same_bits(gdb2.get(), gdb.get()));
       }
     }
@@ -1117,9 +1317,8 @@ int main() {
   report_bits("num_threads", "bj_cuda_num_threads() == 0", bj_cuda_num_threads() == 0);
   // BJ_TEST_ONLY=<names> (comma-separated) runs only those op families (memory, embeddings,
   // layernorm, gelu, tanh, dropout, attention, attention_tc, losses, optimizer, dropout_layernorm,
-  // errors),
-  // e.g. in the emulator.
-  // Whole names: "attention_tc" does not select "attention" (the fp32 op family).
+  // errors), e.g. in the emulator. Whole names: "attention_tc" does not select "attention",
+  // "layernorm" not "dropout_layernorm".
   const char* only_fam = std::getenv("BJ_TEST_ONLY");
   const std::string fams = std::string(",") + (only_fam ? only_fam : "") + ",";
   auto want = [&](const char* fam) {

@@ -176,21 +176,39 @@ public interface Backend extends AutoCloseable {
    * (n) and h (n, c) into hsave when not null; out may be y. The dropout mask of (seed, offset) is
    * the one {@link #dropoutForward} draws for y (element i = row * c + col), and the result has the
    * same bits as {@code dropoutForward} then {@link #layerNormForward}; p = 0 is the layer norm
-   * alone.
+   * alone. outLow (BF16, n * c elements, or null) also gets out rounded to bf16, the same bits as
+   * {@link #toBf16} of out (the next Linear's bf16 input, written in the same pass).
    */
-  void dropoutLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor hsave, Tensor y,
-      Tensor residual, Tensor gamma, Tensor beta, int n, int c, float eps, float p, long seed,
-      long offset);
+  void dropoutLayerNormForward(Tensor out, Tensor outLow, Tensor mean, Tensor rstd, Tensor hsave,
+      Tensor y, Tensor residual, Tensor gamma, Tensor beta, int n, int c, float eps, float p,
+      long seed, long offset);
+
+  /** {@link #dropoutLayerNormForward} without the bf16 copy (outLow null). */
+  default void dropoutLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor hsave,
+      Tensor y, Tensor residual, Tensor gamma, Tensor beta, int n, int c, float eps, float p,
+      long seed, long offset) {
+    dropoutLayerNormForward(out, null, mean, rstd, hsave, y, residual, gamma, beta, n, c, eps, p,
+        seed, offset);
+  }
 
   /**
    * Its backward: dh = dLoss/dh, the residual's gradient (written); dy = dh * keep / (1 - p), y's
    * gradient with the same mask (written; may be null); dgamma, dbeta accumulated. dh and dy may
    * be dout, not each other. Same bits as {@link #layerNormBackward} then {@link
-   * #dropoutBackward}.
+   * #dropoutBackward}. dyLow (BF16, n * c elements, or null; needs dy) also gets dy rounded to
+   * bf16, the same bits as {@link #toBf16} of dy.
    */
-  void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dgamma, Tensor dbeta, Tensor dout,
-      Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c, float p, long seed,
-      long offset);
+  void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dyLow, Tensor dgamma, Tensor dbeta,
+      Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c, float p,
+      long seed, long offset);
+
+  /** {@link #dropoutLayerNormBackward} without the bf16 copy (dyLow null). */
+  default void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dgamma, Tensor dbeta,
+      Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c, float p,
+      long seed, long offset) {
+    dropoutLayerNormBackward(dh, dy, null, dgamma, dbeta, dout, h, mean, rstd, gamma, n, c, p,
+        seed, offset);
+  }
 
   // ---- bias, GELU, tanh ----
 
@@ -198,11 +216,30 @@ public interface Backend extends AutoCloseable {
 
   void biasBackward(Tensor dbias, Tensor dout, int n, int c);
 
-  /** pre = x + bias (bias may be null; pre may be x); out = gelu(pre) (exact erf). */
-  void biasGeluForward(Tensor out, Tensor pre, Tensor x, Tensor bias, int n, int c);
+  /**
+   * pre = x + bias (bias may be null; pre may be x); out = gelu(pre) (exact erf). outLow (BF16,
+   * n * c elements, or null) also gets out rounded to bf16, the same bits as {@link #toBf16} of
+   * out (the next Linear's bf16 input, written in the same pass).
+   */
+  void biasGeluForward(Tensor out, Tensor outLow, Tensor pre, Tensor x, Tensor bias, int n, int c);
 
-  /** dpre = dout * gelu'(pre); dbias += column sums (dbias may be null). */
-  void biasGeluBackward(Tensor dpre, Tensor dbias, Tensor dout, Tensor pre, int n, int c);
+  /** {@link #biasGeluForward} without the bf16 copy (outLow null). */
+  default void biasGeluForward(Tensor out, Tensor pre, Tensor x, Tensor bias, int n, int c) {
+    biasGeluForward(out, null, pre, x, bias, n, c);
+  }
+
+  /**
+   * dpre = dout * gelu'(pre); dbias += column sums (dbias may be null). dpreLow (BF16, n * c
+   * elements, or null) also gets dpre rounded to bf16, the same bits as {@link #toBf16} of dpre.
+   */
+  void biasGeluBackward(Tensor dpre, Tensor dpreLow, Tensor dbias, Tensor dout, Tensor pre, int n,
+      int c);
+
+  /** {@link #biasGeluBackward} without the bf16 copy (dpreLow null). */
+  default void biasGeluBackward(Tensor dpre, Tensor dbias, Tensor dout, Tensor pre, int n,
+      int c) {
+    biasGeluBackward(dpre, null, dbias, dout, pre, n, c);
+  }
 
   void tanhForward(Tensor out, Tensor x);
 

@@ -55,13 +55,13 @@ final class CpuKernels implements Kernels {
   }
 
   @Override
-  public int dropoutLayerNormForward(long out, long mean, long rstd, long hsave, long y, long residual, long gamma, long beta, int n, int c, float eps, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_dropout_layernorm_forward(out, mean, rstd, hsave, y, residual, gamma, beta, n, c, eps, p, seed, offset, stream);
+  public int dropoutLayerNormForward(long out, long outLow, long mean, long rstd, long hsave, long y, long residual, long gamma, long beta, int n, int c, float eps, float p, long seed, long offset, long stream) {
+    return BertjCpu.bj_cpu_dropout_layernorm_forward(out, outLow, mean, rstd, hsave, y, residual, gamma, beta, n, c, eps, p, seed, offset, stream);
   }
 
   @Override
-  public int dropoutLayerNormBackward(long dh, long dy, long dgamma, long dbeta, long dout, long h, long mean, long rstd, long gamma, int n, int c, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_dropout_layernorm_backward(dh, dy, dgamma, dbeta, dout, h, mean, rstd, gamma, n, c, p, seed, offset, stream);
+  public int dropoutLayerNormBackward(long dh, long dy, long dyLow, long dgamma, long dbeta, long dout, long h, long mean, long rstd, long gamma, int n, int c, float p, long seed, long offset, long stream) {
+    return BertjCpu.bj_cpu_dropout_layernorm_backward(dh, dy, dyLow, dgamma, dbeta, dout, h, mean, rstd, gamma, n, c, p, seed, offset, stream);
   }
 
   @Override
@@ -75,13 +75,13 @@ final class CpuKernels implements Kernels {
   }
 
   @Override
-  public int biasGeluForward(long out, long pre, long x, long bias, int n, int c, long stream) {
-    return BertjCpu.bj_cpu_bias_gelu_forward(out, pre, x, bias, n, c, stream);
+  public int biasGeluForward(long out, long outLow, long pre, long x, long bias, int n, int c, long stream) {
+    return BertjCpu.bj_cpu_bias_gelu_forward(out, outLow, pre, x, bias, n, c, stream);
   }
 
   @Override
-  public int biasGeluBackward(long dpre, long dbias, long dout, long pre, int n, int c, long stream) {
-    return BertjCpu.bj_cpu_bias_gelu_backward(dpre, dbias, dout, pre, n, c, stream);
+  public int biasGeluBackward(long dpre, long dpreLow, long dbias, long dout, long pre, int n, int c, long stream) {
+    return BertjCpu.bj_cpu_bias_gelu_backward(dpre, dpreLow, dbias, dout, pre, n, c, stream);
   }
 
   @Override

@@ -30,20 +30,23 @@ interface Kernels {
   int layerNormBackward(long dh, long dgamma, long dbeta, long dout, long h, long mean, long rstd,
       long gamma, int n, int c, long stream);
 
-  int dropoutLayerNormForward(long out, long mean, long rstd, long hsave, long y, long residual,
-      long gamma, long beta, int n, int c, float eps, float p, long seed, long offset, long stream);
+  int dropoutLayerNormForward(long out, long outLow, long mean, long rstd, long hsave, long y,
+      long residual, long gamma, long beta, int n, int c, float eps, float p, long seed,
+      long offset, long stream);
 
-  int dropoutLayerNormBackward(long dh, long dy, long dgamma, long dbeta, long dout, long h,
-      long mean, long rstd, long gamma, int n, int c, float p, long seed, long offset,
+  int dropoutLayerNormBackward(long dh, long dy, long dyLow, long dgamma, long dbeta, long dout,
+      long h, long mean, long rstd, long gamma, int n, int c, float p, long seed, long offset,
       long stream);
 
   int biasAdd(long x, long bias, int n, int c, long stream);
 
   int biasBackward(long dbias, long dout, int n, int c, long stream);
 
-  int biasGeluForward(long out, long pre, long x, long bias, int n, int c, long stream);
+  int biasGeluForward(long out, long outLow, long pre, long x, long bias, int n, int c,
+      long stream);
 
-  int biasGeluBackward(long dpre, long dbias, long dout, long pre, int n, int c, long stream);
+  int biasGeluBackward(long dpre, long dpreLow, long dbias, long dout, long pre, int n, int c,
+      long stream);
 
   int tanhForward(long out, long x, long n, long stream);
 

@@ -187,23 +187,23 @@ abstract class NativeBackend implements Backend {
   }
 
   @Override
-  public void dropoutLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor hsave,
-      Tensor y, Tensor residual, Tensor gamma, Tensor beta, int n, int c, float eps, float p,
-      long seed, long offset) {
+  public void dropoutLayerNormForward(Tensor out, Tensor outLow, Tensor mean, Tensor rstd,
+      Tensor hsave, Tensor y, Tensor residual, Tensor gamma, Tensor beta, int n, int c, float eps,
+      float p, long seed, long offset) {
     positive("n", n);
     positive("c", c);
     probability(p);
     long nc = (long) n * c;
-    ok(k.dropoutLayerNormForward(f32(out, "out", nc), f32(mean, "mean", n), f32(rstd, "rstd", n),
-        f32OrNull(hsave, "hsave", nc), f32(y, "y", nc), f32OrNull(residual, "residual", nc),
-        f32(gamma, "gamma", c), f32(beta, "beta", c), n, c, eps, p, seed, offset, stream()),
-        "dropoutLayerNormForward");
+    ok(k.dropoutLayerNormForward(f32(out, "out", nc), bf16OrNull(outLow, "outLow", nc),
+        f32(mean, "mean", n), f32(rstd, "rstd", n), f32OrNull(hsave, "hsave", nc),
+        f32(y, "y", nc), f32OrNull(residual, "residual", nc), f32(gamma, "gamma", c),
+        f32(beta, "beta", c), n, c, eps, p, seed, offset, stream()), "dropoutLayerNormForward");
   }
 
   @Override
-  public void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dgamma, Tensor dbeta,
-      Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c, float p,
-      long seed, long offset) {
+  public void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dyLow, Tensor dgamma,
+      Tensor dbeta, Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c,
+      float p, long seed, long offset) {
     positive("n", n);
     positive("c", c);
     probability(p);
@@ -213,7 +213,11 @@ abstract class NativeBackend implements Backend {
     if (dyA != 0L && dyA == dhA) {
       throw new IllegalArgumentException("dy must not alias dh (both " + dh + ")");
     }
-    ok(k.dropoutLayerNormBackward(dhA, dyA,
+    long dyLowA = bf16OrNull(dyLow, "dyLow", nc);
+    if (dyLowA != 0L && dyA == 0L) {
+      throw new IllegalArgumentException("dyLow needs dy (dy is null)");
+    }
+    ok(k.dropoutLayerNormBackward(dhA, dyA, dyLowA,
         f32(dgamma, "dgamma", c), f32(dbeta, "dbeta", c), f32(dout, "dout", nc), f32(h, "h", nc),
         f32(mean, "mean", n), f32(rstd, "rstd", n), f32(gamma, "gamma", c), n, c, p, seed, offset,
         stream()), "dropoutLayerNormBackward");
@@ -237,21 +241,25 @@ abstract class NativeBackend implements Backend {
   }
 
   @Override
-  public void biasGeluForward(Tensor out, Tensor pre, Tensor x, Tensor bias, int n, int c) {
+  public void biasGeluForward(Tensor out, Tensor outLow, Tensor pre, Tensor x, Tensor bias, int n,
+      int c) {
     positive("n", n);
     positive("c", c);
     long nc = (long) n * c;
-    ok(k.biasGeluForward(f32(out, "out", nc), f32(pre, "pre", nc), f32(x, "x", nc),
-        f32OrNull(bias, "bias", c), n, c, stream()), "biasGeluForward");
+    ok(k.biasGeluForward(f32(out, "out", nc), bf16OrNull(outLow, "outLow", nc),
+        f32(pre, "pre", nc), f32(x, "x", nc), f32OrNull(bias, "bias", c), n, c, stream()),
+        "biasGeluForward");
   }
 
   @Override
-  public void biasGeluBackward(Tensor dpre, Tensor dbias, Tensor dout, Tensor pre, int n, int c) {
+  public void biasGeluBackward(Tensor dpre, Tensor dpreLow, Tensor dbias, Tensor dout, Tensor pre,
+      int n, int c) {
     positive("n", n);
     positive("c", c);
     long nc = (long) n * c;
-    ok(k.biasGeluBackward(f32(dpre, "dpre", nc), f32OrNull(dbias, "dbias", c),
-        f32(dout, "dout", nc), f32(pre, "pre", nc), n, c, stream()), "biasGeluBackward");
+    ok(k.biasGeluBackward(f32(dpre, "dpre", nc), bf16OrNull(dpreLow, "dpreLow", nc),
+        f32OrNull(dbias, "dbias", c), f32(dout, "dout", nc), f32(pre, "pre", nc), n, c,
+        stream()), "biasGeluBackward");
   }
 
   @Override

@@ -45,11 +45,11 @@ public final class BertjCpu {
   public static native int bj_cpu_layernorm_backward(@Cast("float*") long dh, @Cast("float*") long dgamma, @Cast("float*") long dbeta, @Cast("const float*") long dout,
       @Cast("const float*") long h, @Cast("const float*") long mean, @Cast("const float*") long rstd, @Cast("const float*") long gamma, int N, int C, @Cast("void*") long stream);
 
-  public static native int bj_cpu_dropout_layernorm_forward(@Cast("float*") long out, @Cast("float*") long mean, @Cast("float*") long rstd, @Cast("float*") long hsave,
+  public static native int bj_cpu_dropout_layernorm_forward(@Cast("float*") long out, @Cast("uint16_t*") long out_low, @Cast("float*") long mean, @Cast("float*") long rstd, @Cast("float*") long hsave,
       @Cast("const float*") long y, @Cast("const float*") long residual, @Cast("const float*") long gamma, @Cast("const float*") long beta, int N, int C, float eps,
       float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
 
-  public static native int bj_cpu_dropout_layernorm_backward(@Cast("float*") long dh, @Cast("float*") long dy, @Cast("float*") long dgamma, @Cast("float*") long dbeta,
+  public static native int bj_cpu_dropout_layernorm_backward(@Cast("float*") long dh, @Cast("float*") long dy, @Cast("uint16_t*") long dy_low, @Cast("float*") long dgamma, @Cast("float*") long dbeta,
       @Cast("const float*") long dout, @Cast("const float*") long h, @Cast("const float*") long mean, @Cast("const float*") long rstd, @Cast("const float*") long gamma,
       int N, int C, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
 
@@ -57,9 +57,9 @@ public final class BertjCpu {
 
   public static native int bj_cpu_bias_backward(@Cast("float*") long dbias, @Cast("const float*") long dout, int N, int C, @Cast("void*") long stream);
 
-  public static native int bj_cpu_bias_gelu_forward(@Cast("float*") long out, @Cast("float*") long pre, @Cast("const float*") long x, @Cast("const float*") long bias, int N, int C, @Cast("void*") long stream);
+  public static native int bj_cpu_bias_gelu_forward(@Cast("float*") long out, @Cast("uint16_t*") long out_low, @Cast("float*") long pre, @Cast("const float*") long x, @Cast("const float*") long bias, int N, int C, @Cast("void*") long stream);
 
-  public static native int bj_cpu_bias_gelu_backward(@Cast("float*") long dpre, @Cast("float*") long dbias, @Cast("const float*") long dout, @Cast("const float*") long pre, int N, int C, @Cast("void*") long stream);
+  public static native int bj_cpu_bias_gelu_backward(@Cast("float*") long dpre, @Cast("uint16_t*") long dpre_low, @Cast("float*") long dbias, @Cast("const float*") long dout, @Cast("const float*") long pre, int N, int C, @Cast("void*") long stream);
 
   public static native int bj_cpu_tanh_forward(@Cast("float*") long out, @Cast("const float*") long x, @Cast("int64_t") long n, @Cast("void*") long stream);
 

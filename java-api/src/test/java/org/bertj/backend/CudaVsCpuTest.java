@@ -136,6 +136,37 @@ class CudaVsCpuTest {
     assertArrayEquals(g, rawBits(p.g.toFloatArray()), what + " (cuda) unchanged");
   }
 
+  /** Asserts that each backend's values of a and b have the same bits. */
+  private static void sameBits(String what, P a, P b) {
+    assertArrayEquals(a.c.toFloatArray(), b.c.toFloatArray(), what + " (cpu)");
+    assertArrayEquals(a.g.toFloatArray(), b.g.toFloatArray(), what + " (cuda)");
+  }
+
+  /**
+   * A bf16 side output (low) of the fp32 output f: on each backend bit for bit toBf16 of that
+   * backend's f; CUDA's the same bits as the CPU's wherever the two fp32 values have the same
+   * bits, elsewhere (fp32 within ~1e-6) within |gf - cf| + 2^-8 (|gf| + |cf|).
+   */
+  private void lowMatches(String what, P low, P f) {
+    P want = new P(DType.BF16, low.c.numel());
+    cpu.toBf16(want.c, f.c);
+    gpu.toBf16(want.g, f.g);
+    float[] lc = widen(low.c), lg = widen(low.g);
+    assertArrayEquals(widen(want.c), lc, what + " = toBf16 (cpu)");
+    assertArrayEquals(widen(want.g), lg, what + " = toBf16 (cuda)");
+    float[] fc = f.c.toFloatArray(), fg = f.g.toFloatArray();
+    for (int i = 0; i < lc.length; i++) {
+      if (Float.floatToRawIntBits(lc[i]) == Float.floatToRawIntBits(lg[i])) {
+        continue;
+      }
+      assertTrue(Float.floatToRawIntBits(fc[i]) != Float.floatToRawIntBits(fg[i]),
+          what + ": bf16 differ at " + i + " where fp32 agree");
+      double bound = Math.abs((double) fg[i] - fc[i]) + (Math.abs(fg[i]) + Math.abs(fc[i])) / 256;
+      assertTrue(Math.abs((double) lg[i] - lc[i]) <= bound, what + ": bf16 at " + i + " "
+          + lg[i] + " (cuda) vs " + lc[i] + " (cpu), fp32 " + fg[i] + " vs " + fc[i]);
+    }
+  }
+
   private static void close(String what, P p, double tol) {
     double[] e = relErr(p.c.toFloatArray(), p.g.toFloatArray());
     assertTrue(e[0] <= tol, what + ": relative error " + e[0] + " > " + tol);
@@ -427,10 +458,27 @@ class CudaVsCpuTest {
     close("bias+gelu forward", g, 1e-5);
     P dpre = zeros(n, c);
     P dbias = rand(c);
+    P dbias0 = copyOf(dbias);
     cpu.biasGeluBackward(dpre.c, dbias.c, dout.c, pre.c, n, c);
     gpu.biasGeluBackward(dpre.g, dbias.g, dout.g, pre.g, n, c);
     close("bias+gelu dpre", dpre, 1e-4);
     close("bias+gelu dbias", dbias, 1e-4);
+    // the bf16 side outputs: toBf16 of the fp32 outputs, which stay the same
+    P g2 = zeros(n, c);
+    P pre2 = zeros(n, c);
+    P gLow = new P(DType.BF16, (long) n * c);
+    cpu.biasGeluForward(g2.c, gLow.c, pre2.c, x.c, gamma.c, n, c);
+    gpu.biasGeluForward(g2.g, gLow.g, pre2.g, x.g, gamma.g, n, c);
+    sameBits("bias+gelu forward with outLow: out", g2, g);
+    sameBits("bias+gelu forward with outLow: pre", pre2, pre);
+    lowMatches("bias+gelu outLow", gLow, g);
+    P dpre2 = zeros(n, c);
+    P dLow = new P(DType.BF16, (long) n * c);
+    cpu.biasGeluBackward(dpre2.c, dLow.c, dbias0.c, dout.c, pre.c, n, c);
+    gpu.biasGeluBackward(dpre2.g, dLow.g, dbias0.g, dout.g, pre.g, n, c);
+    sameBits("bias+gelu backward with dpreLow: dpre", dpre2, dpre);
+    sameBits("bias+gelu backward with dpreLow: dbias", dbias0, dbias);
+    lowMatches("bias+gelu dpreLow", dLow, dpre);
     cpu.biasAdd(x.c, beta.c, n, c);
     gpu.biasAdd(x.g, beta.g, n, c);
     close("bias add", x, 1e-6);
@@ -457,6 +505,7 @@ class CudaVsCpuTest {
     P mean = zeros(n);
     P rstd = zeros(n);
     P h = zeros(n, c);
+    P y2 = copyOf(y);
     cpu.dropoutLayerNormForward(y.c, mean.c, rstd.c, h.c, y.c, res.c, gamma.c, beta.c, n, c,
         1e-12f, p, seed, offset);
     gpu.dropoutLayerNormForward(y.g, mean.g, rstd.g, h.g, y.g, res.g, gamma.g, beta.g, n, c,
@@ -464,11 +513,27 @@ class CudaVsCpuTest {
     assertArrayEquals(h.c.toFloatArray(), h.g.toFloatArray(), "h = dropout(y) + residual");
     close("dropout+layernorm out", y, 1e-5);
     close("dropout+layernorm rstd", rstd, 1e-5);
+    // with outLow (out aliasing y again): toBf16 of out, the fp32 outputs the same
+    P mean2 = zeros(n);
+    P rstd2 = zeros(n);
+    P h2 = zeros(n, c);
+    P outLow = new P(DType.BF16, (long) n * c);
+    cpu.dropoutLayerNormForward(y2.c, outLow.c, mean2.c, rstd2.c, h2.c, y2.c, res.c, gamma.c,
+        beta.c, n, c, 1e-12f, p, seed, offset);
+    gpu.dropoutLayerNormForward(y2.g, outLow.g, mean2.g, rstd2.g, h2.g, y2.g, res.g, gamma.g,
+        beta.g, n, c, 1e-12f, p, seed, offset);
+    sameBits("dropout+layernorm with outLow: out", y2, y);
+    sameBits("dropout+layernorm with outLow: mean", mean2, mean);
+    sameBits("dropout+layernorm with outLow: rstd", rstd2, rstd);
+    sameBits("dropout+layernorm with outLow: h", h2, h);
+    lowMatches("dropout+layernorm outLow", outLow, y);
     P dout = rand(n, c);
     P dh = zeros(n, c);
     P dy = zeros(n, c);
     P dg = rand(c);
     P db = rand(c);
+    P dg2 = copyOf(dg);
+    P db2 = copyOf(db);
     cpu.dropoutLayerNormBackward(dh.c, dy.c, dg.c, db.c, dout.c, h.c, mean.c, rstd.c, gamma.c, n,
         c, p, seed, offset);
     gpu.dropoutLayerNormBackward(dh.g, dy.g, dg.g, db.g, dout.g, h.g, mean.g, rstd.g, gamma.g, n,
@@ -477,6 +542,19 @@ class CudaVsCpuTest {
     close("dropout+layernorm dy", dy, 1e-4);
     close("dropout+layernorm dgamma", dg, 1e-4);
     close("dropout+layernorm dbeta", db, 1e-4);
+    // with dyLow: toBf16 of dy, the fp32 outputs the same
+    P dh2 = zeros(n, c);
+    P dy2 = zeros(n, c);
+    P dyLow = new P(DType.BF16, (long) n * c);
+    cpu.dropoutLayerNormBackward(dh2.c, dy2.c, dyLow.c, dg2.c, db2.c, dout.c, h.c, mean.c, rstd.c,
+        gamma.c, n, c, p, seed, offset);
+    gpu.dropoutLayerNormBackward(dh2.g, dy2.g, dyLow.g, dg2.g, db2.g, dout.g, h.g, mean.g, rstd.g,
+        gamma.g, n, c, p, seed, offset);
+    sameBits("dropout+layernorm with dyLow: dh", dh2, dh);
+    sameBits("dropout+layernorm with dyLow: dy", dy2, dy);
+    sameBits("dropout+layernorm with dyLow: dgamma", dg2, dg);
+    sameBits("dropout+layernorm with dyLow: dbeta", db2, db);
+    lowMatches("dropout+layernorm dyLow", dyLow, dy);
     float[] gy = dy.g.toFloatArray();
     float[] cy = dy.c.toFloatArray();
     for (int i = 0; i < gy.length; i++) {

@@ -15,6 +15,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * dropout_layernorm_forward / _backward (dropout fused into the residual layer norm): against a
  * double-precision reference with the Java Philox mask, against finite differences, and bit for
  * bit against the unfused dropout then layer norm (layer norm backward then dropout backward).
+ * Also the bf16 side outputs (outLow, dyLow) against toBf16 of the fp32 outputs.
  */
 class OpDropoutLayerNormTest extends OpTestBase {
 
@@ -124,6 +125,48 @@ class OpDropoutLayerNormTest extends OpTestBase {
     }
   }
 
+  /**
+   * The bf16 side outputs (outLow, dyLow): bit for bit toBf16 of out and dy, which (and every other
+   * output) are the same as without them; out aliasing y and dh aliasing dout as the model calls
+   * it.
+   */
+  @ParameterizedTest(name = "N={0} C={1} p={2}")
+  @MethodSource("fusedShapes")
+  void bf16SideOutputsAreToBf16OfTheOutputs(int n, int c, float p) {
+    Random r = new Random(11L * n + c);
+    float eps = 1e-12f;
+    long seed = 4242L, offset = 77L;
+    float[] y = randn(r, n * c), res = randn(r, n * c), gamma = randn(r, c), beta = randn(r, c);
+    float[] dout = randn(r, n * c), dg0 = randn(r, c), db0 = randn(r, c);
+    String tag = "dropout+ln bf16 N" + n + " C" + c + " p" + p;
+    try (Arena a = new Arena(be)) {
+      Tensor tRes = a.of(res), tg = a.of(gamma), tb = a.of(beta);
+      Tensor y1 = a.of(y), m1 = a.f32(n), s1 = a.f32(n), h1 = a.f32(n, c);
+      be.dropoutLayerNormForward(y1, m1, s1, h1, y1, tRes, tg, tb, n, c, eps, p, seed, offset);
+      Tensor y2 = a.of(y), m2 = a.f32(n), s2 = a.f32(n), h2 = a.f32(n, c);
+      Tensor low = a.bf16((long) n * c);
+      be.dropoutLayerNormForward(y2, low, m2, s2, h2, y2, tRes, tg, tb, n, c, eps, p, seed,
+          offset);
+      assertArrayEquals(y1.toFloatArray(), y2.toFloatArray(), tag + " out");
+      assertArrayEquals(m1.toFloatArray(), m2.toFloatArray(), tag + " mean");
+      assertArrayEquals(s1.toFloatArray(), s2.toFloatArray(), tag + " rstd");
+      assertArrayEquals(h1.toFloatArray(), h2.toFloatArray(), tag + " h");
+      assertIsToBf16Of(tag + " outLow", low, y1, a);
+
+      Tensor d1 = a.of(dout), dy1 = a.f32(n, c), g1 = a.of(dg0), b1 = a.of(db0);
+      be.dropoutLayerNormBackward(d1, dy1, g1, b1, d1, h1, m1, s1, tg, n, c, p, seed, offset);
+      Tensor d2 = a.of(dout), dy2 = a.f32(n, c), g2 = a.of(dg0), b2 = a.of(db0);
+      Tensor dyLow = a.bf16((long) n * c);
+      be.dropoutLayerNormBackward(d2, dy2, dyLow, g2, b2, d2, h1, m1, s1, tg, n, c, p, seed,
+          offset);
+      assertArrayEquals(d1.toFloatArray(), d2.toFloatArray(), tag + " dh");
+      assertArrayEquals(dy1.toFloatArray(), dy2.toFloatArray(), tag + " dy");
+      assertArrayEquals(g1.toFloatArray(), g2.toFloatArray(), tag + " dgamma");
+      assertArrayEquals(b1.toFloatArray(), b2.toFloatArray(), tag + " dbeta");
+      assertIsToBf16Of(tag + " dyLow", dyLow, dy1, a);
+    }
+  }
+
   @Test
   void backwardMatchesFiniteDifferences() {
     int n = 3, c = 24;
@@ -204,6 +247,23 @@ class OpDropoutLayerNormTest extends OpTestBase {
       assertTrue(e.getMessage().contains("n must be > 0"), e.getMessage());
       assertThrows(IllegalArgumentException.class,
           () -> be.dropoutLayerNormBackward(x, null, g, g, x, x, v, v, g, n, c, -0.1f, 0, 0));
+      // bf16 side outputs: BF16, n * c elements; dyLow needs dy
+      Tensor low = a.bf16(n * c), smallLow = a.bf16(n * c - 1), dy = a.f32(n, c);
+      e = assertThrows(IllegalArgumentException.class,
+          () -> be.dropoutLayerNormForward(x, dy, v, v, x, x, x, g, g, n, c, 1e-5f, 0.1f, 0, 0));
+      assertTrue(e.getMessage().contains("outLow must be BF16"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class, () -> be.dropoutLayerNormForward(x,
+          smallLow, v, v, x, x, x, g, g, n, c, 1e-5f, 0.1f, 0, 0));
+      assertTrue(e.getMessage().startsWith("outLow must have 8 elements"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class,
+          () -> be.dropoutLayerNormBackward(x, dy, x, g, g, x, x, v, v, g, n, c, 0.1f, 0, 0));
+      assertTrue(e.getMessage().contains("dyLow must be BF16"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class, () -> be.dropoutLayerNormBackward(x, dy,
+          smallLow, g, g, x, x, v, v, g, n, c, 0.1f, 0, 0));
+      assertTrue(e.getMessage().startsWith("dyLow must have 8 elements"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class,
+          () -> be.dropoutLayerNormBackward(x, null, low, g, g, x, x, v, v, g, n, c, 0.1f, 0, 0));
+      assertTrue(e.getMessage().contains("dyLow needs dy"), e.getMessage());
     }
   }
 }

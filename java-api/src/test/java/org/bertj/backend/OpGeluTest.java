@@ -2,6 +2,8 @@ package org.bertj.backend;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Random;
 import java.util.stream.Stream;
@@ -10,7 +12,10 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
-/** bias_add, bias_backward, bias_gelu_forward / bias_gelu_backward (exact erf GELU). */
+/**
+ * bias_add, bias_backward, bias_gelu_forward / bias_gelu_backward (exact erf GELU), and the bf16
+ * side outputs of the GELU ops.
+ */
 class OpGeluTest extends OpTestBase {
 
   /** n, c. */
@@ -95,6 +100,67 @@ class OpGeluTest extends OpTestBase {
       float[] dpreBits = dpre.toFloatArray();
       be.biasGeluBackward(tdout, null, tdout, pre, n, c);
       assertArrayEquals(dpreBits, tdout.toFloatArray(), "dpre aliasing dout");
+    }
+  }
+
+  /**
+   * The bf16 side outputs (outLow, dpreLow): bit for bit toBf16 of the fp32 output, which is the
+   * same as without them (also with pre aliasing x, dpre aliasing dout, dbias null).
+   */
+  @ParameterizedTest(name = "N={0} C={1}")
+  @MethodSource("shapes")
+  void bf16SideOutputsAreToBf16OfTheOutputs(int n, int c) {
+    Random r = new Random(29L * n + c);
+    float[] x = randn(r, n * c, 2.0), bias = randn(r, c), dout = randn(r, n * c);
+    float[] db0 = randn(r, c);
+    String tag = "gelu bf16 N" + n + " C" + c;
+    try (Arena a = new Arena(be)) {
+      Tensor tb = a.of(bias);
+      Tensor out = a.f32(n * c), pre = a.f32(n * c);
+      be.biasGeluForward(out, pre, a.of(x), tb, n, c);
+      Tensor out2 = a.f32(n * c), pre2 = a.f32(n * c), low = a.bf16((long) n * c);
+      be.biasGeluForward(out2, low, pre2, a.of(x), tb, n, c);
+      assertArrayEquals(out.toFloatArray(), out2.toFloatArray(), tag + " out");
+      assertArrayEquals(pre.toFloatArray(), pre2.toFloatArray(), tag + " pre");
+      assertIsToBf16Of(tag + " outLow", low, out, a);
+      // pre aliasing x, no bias
+      Tensor inplace = a.of(x), out3 = a.f32(n * c), low3 = a.bf16((long) n * c);
+      be.biasGeluForward(out3, low3, inplace, inplace, null, n, c);
+      assertArrayEquals(x, inplace.toFloatArray(), tag + " pre = x");
+      assertIsToBf16Of(tag + " outLow (no bias)", low3, out3, a);
+
+      // backward, with and without dbias, and dpre aliasing dout
+      Tensor dpre = a.f32(n * c), db = a.of(db0);
+      be.biasGeluBackward(dpre, db, a.of(dout), pre, n, c);
+      Tensor dpre2 = a.f32(n * c), db2 = a.of(db0), dlow = a.bf16((long) n * c);
+      be.biasGeluBackward(dpre2, dlow, db2, a.of(dout), pre, n, c);
+      assertArrayEquals(dpre.toFloatArray(), dpre2.toFloatArray(), tag + " dpre");
+      assertArrayEquals(db.toFloatArray(), db2.toFloatArray(), tag + " dbias");
+      assertIsToBf16Of(tag + " dpreLow", dlow, dpre, a);
+      Tensor tdout = a.of(dout), dlow2 = a.bf16((long) n * c);
+      be.biasGeluBackward(tdout, dlow2, null, tdout, pre, n, c);
+      assertArrayEquals(dpre.toFloatArray(), tdout.toFloatArray(), tag + " dpre aliasing dout");
+      assertArrayEquals(widen(a, dlow), widen(a, dlow2), tag + " dpreLow (dbias null, aliasing)");
+    }
+  }
+
+  @Test
+  void badSideOutputsAreRejectedInJava() {
+    int n = 2, c = 4;
+    try (Arena a = new Arena(be)) {
+      Tensor x = a.f32(n, c), b = a.f32(c), wrongType = a.f32(n * c), small = a.bf16(n * c - 1);
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+          () -> be.biasGeluForward(x, wrongType, x, x, b, n, c));
+      assertTrue(e.getMessage().contains("outLow must be BF16"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class,
+          () -> be.biasGeluForward(x, small, x, x, b, n, c));
+      assertTrue(e.getMessage().startsWith("outLow must have 8 elements"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class,
+          () -> be.biasGeluBackward(x, wrongType, b, x, x, n, c));
+      assertTrue(e.getMessage().contains("dpreLow must be BF16"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class,
+          () -> be.biasGeluBackward(x, small, null, x, x, n, c));
+      assertTrue(e.getMessage().startsWith("dpreLow must have 8 elements"), e.getMessage());
     }
   }
 

@@ -1,5 +1,6 @@
 package org.bertj.backend;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -153,6 +154,25 @@ abstract class OpTestBase {
       b.toBf16(low, x);
       return bf16Bits(low);
     }
+  }
+
+  // ---- bf16 side outputs ----
+
+  /** The values of a BF16 tensor widened to fp32 (exact: equal arrays mean equal bf16 bits). */
+  float[] widen(Arena a, Tensor low) {
+    Tensor f = a.f32(low.numel());
+    be.fromBf16(f, low);
+    return f.toFloatArray();
+  }
+
+  /**
+   * Asserts that low (a bf16 side output) holds the bits {@link Backend#toBf16} gives for f32
+   * (the fp32 output it copies).
+   */
+  void assertIsToBf16Of(String label, Tensor low, Tensor f32, Arena a) {
+    Tensor want = a.bf16(f32.numel());
+    be.toBf16(want, f32);
+    assertArrayEquals(widen(a, want), widen(a, low), label + ": side output = toBf16(fp32 output)");
   }
 
   // ---- random data ----
