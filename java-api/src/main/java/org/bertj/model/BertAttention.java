@@ -52,8 +52,23 @@ public final class BertAttention {
 
   /** out (N, C) = LN(dropout(dense(selfattention(x))) + x). */
   public void forward(Activations a, Tensor x, Tensor mask, int b, int t, DropoutRng rng) {
-    self.forward(a.self, x, mask, b, t, rng);
-    output.forward(a.output, a.self.ctx, x, b * t, rng);
+    forward(a, x, null, mask, b, t, rng, null);
+  }
+
+  /**
+   * As {@link #forward(Activations, Tensor, Tensor, int, int, DropoutRng)}; bf16 precision: xLow,
+   * when not null, is {@link #inputLow} holding bf16(x); outLow, when not null, receives bf16 of
+   * the output.
+   */
+  void forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
+      Tensor outLow) {
+    Tensor ctxLow = self.forward(a.self, x, xLow, mask, b, t, rng, output.inputLow(b * t));
+    output.forward(a.output, a.self.ctx, ctxLow, x, b * t, rng, outLow);
+  }
+
+  /** The query/key/value projection's bf16 input buffer (bf16 precision; null in fp32). */
+  Tensor inputLow(int n) {
+    return self.inputLow(n);
   }
 
   /**

@@ -39,9 +39,12 @@ public final class BertEncoder {
   Tensor forward(BertLayer.Activations[] acts, Tensor x, Tensor mask, int b, int t,
       DropoutRng rng) {
     Tensor in = x;
+    Tensor inLow = null; // bf16: layer i writes layer i + 1's bf16 input
     for (int i = 0; i < layers.size(); i++) {
-      layers.get(i).forward(acts[i], in, mask, b, t, rng);
+      Tensor outLow = i + 1 < layers.size() ? layers.get(i + 1).inputLow(b * t) : null;
+      layers.get(i).forward(acts[i], in, inLow, mask, b, t, rng, outLow);
       in = acts[i].out();
+      inLow = outLow;
     }
     return in;
   }

@@ -43,8 +43,22 @@ public final class BertIntermediate {
 
   /** act = gelu(x W^T + b); x (N, C). */
   public void forward(Activations a, Tensor x, int n) {
-    dense.forwardNoBias(a.pre, x, n);
-    be.biasGeluForward(a.act, a.pre, a.pre, dense.bias.value(), n, config.getIntermediateSize());
+    forward(a, x, null, n, null);
+  }
+
+  /**
+   * As {@link #forward(Activations, Tensor, int)}; bf16 precision: xLow, when not null, is
+   * {@link #inputLow} holding bf16(x); actLow, when not null, receives bf16(a.act).
+   */
+  void forward(Activations a, Tensor x, Tensor xLow, int n, Tensor actLow) {
+    dense.forwardNoBias(a.pre, x, xLow, n);
+    be.biasGeluForward(a.act, actLow, a.pre, a.pre, dense.bias.value(), n,
+        config.getIntermediateSize());
+  }
+
+  /** The dense layer's bf16 input buffer (bf16 precision; null in fp32). */
+  Tensor inputLow(int n) {
+    return dense.inputLow(n);
   }
 
   /**
@@ -52,7 +66,9 @@ public final class BertIntermediate {
    * (accumulated onto the residual gradient already there); parameter gradients accumulated.
    */
   public void backward(Activations a, Tensor x, Tensor dact, Tensor dx, int n) {
-    be.biasGeluBackward(dact, dense.bias.grad(), dact, a.pre, n, config.getIntermediateSize());
-    dense.backwardNoBias(dx, dact, x, n, true);
+    Tensor dLow = dense.gradLow(n); // bf16: the GELU backward also writes bf16(dpre)
+    be.biasGeluBackward(dact, dLow, dense.bias.grad(), dact, a.pre, n,
+        config.getIntermediateSize());
+    dense.backwardNoBias(dx, dact, dLow, x, n, true);
   }
 }

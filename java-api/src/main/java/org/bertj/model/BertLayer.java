@@ -89,11 +89,29 @@ public final class BertLayer {
 
   /** out (N, C) = output(intermediate(attention(x)), attention(x)). */
   public void forward(Activations a, Tensor x, Tensor mask, int b, int t, DropoutRng rng) {
+    forward(a, x, null, mask, b, t, rng, null);
+  }
+
+  /**
+   * As {@link #forward(Activations, Tensor, Tensor, int, int, DropoutRng)}; bf16 precision: xLow,
+   * when not null, is {@link #inputLow} holding bf16(x), and outLow, when not null, receives
+   * bf16(out) (the next layer's {@link #inputLow}). Each op writes the bf16 copy its consumer
+   * Linear reads, so no separate conversion is queued.
+   */
+  void forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
+      Tensor outLow) {
     int n = b * t;
-    attention.forward(a.attention, x, mask, b, t, rng);
+    Tensor attLow = intermediate.inputLow(n);
+    attention.forward(a.attention, x, xLow, mask, b, t, rng, attLow);
     Tensor att = a.attention.out();
-    intermediate.forward(a.intermediate, att, n);
-    output.forward(a.output, a.intermediate.act, att, n, rng);
+    Tensor actLow = output.inputLow(n);
+    intermediate.forward(a.intermediate, att, attLow, n, actLow);
+    output.forward(a.output, a.intermediate.act, actLow, att, n, rng, outLow);
+  }
+
+  /** The first Linear's (query/key/value) bf16 input buffer (bf16 precision; null in fp32). */
+  Tensor inputLow(int n) {
+    return attention.inputLow(n);
   }
 
   /** s.g holds dLoss/d(out) on entry and dLoss/dx on exit; parameter gradients accumulated. */

@@ -93,19 +93,35 @@ public final class BertSelfAttention {
 
   /** ctx (N, C) = attention(x Wqkv^T + bqkv); mask (B*T) I32 1 = real key, may be null. */
   public void forward(Activations a, Tensor x, Tensor mask, int b, int t, DropoutRng rng) {
+    forward(a, x, null, mask, b, t, rng, null);
+  }
+
+  /**
+   * As {@link #forward(Activations, Tensor, Tensor, int, int, DropoutRng)}; bf16 precision: xLow,
+   * when not null, is {@link #inputLow} holding bf16(x); ctxLow, when not null, is offered for
+   * bf16(a.ctx). Returns ctxLow when the attention wrote it (the tensor-core path), else null.
+   */
+  Tensor forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
+      Tensor ctxLow) {
     int n = b * t;
-    int c = config.getHiddenSize();
     int nh = config.getNumAttentionHeads();
-    qkv.forward(a.qkv, x, n);
+    qkv.forward(a.qkv, x, xLow, n);
     a.p = rng.p(config.getAttentionProbsDropoutProb());
     a.offset = a.p > 0f ? rng.take((long) b * nh * t * t) : 0L;
     int d = config.getHeadSize();
     a.lowp = ps.precision() == Precision.BF16 && !tcOff
-        && be.attentionForwardLowp(a.ctx, a.lse, a.qkv, mask, b, t, nh, d, a.p, rng.seed(),
-            a.offset);
+        && be.attentionForwardLowp(a.ctx, ctxLow, a.lse, a.qkv, mask, b, t, nh, d, a.p,
+            rng.seed(), a.offset);
     if (!a.lowp) {
       be.attentionForward(a.ctx, a.lse, a.qkv, mask, b, t, nh, d, a.p, rng.seed(), a.offset);
+      return null;
     }
+    return ctxLow;
+  }
+
+  /** The projection's bf16 input buffer (bf16 precision; null in fp32). */
+  Tensor inputLow(int n) {
+    return qkv.inputLow(n);
   }
 
   /**
@@ -115,14 +131,16 @@ public final class BertSelfAttention {
   public void backward(Activations a, Tensor x, Tensor mask, Tensor dctx, Tensor dqkv, Tensor dx,
       int b, int t, DropoutRng rng) {
     int n = b * t;
-    int c = config.getHiddenSize();
     int nh = config.getNumAttentionHeads();
     int d = config.getHeadSize();
-    if (!(a.lowp && be.attentionBackwardLowp(dqkv, dctx, a.qkv, a.ctx, a.lse, mask, b, t, nh, d,
-        a.p, rng.seed(), a.offset))) {
+    // the tensor-core backward also writes bf16(dqkv) for the projection's GEMMs
+    Tensor dLow = a.lowp ? qkv.gradLow(n) : null;
+    if (!(a.lowp && be.attentionBackwardLowp(dqkv, dLow, dctx, a.qkv, a.ctx, a.lse, mask, b, t,
+        nh, d, a.p, rng.seed(), a.offset))) {
       be.attentionBackward(dqkv, dctx, a.qkv, a.ctx, a.lse, mask, b, t, nh, d, a.p, rng.seed(),
           a.offset);
+      dLow = null;
     }
-    qkv.backward(dx, dqkv, x, n, true);
+    qkv.backward(dx, dqkv, dLow, x, n, true);
   }
 }

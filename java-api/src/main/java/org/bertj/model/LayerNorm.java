@@ -34,22 +34,22 @@ final class LayerNorm {
   /**
    * out = LN(dropout(y) + residual) with the dropout mask of (seed, offset) over y's elements
    * (out may be y; p = 0: no dropout); saves mean, rstd, h = dropout(y) + residual. The same bits
-   * as dropoutForward then {@link #forward}.
+   * as dropoutForward then {@link #forward}. outLow, when not null, receives bf16(out).
    */
-  void forwardDropout(Tensor out, Tensor mean, Tensor rstd, Tensor hsave, Tensor y,
+  void forwardDropout(Tensor out, Tensor outLow, Tensor mean, Tensor rstd, Tensor hsave, Tensor y,
       Tensor residual, int n, float p, long seed, long offset) {
-    be.dropoutLayerNormForward(out, mean, rstd, hsave, y, residual, weight.value(), bias.value(),
-        n, c, eps, p, seed, offset);
+    be.dropoutLayerNormForward(out, outLow, mean, rstd, hsave, y, residual, weight.value(),
+        bias.value(), n, c, eps, p, seed, offset);
   }
 
   /**
    * Backward of {@link #forwardDropout}: dh = dLoss/dh (the residual's gradient) and dy =
    * dLoss/dy = dh * keep / (1 - p) (both written; neither may alias the other); gamma, beta
-   * gradients accumulated.
+   * gradients accumulated. dyLow, when not null, receives bf16(dy) from the same pass.
    */
-  void backwardDropout(Tensor dh, Tensor dy, Tensor dout, Tensor h, Tensor mean, Tensor rstd,
-      int n, float p, long seed, long offset) {
-    be.dropoutLayerNormBackward(dh, dy, weight.grad(), bias.grad(), dout, h, mean, rstd,
+  void backwardDropout(Tensor dh, Tensor dy, Tensor dyLow, Tensor dout, Tensor h, Tensor mean,
+      Tensor rstd, int n, float p, long seed, long offset) {
+    be.dropoutLayerNormBackward(dh, dy, dyLow, weight.grad(), bias.grad(), dout, h, mean, rstd,
         weight.value(), n, c, p, seed, offset);
   }
 

@@ -54,12 +54,27 @@ abstract class ResidualOutput {
 
   /** a.out = LN(dropout(x W^T + b) + residual); x (N, in), residual (N, C). */
   public void forward(Activations a, Tensor x, Tensor residual, int n, DropoutRng rng) {
-    dense.forward(a.out, x, n);
+    forward(a, x, null, residual, n, rng, null);
+  }
+
+  /**
+   * As {@link #forward(Activations, Tensor, Tensor, int, DropoutRng)}; bf16 precision: xLow, when
+   * not null, is the dense layer's {@link Linear#inputLow} holding bf16(x), and outLow, when not
+   * null, receives bf16(a.out) (the next Linear's input) from the same pass.
+   */
+  void forward(Activations a, Tensor x, Tensor xLow, Tensor residual, int n, DropoutRng rng,
+      Tensor outLow) {
+    dense.forward(a.out, x, xLow, n);
     a.p = rng.p(config.getHiddenDropoutProb());
     a.offset = a.p > 0f ? rng.take((long) n * config.getHiddenSize()) : 0L;
     // one pass: dropout (the mask a separate dropoutForward would draw), residual add, LayerNorm
-    layerNorm.forwardDropout(a.out, a.mean, a.rstd, a.h, a.out, residual, n, a.p, rng.seed(),
-        a.offset);
+    layerNorm.forwardDropout(a.out, outLow, a.mean, a.rstd, a.h, a.out, residual, n, a.p,
+        rng.seed(), a.offset);
+  }
+
+  /** The dense layer's bf16 input buffer (bf16 precision; null in fp32). */
+  Tensor inputLow(int n) {
+    return dense.inputLow(n);
   }
 
   /**
@@ -70,12 +85,15 @@ abstract class ResidualOutput {
   public void backward(Activations a, Tensor x, Tensor dout, Tensor dh, Tensor tmp, Tensor dx,
       int n, DropoutRng rng) {
     Tensor g = dh;
-    if (a.p > 0f) {  // one pass: LayerNorm backward, and the dropout's backward into tmp
-      layerNorm.backwardDropout(dh, tmp, dout, a.h, a.mean, a.rstd, n, a.p, rng.seed(), a.offset);
+    Tensor gLow = null;
+    if (a.p > 0f) {  // one pass: LayerNorm backward, the dropout's backward into tmp (and bf16)
+      gLow = dense.gradLow(n);
+      layerNorm.backwardDropout(dh, tmp, gLow, dout, a.h, a.mean, a.rstd, n, a.p, rng.seed(),
+          a.offset);
       g = tmp;
     } else {
       layerNorm.backward(dh, dout, a.h, a.mean, a.rstd, n);
     }
-    dense.backward(dx, g, x, n, false);
+    dense.backward(dx, g, gLow, x, n, false);
   }
 }
