@@ -104,15 +104,18 @@ public final class CudaBackend extends NativeBackend {
     return onSide ? sideBlas : blas;
   }
 
-  // ---- the side stream (opt-in: bertj.cuda.overlap=true) ----
+  // ---- the side stream (on by default; bertj.cuda.overlap=false turns it off) ----
 
   /**
-   * bertj.cuda.overlap=true: a linear layer's backward runs its weight-gradient GEMM and bias
-   * gradient on a second stream, concurrently with the input-gradient GEMM on the main stream
-   * (they are independent; small GEMMs leave SMs idle in their last wave), joined before the
-   * call returns, so everything after it sees both. Off while profiling.
+   * A linear layer's backward runs its weight-gradient GEMM and bias gradient on a second stream,
+   * concurrently with the input-gradient GEMM on the main stream (they are independent; small
+   * GEMMs leave SMs idle in their last wave), joined before the call returns, so everything after
+   * it sees both. Off while profiling, or with bertj.cuda.overlap=false. Measured on an H200
+   * (2026-11-26, docs/gpu-runs/2026-11-26-h200-s3-ab): SST-2 fine-tuning epoch (MiniLM, bf16)
+   * 4.01 s with it, 4.74 s without; BERT-base b32 training steps 0.4 ms (fp32) and 0.08 ms (bf16)
+   * faster.
    */
-  private final boolean overlap = "true".equalsIgnoreCase(System.getProperty("bertj.cuda.overlap"));
+  private final boolean overlap = !"false".equalsIgnoreCase(System.getProperty("bertj.cuda.overlap"));
   private CUstream_st side;
   private cublasContext sideBlas;
   private CUevent_st forkEvent;
@@ -481,22 +484,21 @@ public final class CudaBackend extends NativeBackend {
   }
 
   /**
-   * cuBLASLt for linear layers with a bias (the bias fused into the GEMM's epilogue, the plan
-   * tuned on first use), opt-in with the system property {@code bertj.cublaslt=true}; created on
-   * first use. Measured on an H200 (2026-11-26, docs/gpu-runs): BERT-base fp32 training step
-   * 53.44 ms with it and 54.04 ms without (same call), bf16 11.85 vs 12.23 ms (two calls); but
-   * MiniLM's bf16 step took 6.39 ms with it against 3.63 ms without (two calls), and fine-tuning
-   * uses MiniLM-sized models with many sequence lengths (a tuning per shape). Off until that is
-   * understood.
+   * cuBLASLt, created on first use, for the GEMMs of at least {@link CublasLt#TUNE_MIN_MACS}
+   * multiply-adds (smaller ones use cuBLAS: tuning them costs more than it saves): linear layers
+   * with a bias fuse it into the GEMM's epilogue, and every such GEMM is tuned on the first use of
+   * its shape (cuBLASLt's candidates timed against cuBLAS, the fastest kept). On by default;
+   * bertj.cublaslt=false and bertj.gemm.tune=false turn the two off. Measured on an H200
+   * (2026-11-26, docs/gpu-runs/2026-11-26-h200-s3-ab, same call): BERT-base b32 training step
+   * fp32 53.68 ms without both, 52.78 ms with both; bf16 10.79 / 10.30 ms; b256 bf16 and b128
+   * inference also faster. Before the size threshold, SST-2 fine-tuning (MiniLM, ~60 sequence
+   * lengths, all below it now) paid the tuning of every shape: 5.75 s per epoch instead of 4.74.
    */
   private CublasLt lt;
-  /** bertj.cublaslt=true: linear layers with a bias use cuBLASLt's bias epilogue. */
-  private final boolean ltLinear = "true".equalsIgnoreCase(System.getProperty("bertj.cublaslt"));
-  /**
-   * bertj.gemm.tune=true: every GEMM of at least 2^28 multiply-adds is tuned on first use of its
-   * shape (cuBLASLt's candidates against cuBLAS, the fastest kept; {@link CublasLt#gemm}).
-   */
-  private final boolean gemmTune = "true".equalsIgnoreCase(System.getProperty("bertj.gemm.tune"));
+  /** Linear layers with a bias use cuBLASLt's bias epilogue (off: bertj.cublaslt=false). */
+  private final boolean ltLinear = !"false".equalsIgnoreCase(System.getProperty("bertj.cublaslt"));
+  /** Large GEMMs are tuned per shape (off: bertj.gemm.tune=false; {@link CublasLt#gemm}). */
+  private final boolean gemmTune = !"false".equalsIgnoreCase(System.getProperty("bertj.gemm.tune"));
   /** cuBLASLt could not be set up (then everything uses cuBLAS). */
   private boolean ltOff = !ltLinear && !gemmTune;
 

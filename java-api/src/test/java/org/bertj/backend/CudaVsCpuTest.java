@@ -202,12 +202,14 @@ class CudaVsCpuTest {
   }
 
   /**
-   * Linear layers with a bias through cuBLASLt's fused epilogue (opt-in: bertj.cublaslt=true; a
-   * backend of its own), fp32 and bf16, vs the CPU's GEMM + bias.
+   * Linear layers with a bias through cuBLASLt's fused epilogue (bertj.cublaslt, on by default; a
+   * backend of its own), fp32 and bf16, vs the CPU's GEMM + bias, at the smallest size that uses
+   * it (CublasLt.TUNE_MIN_MACS multiply-adds).
    */
   @Test
   void linearWithFusedBias() {
-    int n = 4 * 33, in = 96, out = 40;
+    int n = 2048, in = 1024, out = 1024;
+    assertTrue((long) n * in * out >= CublasLt.TUNE_MIN_MACS);
     float[] xv = new float[n * in];
     float[] wv = new float[out * in];
     float[] bv = new float[out];
@@ -248,13 +250,14 @@ class CudaVsCpuTest {
   }
 
   /**
-   * GEMMs tuned on first use (opt-in: bertj.gemm.tune=true; a backend of its own): every
+   * GEMMs tuned on first use (bertj.gemm.tune, on by default; a backend of its own): every
    * transpose, fp32 and bf16, overwriting (beta 0) and accumulating (beta 0.5), each shape run
    * twice (the first call tunes on a scratch output, the second uses the kept plan), vs the CPU.
    */
   @Test
   void tunedGemm() {
-    int m = 1024, n = 512, k = 512; // 2^28 multiply-adds: the smallest tuned size
+    int m = 2048, n = 1024, k = 1024; // the smallest tuned size
+    assertTrue((long) m * n * k >= CublasLt.TUNE_MIN_MACS);
     System.setProperty("bertj.gemm.tune", "true");
     try (CudaBackend tuned = new CudaBackend()) {
       for (boolean bf16 : new boolean[] {false, true}) {
@@ -308,7 +311,7 @@ class CudaVsCpuTest {
   }
 
   /**
-   * Linear backward with the weight gradient on a side stream (opt-in: bertj.cuda.overlap=true; a
+   * Linear backward with the weight gradient on a side stream (bertj.cuda.overlap, on by default; a
    * backend of its own), fp32 and bf16, dx written and accumulated, vs the CPU.
    */
   @Test
