@@ -164,12 +164,6 @@ void expect_invalid(const std::string& name, int rc, bool cuda, const char* op) 
               ok ? "PASS" : "FAIL");
 }
 
-// The bf16 bits of x, by the CPU's to_bf16 (bertj_bf16.h: the same rounding as the CUDA one).
-std::vector<uint16_t> bf16_of(const std::vector<float>& x) {
-  std::vector<uint16_t> b(x.size());
-  bj_cpu_to_bf16(b.data(), x.data(), (int64_t)x.size(), nullptr);
-  return b;
-}
 // A bf16 side output (out_low, dy_low, dpre_low): CUDA's is bit for bit to_bf16 of CUDA's fp32
 // output (glow, gf), and the same bits as the CPU's (clow, of cf) wherever the two fp32 outputs
 // have the same bits; where they differ (a few 1e-7 relative) the bf16 may be a neighbour, within
