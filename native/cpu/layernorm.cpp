@@ -24,9 +24,14 @@
 // dropout_layernorm_backward's dy_low, when not NULL, get the bf16 bits of the row of out (dy)
 // just written, with bj::to_bf16_span (the loop of to_bf16: the same bits), while the row is in L1.
 //
-// Determinism: rows are independent; dgamma/dbeta are reduced per column block of kColBlock
-// channels, one thread per block walking rows in order with double partial sums, so the bits do
-// not depend on the thread count.
+// dropout_layernorm_backward's dbias_y (NULL = none; needs dy) += column sums of dy, the bias
+// gradient of the Linear that produced y: bj_cpu_bias_backward on dy once the row pass has written
+// it (dy is only known after each row's statistics, while the dgamma/dbeta pass must run before
+// the rows since dh may alias dout), so the same bits as bias_backward afterwards.
+//
+// Determinism: rows are independent; dgamma/dbeta (and dbias_y) are reduced per column block of
+// kColBlock channels, one thread per block walking rows in order with double partial sums, so the
+// bits do not depend on the thread count.
 #include <cmath>
 
 #include "common.h"
@@ -264,6 +269,7 @@ extern "C" int bj_cpu_dropout_layernorm_backward(float* dh,           // (N, C),
                                                  uint16_t* dy_low,    // (N, C) bf16 or NULL
                                                  float* dgamma,       // (C), +=
                                                  float* dbeta,        // (C), +=
+                                                 float* dbias_y,      // (C), +=, or NULL
                                                  const float* dout,   // (N, C)
                                                  const float* h,      // (N, C), the saved h
                                                  const float* mean,   // (N)
@@ -283,9 +289,13 @@ extern "C" int bj_cpu_dropout_layernorm_backward(float* dh,           // (N, C),
            "dy must not alias dh");
   BJ_CHECK(dy_low == nullptr || dy != nullptr, "bj_cpu_dropout_layernorm_backward",
            "dy_low needs dy (dy is NULL)");
+  BJ_CHECK(dbias_y == nullptr || dy != nullptr, "bj_cpu_dropout_layernorm_backward",
+           "dbias_y needs dy (dy is NULL)");
   BJ_CHECK(N > 0, "bj_cpu_dropout_layernorm_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cpu_dropout_layernorm_backward", "C must be > 0 (got %d)", C);
   backward_rows(dh, dy, dy_low, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C, p, seed,
                 offset);
+  // the Linear's bias gradient: bias_backward's column sums of the dy just written
+  if (dbias_y != nullptr) return bj_cpu_bias_backward(dbias_y, dy, N, C, stream);
   return BJ_OK;
 }

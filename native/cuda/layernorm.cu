@@ -13,6 +13,13 @@
 // (seed, offset) over element n * C + c (DropArgs below); its backward also writes dy = dh * keep /
 // (1 - p). Same bits as bj_cuda_dropout_forward + layernorm_forward (layernorm_backward +
 // dropout_backward): the same kernels with the mask applied in registers.
+// dbias_y (dropout_layernorm_backward, NULL = none) += column sums of dy, the bias gradient of the
+// Linear that produced y: the default v2 path (and v2l2, the same kernels) sums it in the same
+// pass as a third column partial next to dgamma/dbeta (k_ln_bwd_v2<..., BIAS>: partial rows of 3C
+// instead of 2C, added by the same k_ln_part_sum); every other path (v2np, v3, v3a, v3g, v3gp,
+// the scalar and scratch-free paths) runs bj_cuda_bias_backward on dy after it, in the same entry
+// point. Either way a fixed summation order (deterministic), the fused one: fp32 per thread over
+// its rows, the teams' fixed tree in fp32, then the G block rows in double.
 // bf16 side outputs (mixed precision): dropout_layernorm_forward's out_low and
 // dropout_layernorm_backward's dy_low (NULL = none) are written by the row kernels next to out
 // (dy), with bjc::store_bf16 (the bits of to_bf16; a float4 as one 8-byte store when aligned):
@@ -25,12 +32,13 @@
 // tl); 8 / NW teams per 256-thread block. Team sums are warp shuffles, then (NW > 1) the NW warp
 // sums added in order through shared memory.
 // - k_ln_fwd_team<V4, DROP>: one row per team; the row is read once and written once.
-// - k_ln_bwd_v2<V4, DROP, PF> (default): one block per SM (2 for V4 <= 3), each over a contiguous
-//   range of rows, dgamma/dbeta partials in registers, the next row prefetched (PF; BJ_LN_IMPL=v2np
-//   drops the prefetch and runs 2 blocks per SM instead, v2l2 adds an L2 prefetch of the row after
-//   next); the block's teams
-//   add their partials by a fixed tree in shared memory and write one (2C) partial row per block
-//   to the per-stream scratch (common.cuh, "Scratch"); k_ln_part_sum adds the G rows in order.
+// - k_ln_bwd_v2<V4, DROP, PF, BIAS> (default): one block per SM (2 for V4 <= 3), each over a
+//   contiguous range of rows, dgamma/dbeta (BIAS: and dbias_y) partials in registers, the next row
+//   prefetched (PF; BJ_LN_IMPL=v2np drops the prefetch and runs 2 blocks per SM instead, v2l2 adds
+//   an L2 prefetch of the row after next); the block's teams add their partials by a fixed tree in
+//   shared memory and write one (2C, BIAS 3C) partial row per block to the per-stream scratch
+//   (common.cuh, "Scratch"); k_ln_part_sum adds the G rows in order. ptxas (sm_90, CUDA 13.0): no
+//   spills with BIAS, 123 registers at V4 = 3 (bound 128), 220 at V4 = 6 (bound 255).
 // - v3 variants (BJ_LN_IMPL, opt-in, same dh/dy bits as v2; dgamma/dbeta the same bits as each
 //   other): v3a = v2's row kernel + k_ln_part_sum2 (one L2 round trip per warp); v3 = the same two
 //   kernels launched as programmatic dependents (PDL, sm_90+: each may be scheduled while its
@@ -395,7 +403,10 @@ __global__ void __launch_bounds__(256)
 // teams/2, ..., 1) and team 0 writes the block's partial row (2C) to the scratch; k_ln_part_sum
 // then adds the G rows in order, in double, into dgamma and dbeta. With DROP, dy = dh * keep / (1
 // - p) is written too (the dropout_layernorm backward), the mask recomputed from (seed, offset),
-// and with dy_low != NULL its bf16 bits.
+// and with dy_low != NULL its bf16 bits. BIAS (with DROP; dropout_layernorm_backward's dbias_y):
+// each thread also adds the dy it writes to a third register partial, the tree and the partial row
+// carry it as a third C (rows of 3C; shared memory (teams / 2) x 3C floats <= 36 KiB) and
+// k_ln_part_sum adds it into dbias_y with the same per-column order as dgamma/dbeta.
 // PF = false (BJ_LN_IMPL=v2np, an alternative for the benchmark): no prefetch, so fewer registers
 // (<= 128) and 2 blocks per SM for every V4.
 // Programmatic dependent launch (sm_90+; BJ_LN_IMPL=v3): a kernel launched with
@@ -459,15 +470,18 @@ __device__ __forceinline__ void prefetch_row_l2(const float* dout, const float* 
 #endif
 }
 
-// The body of k_ln_bwd_v2 (also phase 1 of k_ln_bwd_v3g).
-template <int V4, bool DROP, bool PF>
+// The body of k_ln_bwd_v2 (also phase 1 of k_ln_bwd_v3g). BIAS (needs DROP): also the column
+// partials of dy (dropout_layernorm_backward's dbias_y), a third C of the block's partial row.
+template <int V4, bool DROP, bool PF, bool BIAS = false>
 __device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, uint16_t* dy_low,
                                                float* part, const float* dout, const float* h,
                                                const float* mean, const float* rstd,
                                                const float* gamma, int N, int C, int NW, int rpb,
                                                int l2ahead, int pdl, DropArgs drop) {
+  static_assert(DROP || !BIAS, "the dy column sums need dy");
+  constexpr int NP = BIAS ? 3 : 2;  // partial rows: dgamma, dbeta (and dbias_y), C each
   __shared__ double red[16];
-  BJ_DYN_SMEM(float4, acc4);  // (teams / 2) x 2 C4: the upper half's partials in the tree
+  BJ_DYN_SMEM(float4, acc4);  // (teams / 2) x NP C4: the upper half's partials in the tree
   if (pdl) {  // v3: launched as a programmatic dependent (see pdl_wait)
     pdl_wait();     // before any global memory access: the previous kernel's writes are visible
     pdl_trigger();  // k_ln_part_sum2 may be scheduled now (it waits for this grid's completion)
@@ -482,8 +496,11 @@ __device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, uint16_t* d
   const int iters = (r1 - r0 + teams - 1) / teams;  // the same for every team of the block
 
   float4 pg[V4], pb[V4];  // this thread's columns' dgamma and dbeta partials
+  float4 py[BIAS ? V4 : 1];  // BIAS: and dbias_y's (the column sums of dy)
 #pragma unroll
   for (int k = 0; k < V4; ++k) pg[k] = pb[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+  for (int k = 0; k < (BIAS ? V4 : 1); ++k) py[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 
   int row = r0 + team;
   float4 dv[V4], hv[V4];
@@ -560,6 +577,12 @@ __device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, uint16_t* d
             const float4 w = drop.apply4(v, (int64_t)row * C + 4 * c4);
             y4[c4] = w;
             if (ylo) bjc::store_bf16(ylo + 4 * c4, w);
+            if constexpr (BIAS) {
+              py[k].x += w.x;
+              py[k].y += w.y;
+              py[k].z += w.z;
+              py[k].w += w.w;
+            }
           }
         }
       }
@@ -581,19 +604,20 @@ __device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, uint16_t* d
   // t + half's (which wrote them to shared memory region t).
   for (int half = teams / 2; half > 0; half /= 2) {
     if (team >= half && team < 2 * half) {
-      float4* dst = acc4 + (int64_t)(team - half) * 2 * C4;
+      float4* dst = acc4 + (int64_t)(team - half) * NP * C4;
 #pragma unroll
       for (int k = 0; k < V4; ++k) {
         const int c4 = tl + TT * k;
         if (c4 < C4) {
           dst[c4] = pg[k];
           dst[C4 + c4] = pb[k];
+          if constexpr (BIAS) dst[2 * C4 + c4] = py[k];
         }
       }
     }
     __syncthreads();
     if (team < half) {
-      const float4* src = acc4 + (int64_t)team * 2 * C4;
+      const float4* src = acc4 + (int64_t)team * NP * C4;
 #pragma unroll
       for (int k = 0; k < V4; ++k) {
         const int c4 = tl + TT * k;
@@ -601,31 +625,36 @@ __device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, uint16_t* d
           const float4 a = src[c4], b = src[C4 + c4];
           pg[k] = make_float4(pg[k].x + a.x, pg[k].y + a.y, pg[k].z + a.z, pg[k].w + a.w);
           pb[k] = make_float4(pb[k].x + b.x, pb[k].y + b.y, pb[k].z + b.z, pb[k].w + b.w);
+          if constexpr (BIAS) {
+            const float4 y = src[2 * C4 + c4];
+            py[k] = make_float4(py[k].x + y.x, py[k].y + y.y, py[k].z + y.z, py[k].w + y.w);
+          }
         }
       }
     }
     __syncthreads();  // the region is rewritten by the next level
   }
   if (team == 0) {
-    float4* prow = reinterpret_cast<float4*>(part) + (int64_t)blockIdx.x * 2 * C4;
+    float4* prow = reinterpret_cast<float4*>(part) + (int64_t)blockIdx.x * NP * C4;
 #pragma unroll
     for (int k = 0; k < V4; ++k) {
       const int c4 = tl + TT * k;
       if (c4 < C4) {
         prow[c4] = pg[k];
         prow[C4 + c4] = pb[k];
+        if constexpr (BIAS) prow[2 * C4 + c4] = py[k];
       }
     }
   }
 }
 
-template <int V4, bool DROP, bool PF>
+template <int V4, bool DROP, bool PF, bool BIAS = false>
 __global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, PF>))
     k_ln_bwd_v2(float* dh, float* dy, uint16_t* dy_low, float* part, const float* dout,
                 const float* h, const float* mean, const float* rstd, const float* gamma, int N,
                 int C, int NW, int rpb, int l2ahead, int pdl, DropArgs drop) {
-  ln_bwd_v2_rows<V4, DROP, PF>(dh, dy, dy_low, part, dout, h, mean, rstd, gamma, N, C, NW, rpb,
-                               l2ahead, pdl, drop);
+  ln_bwd_v2_rows<V4, DROP, PF, BIAS>(dh, dy, dy_low, part, dout, h, mean, rstd, gamma, N, C, NW,
+                                     rpb, l2ahead, pdl, drop);
 }
 
 // ---- v3's sum of the partial rows (BJ_LN_IMPL=v3, v3a, v3g) ----
@@ -726,15 +755,17 @@ __global__ void __launch_bounds__(kThreadsLn, (kV2BlocksPerSm<V4, true>))
   }
 }
 
-// dgamma[w] (w < C) or dbeta[w - C] += sum over the G rows of part (G, 2C): block = 32 columns x
-// 8 warps; warp j adds rows j, j + 8, ... in order (double), then lane w of warp 0 adds the 8
-// warp sums in order. Deterministic.
+// dgamma[w] (w < C), dbeta[w - C] (w < 2C) or dbias[w - 2C] (W = 3C: k_ln_bwd_v2 with BIAS) +=
+// sum over the G rows of part (G, W): block = 32 columns x 8 warps; warp j adds rows j, j + 8, ...
+// in order (double), then lane w of warp 0 adds the 8 warp sums in order. Deterministic; a
+// column's bits do not depend on W.
 constexpr int kPartCols = 32, kPartWarps = 8;
 __global__ void __launch_bounds__(kPartCols* kPartWarps)
-    k_ln_part_sum(float* dgamma, float* dbeta, const float* part, int G, int C) {
+    k_ln_part_sum(float* dgamma, float* dbeta, float* dbias, const float* part, int G, int C,
+                  int W) {
   __shared__ double sm[kPartWarps][kPartCols];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int W = 2 * C, w = blockIdx.x * kPartCols + lane;
+  const int w = blockIdx.x * kPartCols + lane;
   double acc = 0.0;
   if (w < W) {
 #pragma unroll 8
@@ -748,8 +779,10 @@ __global__ void __launch_bounds__(kPartCols* kPartWarps)
     for (int j = 0; j < kPartWarps; ++j) s += sm[j][lane];
     if (w < C)
       dgamma[w] += (float)s;
-    else
+    else if (w < 2 * C)
       dbeta[w - C] += (float)s;
+    else
+      dbias[w - 2 * C] += (float)s;
   }
 }
 
@@ -885,6 +918,11 @@ const LnBwdV2Fn kLnBwdV2[2][2][kMaxV4Bwd] = {
       &k_ln_bwd_v2<4, false, true>, &k_ln_bwd_v2<5, false, true>, &k_ln_bwd_v2<6, false, true>},
      {&k_ln_bwd_v2<1, true, true>, &k_ln_bwd_v2<2, true, true>, &k_ln_bwd_v2<3, true, true>,
       &k_ln_bwd_v2<4, true, true>, &k_ln_bwd_v2<5, true, true>, &k_ln_bwd_v2<6, true, true>}}};
+// The default kernel (prefetch, dropout) that also makes dbias_y's column partials, [V4 - 1].
+const LnBwdV2Fn kLnBwdV2Bias[kMaxV4Bwd] = {
+    &k_ln_bwd_v2<1, true, true, true>, &k_ln_bwd_v2<2, true, true, true>,
+    &k_ln_bwd_v2<3, true, true, true>, &k_ln_bwd_v2<4, true, true, true>,
+    &k_ln_bwd_v2<5, true, true, true>, &k_ln_bwd_v2<6, true, true, true>};
 using LnBwdV3gFn = decltype(&k_ln_bwd_v3g<1, false>);
 const LnBwdV3gFn kLnBwdV3g[2][kMaxV4Bwd] = {  // [dropout][V4 - 1]
     {&k_ln_bwd_v3g<1, false>, &k_ln_bwd_v3g<2, false>, &k_ln_bwd_v3g<3, false>,
@@ -965,11 +1003,13 @@ int ln_forward(const char* op, float* out, uint16_t* out_low, float* mean, float
 }
 
 // dy != NULL: the dropout_layernorm backward (dy = dh * keep / (1 - p) with `drop`; dy_low != NULL,
-// which needs dy: also its bf16 bits).
+// which needs dy: also its bf16 bits). dbias != NULL (needs dy): the default v2 path (and v2l2,
+// the same kernel) also adds dy's column sums to dbias in the same pass (a third C of partials)
+// and sets *bias_done; every other path leaves both alone and the caller runs bias_backward.
 int ln_backward(const char* op, float* dh, float* dy, uint16_t* dy_low, float* dgamma,
-                float* dbeta, const float* dout, const float* h, const float* mean,
-                const float* rstd, const float* gamma, int N, int C, DropArgs drop, bool allow_v1,
-                void* stream) {
+                float* dbeta, float* dbias, bool* bias_done, const float* dout, const float* h,
+                const float* mean, const float* rstd, const float* gamma, int N, int C,
+                DropArgs drop, bool allow_v1, void* stream) {
   const bool vec = C % 4 == 0 && C <= kMaxVecCBwd && bjc::aligned16(dh) &&
                    bjc::aligned16(dy) && bjc::aligned16(dout) && bjc::aligned16(h) &&
                    bjc::aligned16(gamma);
@@ -993,18 +1033,28 @@ int ln_backward(const char* op, float* dh, float* dy, uint16_t* dy_low, float* d
   }
   if (part != nullptr) {  // v2
     const int pf = use_impl("v2np") ? 0 : 1;
+    const bool v3gp = use_impl("v3gp");
+    unsigned* bar = v3gp || use_impl("v3g") ? barrier_for(stream) : nullptr;
+    // v3: k_ln_part_sum2, both kernels launched as programmatic dependents (sm_90+); v3a:
+    // k_ln_part_sum2 with plain launches
+    const bool v3a = use_impl("v3a") || use_impl("v3g") || v3gp, v3 = !v3a && use_impl("v3");
+    // dbias_y in the same pass: only with k_ln_part_sum (v2, v2l2), not v2np, v3*
+    const bool bias = dbias != nullptr && dy != nullptr && pf == 1 && bar == nullptr && !v3 &&
+                      !v3a;
+    const int np = bias ? 3 : 2;  // partial rows of np C: dgamma, dbeta (, dbias_y)
     const int64_t G0 = (int64_t)kV2Bps[pf][v4 - 1] * bjc::sm_count();
     int64_t rpb = (N + G0 - 1) / G0;
     if (rpb < 1) rpb = 1;
     int64_t G = (N + rpb - 1) / rpb;
-    if (G * 2 * C * 4 > bjc::kScratchBytes) {  // G <= 2 SMs, 2C <= 12288: only past 170 SMs
-      G = bjc::kScratchBytes / (8LL * C);
+    // G <= 2 x SMs (C <= 1536) or SMs (C > 1536: V4 >= 4, one block per SM), so G partial rows
+    // of np C floats fit the 16 MiB up to 227 SMs at C = 6144 with np = 3 (341 SMs at C = 4096;
+    // H100 and H200 have 132); past that, fewer and longer row ranges (still one pass)
+    if (G * np * C * 4 > bjc::kScratchBytes) {
+      G = bjc::kScratchBytes / (4LL * np * C);
       rpb = (N + G - 1) / G;
       G = (N + rpb - 1) / rpb;
     }
-    const int smem = (teams / 2) * 2 * C * (int)sizeof(float);  // <= 24 KiB
-    const bool v3gp = use_impl("v3gp");
-    unsigned* bar = v3gp || use_impl("v3g") ? barrier_for(stream) : nullptr;
+    const int smem = (teams / 2) * np * C * (int)sizeof(float);  // <= 24 KiB (np = 3: 36 KiB)
     if (bar != nullptr) {  // v3g: one cooperative launch (the emulation: phase 1, then phase 2)
       const auto k = kLnBwdV3g[dy != nullptr ? 1 : 0][v4 - 1];
       const bool pdl = v3gp && device_has_pdl();  // v3gp: cooperative and PDL
@@ -1018,22 +1068,22 @@ int ln_backward(const char* op, float* dh, float* dy, uint16_t* dy_low, float* d
                   pdl ? 1 : 0, drop);
       return bjc::check_launch(op);
     }
-    // v3: k_ln_part_sum2, both kernels launched as programmatic dependents (sm_90+); v3a:
-    // k_ln_part_sum2 with plain launches
-    const bool v3a = use_impl("v3a") || use_impl("v3g") || v3gp, v3 = !v3a && use_impl("v3");
     const bool pdl = v3 && device_has_pdl();
-    launch_maybe_pdl(pdl, kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1], (unsigned)G,
-                     (unsigned)kThreadsLn, smem, stream, dh, dy, dy_low, part, dout, h, mean, rstd,
-                     gamma, N, C, nw, (int)rpb, use_impl("v2l2") ? 2 : 0, pdl ? 1 : 0, drop);
+    const LnBwdV2Fn k = bias ? kLnBwdV2Bias[v4 - 1] : kLnBwdV2[pf][dy != nullptr ? 1 : 0][v4 - 1];
+    launch_maybe_pdl(pdl, k, (unsigned)G, (unsigned)kThreadsLn, smem, stream, dh, dy, dy_low, part,
+                     dout, h, mean, rstd, gamma, N, C, nw, (int)rpb, use_impl("v2l2") ? 2 : 0,
+                     pdl ? 1 : 0, drop);
     BJ_TRY(bjc::check_launch(op));
-    const unsigned pblocks = (unsigned)((2 * C + kPartCols - 1) / kPartCols);
+    const unsigned pblocks = (unsigned)((np * C + kPartCols - 1) / kPartCols);
     if (v3 || v3a)
       launch_maybe_pdl(pdl, &k_ln_part_sum2, pblocks, (unsigned)(kPartCols2 * kPartWarps2), 0,
                        stream, dgamma, dbeta, (const float*)part, (int)G, C, pdl ? 1 : 0);
     else
       BJ_LAUNCH(k_ln_part_sum, pblocks, kPartCols * kPartWarps, 0, bjc::as_stream(stream),
-                dgamma, dbeta, part, (int)G, C);
-    return bjc::check_launch(op);
+                dgamma, dbeta, dbias, part, (int)G, C, np * C);
+    BJ_TRY(bjc::check_launch(op));
+    if (bias) *bias_done = true;
+    return BJ_OK;
   }
   // Parameter gradients first: dh (or dy) may alias dout.
   BJ_TRY(bjc::launch_colreduce<2>(op, LnParamGradOp{dgamma, dbeta, dout, h, mean, rstd, C}, N, C,
@@ -1078,8 +1128,9 @@ extern "C" int bj_cuda_layernorm_backward(float* dh,           // (N, C), "="
            "mean, rstd or gamma is NULL");
   BJ_CHECK(N > 0, "bj_cuda_layernorm_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_layernorm_backward", "C must be > 0 (got %d)", C);
-  return ln_backward(op, dh, nullptr, nullptr, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C,
-                     DropArgs{0.0f, 1.0f, 0, 0}, true, stream);
+  bool unused = false;
+  return ln_backward(op, dh, nullptr, nullptr, dgamma, dbeta, nullptr, &unused, dout, h, mean,
+                     rstd, gamma, N, C, DropArgs{0.0f, 1.0f, 0, 0}, true, stream);
 }
 
 extern "C" int bj_cuda_dropout_layernorm_forward(float* out,             // (N, C), may alias y
@@ -1105,6 +1156,7 @@ extern "C" int bj_cuda_dropout_layernorm_backward(float* dh,           // (N, C)
                                                   uint16_t* dy_low,    // (N, C) bf16 or NULL
                                                   float* dgamma,       // (C), +=
                                                   float* dbeta,        // (C), +=
+                                                  float* dbias_y,      // (C), +=, or NULL
                                                   const float* dout,   // (N, C)
                                                   const float* h,      // (N, C), the saved h
                                                   const float* mean,   // (N)
@@ -1123,12 +1175,19 @@ extern "C" int bj_cuda_dropout_layernorm_backward(float* dh,           // (N, C)
            "dy must not alias dh");
   BJ_CHECK(dy_low == nullptr || dy != nullptr, "bj_cuda_dropout_layernorm_backward",
            "dy_low needs dy (dy is NULL)");
+  BJ_CHECK(dbias_y == nullptr || dy != nullptr, "bj_cuda_dropout_layernorm_backward",
+           "dbias_y needs dy (dy is NULL)");
   BJ_CHECK(N > 0, "bj_cuda_dropout_layernorm_backward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_dropout_layernorm_backward", "C must be > 0 (got %d)", C);
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_dropout_layernorm_backward",
            "p must be in [0, 1) (got %g)", (double)p);
   // p = 0 keeps every element: dy = dh (the fused kernel with a mask that keeps all, scale 1)
   const DropArgs drop{p, 1.0f / (1.0f - p), seed, offset};
-  return ln_backward(op, dh, dy, dy_low, dgamma, dbeta, dout, h, mean, rstd, gamma, N, C, drop,
-                     false, stream);
+  bool bias_done = false;
+  BJ_TRY(ln_backward(op, dh, dy, dy_low, dgamma, dbeta, dbias_y, &bias_done, dout, h, mean, rstd,
+                     gamma, N, C, drop, false, stream));
+  // dbias_y on the paths that do not sum it in the pass (BJ_LN_IMPL=v2np, v3, v3a, v3g, v3gp; the
+  // scalar and scratch-free paths): bias_backward's kernels on dy, queued right after
+  if (dbias_y != nullptr && !bias_done) return bj_cuda_bias_backward(dbias_y, dy, N, C, stream);
+  return BJ_OK;
 }

@@ -95,12 +95,15 @@ extern "C" {
      keep / (1 - p) (y's gradient, "=", same mask; may be NULL), dgamma, dbeta (C) "+=".          \
      dh and dy may alias dout, not each other. Same bits as layernorm_backward then              \
      dropout_backward. dy_low (N, C), when not NULL, gets bf16 bits of dy, the same bits as      \
-     to_bf16(dy); it needs dy != NULL (else BJ_ERR_INVALID). */                                  \
+     to_bf16(dy); it needs dy != NULL (else BJ_ERR_INVALID). dbias_y (C), when not NULL, gets    \
+     "+=" the column sums of dy (the gradient of the bias of the Linear that produced y): the    \
+     same as bias_backward(dbias_y, dy, N, C) afterwards, up to the summation order (fixed:      \
+     deterministic, like dgamma/dbeta); it needs dy != NULL (else BJ_ERR_INVALID). */            \
   int P##dropout_layernorm_backward(float* dh, float* dy, uint16_t* dy_low, float* dgamma,      \
-                                    float* dbeta, const float* dout, const float* h,             \
-                                    const float* mean, const float* rstd, const float* gamma,    \
-                                    int N, int C, float p, uint64_t seed, uint64_t offset,       \
-                                    void* stream);                                               \
+                                    float* dbeta, float* dbias_y, const float* dout,             \
+                                    const float* h, const float* mean, const float* rstd,        \
+                                    const float* gamma, int N, int C, float p, uint64_t seed,    \
+                                    uint64_t offset, void* stream);                              \
                                                                                                 \
   /* ---- bias, GELU ---- */                                                                    \
   /* x (N, C) += bias (C). */                                                                    \

@@ -5,7 +5,9 @@
 // flash-attention count, so the backward's recomputation is not credited). The layer norm
 // backward is timed with each of its kernels (BJ_LN_IMPL=v1, v2, v2np, v2l2, v3, v3a,
 // v3g, v3gp), and dropout + layer norm fused
-// against the two separate ops (GB/s of the fused op's bytes for both rows). The ops with a bf16
+// against the two separate ops (GB/s of the fused op's bytes for both rows), and its backward with
+// the Linear's bias gradient in the same pass ("+dbias") against the op then bias_backward
+// ("+bias_bwd"; N = 4096, C = 384 and 768). The ops with a bf16
 // side output (dropout_layernorm_*, bias_gelu_*) also with it ("+bf16") against the op then
 // to_bf16 ("+to_bf16"; GB/s of the op's bytes plus the 2-byte copy, for both rows).
 //   bench_cuda_ops            (exit 77 when no device)
@@ -304,9 +306,9 @@ int main() {
                                                        gamma.p, beta.p, N, C, 1e-12f, nullptr);
       }, 50);
       const double tb = time_us([&] {
-        return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, nullptr, dg.p, db.p, dout.p, h.p,
-                                                  mean.p, rstd.p, gamma.p, N, C, p, 7, 0,
-                                                  nullptr);
+        return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, nullptr, dg.p, db.p, nullptr,
+                                                  dout.p, h.p, mean.p, rstd.p, gamma.p, N, C, p, 7,
+                                                  0, nullptr);
       }, 50);
       const double tbu = time_us([&] {
         const int rc = bj_cuda_layernorm_backward(dh.p, dg.p, db.p, dout.p, h.p, mean.p, rstd.p,
@@ -335,18 +337,36 @@ int main() {
           }, 50),
           fwd_b + lb);
       row("dropout+LN bwd +bf16", sh, time_us([&] {
-            return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, low, dg.p, db.p, dout.p, h.p,
-                                                      mean.p, rstd.p, gamma.p, N, C, p, 7, 0,
-                                                      nullptr);
+            return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, low, dg.p, db.p, nullptr,
+                                                      dout.p, h.p, mean.p, rstd.p, gamma.p, N, C, p,
+                                                      7, 0, nullptr);
           }, 50),
           bwd_b + lb);
       row("dropout+LN bwd +to_bf16", sh, time_us([&] {
             const int rc = bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, nullptr, dg.p, db.p,
-                                                              dout.p, h.p, mean.p, rstd.p,
+                                                              nullptr, dout.p, h.p, mean.p, rstd.p,
                                                               gamma.p, N, C, p, 7, 0, nullptr);
             return rc != BJ_OK ? rc : bj_cuda_to_bf16(low, dpre.p, (int64_t)n, nullptr);
           }, 50),
           bwd_b + lb);
+      if (C <= 768) {  // the hidden sizes (BertSelfOutput / BertOutput's LayerNorm)
+        // with the dense layer's bias gradient (dbias_y: column sums of dy) in the same pass vs
+        // the fused op then bias_backward on dy (GB/s of the fused op's bytes + dbias, both rows)
+        const double bb = bwd_b + F * 2.0 * C;
+        row("dropout+LN bwd fused +dbias", sh, time_us([&] {
+              return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, nullptr, dg.p, db.p, bias.p,
+                                                        dout.p, h.p, mean.p, rstd.p, gamma.p, N,
+                                                        C, p, 7, 0, nullptr);
+            }, 50),
+            bb);
+        row("dropout+LN bwd +bias_bwd", sh, time_us([&] {
+              const int rc = bj_cuda_dropout_layernorm_backward(
+                  dh.p, dpre.p, nullptr, dg.p, db.p, nullptr, dout.p, h.p, mean.p, rstd.p,
+                  gamma.p, N, C, p, 7, 0, nullptr);
+              return rc != BJ_OK ? rc : bj_cuda_bias_backward(bias.p, dpre.p, N, C, nullptr);
+            }, 50),
+            bb);
+      }
       row("bias+gelu fwd", sh, time_us([&] {
             return bj_cuda_bias_gelu_forward(out.p, nullptr, pre.p, x.p, bias.p, N, C, nullptr);
           }, 50),

@@ -385,7 +385,9 @@ void test_layernorm() {
 // unfused dropout_forward + layernorm_forward (layernorm_backward + dropout_backward). Also the
 // layer norm backward's v1 kernel (BJ_LN_IMPL=v1) against the default v2, and the bf16 side
 // outputs out_low / dy_low (to_bf16 of out / dy; the fp32 outputs unchanged by asking for them),
-// every other shape with a low pointer off 8-byte alignment (scalar bf16 stores).
+// every other shape with a low pointer off 8-byte alignment (scalar bf16 stores), and the
+// backward's dbias_y (+= column sums of dy, from a nonzero start: bias_backward of dy; the other
+// outputs unchanged by asking for it) on every BJ_LN_IMPL variant.
 void test_dropout_layernorm() {
   struct S {
     int N, C;
@@ -482,8 +484,9 @@ void test_dropout_layernorm() {
     float* cdh = s.alias ? doutc.data() : dh.data();  // alias: dh aliases dout
     CPU_OK("dropout_layernorm_backward", sh,
            bj_cpu_dropout_layernorm_backward(cdh, dy.data(), nullptr, dg.data(), db.data(),
-                                             doutc.data(), h.data(), mean.data(), rstd.data(),
-                                             gamma.data(), s.N, s.C, s.p, seed, offset, nullptr));
+                                             nullptr, doutc.data(), h.data(), mean.data(),
+                                             rstd.data(), gamma.data(), s.N, s.C, s.p, seed,
+                                             offset, nullptr));
     std::vector<float> cdhv(cdh, cdh + n);
     // with dy_low: the same fp32 outputs, dy_low = to_bf16(dy)
     std::vector<uint16_t> cylow(n);
@@ -492,12 +495,41 @@ void test_dropout_layernorm() {
       float* cdh2 = s.alias ? dout2.data() : dh2.data();
       CPU_OK("dropout_layernorm_backward (dy_low)", sh,
              bj_cpu_dropout_layernorm_backward(cdh2, dy2.data(), cylow.data(), dg2.data(),
-                                               db2.data(), dout2.data(), h.data(), mean.data(),
-                                               rstd.data(), gamma.data(), s.N, s.C, s.p, seed,
-                                               offset, nullptr));
+                                               db2.data(), nullptr, dout2.data(), h.data(),
+                                               mean.data(), rstd.data(), gamma.data(), s.N, s.C,
+                                               s.p, seed, offset, nullptr));
       report_bits("dropout_layernorm_bwd cpu dy_low", sh,
                   same_bits(std::vector<float>(cdh2, cdh2 + n), cdhv) && same_bits(dy2, dy) &&
                       same_bits(dg2, dg) && same_bits(db2, db) && same_bits(cylow, bf16_of(dy)));
+    }
+    // with dbias_y from a nonzero start ("+="): the same other outputs, dbias_y = bias_backward of
+    // dy (the same bits on the CPU, which runs bias_backward's column sums on dy)
+    std::vector<float> dbias0(s.C);
+    for (int c = 0; c < s.C; ++c) dbias0[c] = 0.1f * (float)(c % 9) - 0.45f;  // never 0
+    std::vector<float> cbias = dbias0;  // the reference
+    CPU_OK("bias_backward", sh, bj_cpu_bias_backward(cbias.data(), dy.data(), s.N, s.C, nullptr));
+    {
+      std::vector<float> dh2(n), dy2(n), dg2 = dg0, db2 = db0, dout2 = dout, by2 = dbias0;
+      std::vector<uint16_t> low2(n);
+      float* cdh2 = s.alias ? dout2.data() : dh2.data();
+      CPU_OK("dropout_layernorm_backward (dbias_y)", sh,
+             bj_cpu_dropout_layernorm_backward(cdh2, dy2.data(), low2.data(), dg2.data(),
+                                               db2.data(), by2.data(), dout2.data(), h.data(),
+                                               mean.data(), rstd.data(), gamma.data(), s.N, s.C,
+                                               s.p, seed, offset, nullptr));
+      report_bits("dropout_layernorm_bwd cpu dbias_y", sh,
+                  same_bits(std::vector<float>(cdh2, cdh2 + n), cdhv) && same_bits(dy2, dy) &&
+                      same_bits(dg2, dg) && same_bits(db2, db) && same_bits(low2, cylow) &&
+                      same_bits(by2, cbias));
+      // dy aliasing dout (dh separate): the same dy and dbias_y
+      std::vector<float> dh3(n), dg3 = dg0, db3 = db0, dout3 = dout, by3 = dbias0;
+      CPU_OK("dropout_layernorm_backward (dbias_y, dy=dout)", sh,
+             bj_cpu_dropout_layernorm_backward(dh3.data(), dout3.data(), nullptr, dg3.data(),
+                                               db3.data(), by3.data(), dout3.data(), h.data(),
+                                               mean.data(), rstd.data(), gamma.data(), s.N, s.C,
+                                               s.p, seed, offset, nullptr));
+      report_bits("dropout_layernorm_bwd cpu dbias_y dy=dout", sh,
+                  same_bits(dh3, cdhv) && same_bits(dout3, dy) && same_bits(by3, cbias));
     }
     {
       std::vector<float> udh(n), udy(n), udg = dg0, udb = db0;
@@ -515,9 +547,9 @@ void test_dropout_layernorm() {
         gm3(mean), gs3(rstd);
     float* gdh_ = s.alias ? gdout.p : gdh.p;
     if (GPU_OK("dropout_layernorm_backward", sh,
-               bj_cuda_dropout_layernorm_backward(gdh_, gdy.p, nullptr, gdg.p, gdb.p, gdout.p,
-                                                  gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C, s.p, seed,
-                                                  offset, nullptr))) {
+               bj_cuda_dropout_layernorm_backward(gdh_, gdy.p, nullptr, gdg.p, gdb.p, nullptr,
+                                                  gdout.p, gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C, s.p,
+                                                  seed, offset, nullptr))) {
       const auto gdhv = s.alias ? gdout.get() : gdh.get();
       report("dropout_layernorm_bwd dh", sh, rel(gdhv, cdhv), kBwd);
       report("dropout_layernorm_bwd dy", sh, rel(gdy.get(), dy), kBwd);
@@ -530,14 +562,51 @@ void test_dropout_layernorm() {
         float* gdh5_ = s.alias ? gdout5.p : gdh5.p;
         if (GPU_OK("dropout_layernorm_backward (dy_low)", sh,
                    bj_cuda_dropout_layernorm_backward(gdh5_, gdy5.p, gylow.p, gdg5.p, gdb5.p,
-                                                      gdout5.p, gh3.p, gm3.p, gs3.p, gg.p, s.N,
-                                                      s.C, s.p, seed, offset, nullptr))) {
+                                                      nullptr, gdout5.p, gh3.p, gm3.p, gs3.p, gg.p,
+                                                      s.N, s.C, s.p, seed, offset, nullptr))) {
           report_bits("dropout_layernorm_bwd dy_low f32", sh + fmt(" lowpad=%d", lowpad),
                       same_bits(s.alias ? gdout5.get() : gdh5.get(), gdhv) &&
                           same_bits(gdy5.get(), gdy.get()) && same_bits(gdg5.get(), gdg.get()) &&
                           same_bits(gdb5.get(), gdb.get()));
           report_low("dropout_layernorm_bwd dy_low", sh + fmt(" lowpad=%d", lowpad), gylow.get(),
                      gdy.get(), cylow, dy);
+        }
+      }
+      // with dbias_y from a nonzero start ("+=", the default path: summed in the same pass where
+      // the row kernel runs): the other outputs the same bits, dbias_y close to bias_backward of
+      // dy (the CPU's, and CUDA's of CUDA's dy), deterministic; also with dy aliasing dout
+      std::vector<float> gbias_ref, gbias_v2;
+      {
+        Dev<float> gbref(dbias0);
+        if (GPU_OK("bias_backward", sh,
+                   bj_cuda_bias_backward(gbref.p, gdy.p, s.N, s.C, nullptr)))
+          gbias_ref = gbref.get();
+        Dev<float> gdout6(dout, s.pad), gdh6(n, s.pad), gdy6(n, s.pad), gdg6(dg0), gdb6(db0),
+            gby6(dbias0);
+        Dev<uint16_t> glow6(n, lowpad);
+        float* gdh6_ = s.alias ? gdout6.p : gdh6.p;
+        if (GPU_OK("dropout_layernorm_backward (dbias_y)", sh,
+                   bj_cuda_dropout_layernorm_backward(gdh6_, gdy6.p, glow6.p, gdg6.p, gdb6.p,
+                                                      gby6.p, gdout6.p, gh3.p, gm3.p, gs3.p, gg.p,
+                                                      s.N, s.C, s.p, seed, offset, nullptr))) {
+          gbias_v2 = gby6.get();
+          report_bits("dropout_layernorm_bwd dbias_y f32", sh,
+                      same_bits(s.alias ? gdout6.get() : gdh6.get(), gdhv) &&
+                          same_bits(gdy6.get(), gdy.get()) && same_bits(gdg6.get(), gdg.get()) &&
+                          same_bits(gdb6.get(), gdb.get()) && same_bits(glow6.get(), gylow.get()));
+          report("dropout_layernorm_bwd dbias_y", sh, rel(gbias_v2, cbias), kBwd);
+          if (!gbias_ref.empty())
+            report("dropout_layernorm_bwd dbias_y~bias_bwd", sh, rel(gbias_v2, gbias_ref), kBwd);
+          // again, with dy aliasing dout: the same dy and dbias_y bits
+          Dev<float> gdout7(dout, s.pad), gdh7(n, s.pad), gdg7(dg0), gdb7(db0), gby7(dbias0);
+          if (GPU_OK("dropout_layernorm_backward (dbias_y, dy=dout)", sh,
+                     bj_cuda_dropout_layernorm_backward(gdh7.p, gdout7.p, nullptr, gdg7.p, gdb7.p,
+                                                        gby7.p, gdout7.p, gh3.p, gm3.p, gs3.p,
+                                                        gg.p, s.N, s.C, s.p, seed, offset,
+                                                        nullptr)))
+            report_bits("dropout_layernorm_bwd dbias_y dy=dout", sh,
+                        same_bits(gdout7.get(), gdy.get()) && same_bits(gby7.get(), gbias_v2) &&
+                            same_bits(gdg7.get(), gdg.get()));
         }
       }
       // unfused on the GPU: the same bits
@@ -553,9 +622,9 @@ void test_dropout_layernorm() {
       // dy may be NULL: dh and the parameter gradients alone
       Dev<float> gdout3(dout, s.pad), ndh(n, s.pad), ndg(dg0), ndb(db0);
       if (GPU_OK("dropout_layernorm_backward (dy NULL)", sh,
-                 bj_cuda_dropout_layernorm_backward(ndh.p, nullptr, nullptr, ndg.p, ndb.p, gdout3.p,
-                                                    gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C, s.p,
-                                                    seed, offset, nullptr)))
+                 bj_cuda_dropout_layernorm_backward(ndh.p, nullptr, nullptr, ndg.p, ndb.p, nullptr,
+                                                    gdout3.p, gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C,
+                                                    s.p, seed, offset, nullptr)))
         report_bits("dropout_layernorm_bwd dy=NULL", sh,
                     same_bits(ndh.get(), udh.get()) && same_bits(ndg.get(), udg.get()));
       // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np, v2l2, v3, v3a; v3g/v3gp,
@@ -578,19 +647,27 @@ void test_dropout_layernorm() {
                  kBwd);
         }
       }
-      // the fused backward without prefetch (v2np) and with v3's launches / partial sum (v3,
-      // v3a, v3g): the same dh, dy and dy_low bits; v3, v3a and v3g the same dgamma/dbeta bits
-      // as each other, and deterministic (a rerun adds the same bits)
+      // the fused backward without prefetch (v2np), with v2l2's L2 prefetch and with v3's
+      // launches / partial sum (v3, v3a, v3g): the same dh, dy and dy_low bits; v3, v3a and v3g
+      // the same dgamma/dbeta bits as each other, and deterministic (a rerun adds the same bits).
+      // dbias_y (from the same nonzero start): v2l2 (v2's kernels) the same bits as v2, the others
+      // (bias_backward after the layer norm) the same bits as bias_backward of dy. The cooperative
+      // v3g / v3gp, never run on a GPU yet, only in the CPU emulation.
       std::vector<float> v3dg, v3db;
-      for (const char* impl : {"v2np", "v3", "v3a"}) {
+#ifdef BJ_CUDA_EMU
+      for (const char* impl : {"v2np", "v2l2", "v3", "v3a", "v3g", "v3gp"}) {
+#else
+      for (const char* impl : {"v2np", "v2l2", "v3", "v3a"}) {
+#endif
         setenv("BJ_LN_IMPL", impl, 1);
-        Dev<float> gdout4(dout, s.pad), pdh(n, s.pad), pdy(n, s.pad), pdg(dg0), pdb(db0);
+        Dev<float> gdout4(dout, s.pad), pdh(n, s.pad), pdy(n, s.pad), pdg(dg0), pdb(db0),
+            pby(dbias0);
         Dev<uint16_t> plow(n, lowpad);
         const std::string what = std::string("dropout_layernorm_backward ") + impl;
         const bool ran = GPU_OK(what, sh,
                                 bj_cuda_dropout_layernorm_backward(
-                                    pdh.p, pdy.p, plow.p, pdg.p, pdb.p, gdout4.p, gh3.p, gm3.p,
-                                    gs3.p, gg.p, s.N, s.C, s.p, seed, offset, nullptr));
+                                    pdh.p, pdy.p, plow.p, pdg.p, pdb.p, pby.p, gdout4.p, gh3.p,
+                                    gm3.p, gs3.p, gg.p, s.N, s.C, s.p, seed, offset, nullptr));
         if (ran) {
           report_bits(std::string("dropout_layernorm_bwd ") + impl + " = v2", sh,
                       same_bits(pdh.get(), udh.get()) && same_bits(pdy.get(), gdy.get()) &&
@@ -599,8 +676,14 @@ void test_dropout_layernorm() {
                  kBwd);
           report(std::string("dropout_layernorm_bwd ") + impl + " dbeta", sh, rel(pdb.get(), db),
                  kBwd);
+          report(std::string("dropout_layernorm_bwd ") + impl + " dbias_y", sh,
+                 rel(pby.get(), cbias), kBwd);
+          const bool same_kernels = std::strcmp(impl, "v2l2") == 0;
+          report_bits(std::string("dropout_layernorm_bwd ") + impl +
+                          (same_kernels ? " dbias_y = v2" : " dbias_y = bias_bwd"),
+                      sh, same_bits(pby.get(), same_kernels ? gbias_v2 : gbias_ref));
         }
-        if (ran && std::strcmp(impl, "v2np") != 0) {
+        if (ran && std::strncmp(impl, "v3", 2) == 0) {
           if (v3dg.empty()) {
             v3dg = pdg.get();
             v3db = pdb.get();
@@ -612,12 +695,14 @@ void test_dropout_layernorm() {
           Dev<float> rdg(pdg.get()), rdb(pdb.get()), qdg(pdg.get()), qdb(pdb.get());
           if (GPU_OK(what, sh,
                      bj_cuda_dropout_layernorm_backward(pdh.p, pdy.p, nullptr, rdg.p, rdb.p,
-                                                        gdout4.p, gh3.p, gm3.p, gs3.p, gg.p, s.N,
-                                                        s.C, s.p, seed, offset, nullptr)) &&
+                                                        nullptr, gdout4.p, gh3.p, gm3.p, gs3.p,
+                                                        gg.p, s.N, s.C, s.p, seed, offset,
+                                                        nullptr)) &&
               GPU_OK(what, sh,
                      bj_cuda_dropout_layernorm_backward(pdh.p, pdy.p, nullptr, qdg.p, qdb.p,
-                                                        gdout4.p, gh3.p, gm3.p, gs3.p, gg.p, s.N,
-                                                        s.C, s.p, seed, offset, nullptr)))
+                                                        nullptr, gdout4.p, gh3.p, gm3.p, gs3.p,
+                                                        gg.p, s.N, s.C, s.p, seed, offset,
+                                                        nullptr)))
             report_bits(std::string("dropout_layernorm_bwd ") + impl + " (rerun)", sh,
                         same_bits(rdg.get(), qdg.get()) && same_bits(rdb.get(), qdb.get()));
         }
@@ -633,14 +718,25 @@ void test_dropout_layernorm() {
     std::vector<uint16_t> clow(64);
     expect_invalid("error: dy_low without dy",
                    bj_cpu_dropout_layernorm_backward(c.data(), nullptr, clow.data(), cg.data(),
-                                                     cg.data(), c.data(), c.data(), c.data(),
-                                                     c.data(), c.data(), 8, 8, 0.1f, 1, 0,
+                                                     cg.data(), nullptr, c.data(), c.data(),
+                                                     c.data(), c.data(), c.data(), 8, 8, 0.1f, 1, 0,
                                                      nullptr),
                    false, "bj_cpu_dropout_layernorm_backward");
     expect_invalid("error: dy_low without dy",
                    bj_cuda_dropout_layernorm_backward(
                        dummy, nullptr, reinterpret_cast<uint16_t*>(dummy + 32), dummy, dummy,
-                       dummy, dummy, dummy, dummy, dummy, 8, 8, 0.1f, 1, 0, nullptr),
+                       nullptr, dummy, dummy, dummy, dummy, dummy, 8, 8, 0.1f, 1, 0, nullptr),
+                   true, "bj_cuda_dropout_layernorm_backward");
+    expect_invalid("error: dbias_y without dy",
+                   bj_cpu_dropout_layernorm_backward(c.data(), nullptr, nullptr, cg.data(),
+                                                     cg.data(), cg.data(), c.data(), c.data(),
+                                                     c.data(), c.data(), c.data(), 8, 8, 0.1f, 1, 0,
+                                                     nullptr),
+                   false, "bj_cpu_dropout_layernorm_backward");
+    expect_invalid("error: dbias_y without dy",
+                   bj_cuda_dropout_layernorm_backward(dummy, nullptr, nullptr, dummy + 32,
+                                                      dummy + 40, dummy + 48, dummy, dummy, dummy,
+                                                      dummy, dummy, 8, 8, 0.1f, 1, 0, nullptr),
                    true, "bj_cuda_dropout_layernorm_backward");
     cudaFree(dummy);
   }

@@ -196,18 +196,29 @@ public interface Backend extends AutoCloseable {
    * gradient with the same mask (written; may be null); dgamma, dbeta accumulated. dh and dy may
    * be dout, not each other. Same bits as {@link #layerNormBackward} then {@link
    * #dropoutBackward}. dyLow (BF16, n * c elements, or null; needs dy) also gets dy rounded to
-   * bf16, the same bits as {@link #toBf16} of dy.
+   * bf16, the same bits as {@link #toBf16} of dy. dbiasY (F32, c elements, or null; needs dy)
+   * accumulates the column sums of dy, the bias gradient of the Linear that produced y: the same
+   * as {@link #biasBackward}(dbiasY, dy, n, c) afterwards, up to the (fixed, deterministic)
+   * summation order; the CUDA backend's default kernels sum it in the same pass.
    */
   void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dyLow, Tensor dgamma, Tensor dbeta,
-      Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c, float p,
-      long seed, long offset);
+      Tensor dbiasY, Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c,
+      float p, long seed, long offset);
 
-  /** {@link #dropoutLayerNormBackward} without the bf16 copy (dyLow null). */
+  /** {@link #dropoutLayerNormBackward} without the bias gradient (dbiasY null). */
+  default void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dyLow, Tensor dgamma,
+      Tensor dbeta, Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c,
+      float p, long seed, long offset) {
+    dropoutLayerNormBackward(dh, dy, dyLow, dgamma, dbeta, null, dout, h, mean, rstd, gamma, n, c,
+        p, seed, offset);
+  }
+
+  /** {@link #dropoutLayerNormBackward} without the bf16 copy and the bias gradient. */
   default void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dgamma, Tensor dbeta,
       Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c, float p,
       long seed, long offset) {
-    dropoutLayerNormBackward(dh, dy, null, dgamma, dbeta, dout, h, mean, rstd, gamma, n, c, p,
-        seed, offset);
+    dropoutLayerNormBackward(dh, dy, null, dgamma, dbeta, null, dout, h, mean, rstd, gamma, n, c,
+        p, seed, offset);
   }
 
   // ---- bias, GELU, tanh ----

@@ -60,8 +60,8 @@ final class CpuKernels implements Kernels {
   }
 
   @Override
-  public int dropoutLayerNormBackward(long dh, long dy, long dyLow, long dgamma, long dbeta, long dout, long h, long mean, long rstd, long gamma, int n, int c, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_dropout_layernorm_backward(dh, dy, dyLow, dgamma, dbeta, dout, h, mean, rstd, gamma, n, c, p, seed, offset, stream);
+  public int dropoutLayerNormBackward(long dh, long dy, long dyLow, long dgamma, long dbeta, long dbiasY, long dout, long h, long mean, long rstd, long gamma, int n, int c, float p, long seed, long offset, long stream) {
+    return BertjCpu.bj_cpu_dropout_layernorm_backward(dh, dy, dyLow, dgamma, dbeta, dbiasY, dout, h, mean, rstd, gamma, n, c, p, seed, offset, stream);
   }
 
   @Override

@@ -34,9 +34,9 @@ interface Kernels {
       long residual, long gamma, long beta, int n, int c, float eps, float p, long seed,
       long offset, long stream);
 
-  int dropoutLayerNormBackward(long dh, long dy, long dyLow, long dgamma, long dbeta, long dout,
-      long h, long mean, long rstd, long gamma, int n, int c, float p, long seed, long offset,
-      long stream);
+  int dropoutLayerNormBackward(long dh, long dy, long dyLow, long dgamma, long dbeta,
+      long dbiasY, long dout, long h, long mean, long rstd, long gamma, int n, int c, float p,
+      long seed, long offset, long stream);
 
   int biasAdd(long x, long bias, int n, int c, long stream);
 

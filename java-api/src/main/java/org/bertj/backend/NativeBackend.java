@@ -202,8 +202,8 @@ abstract class NativeBackend implements Backend {
 
   @Override
   public void dropoutLayerNormBackward(Tensor dh, Tensor dy, Tensor dyLow, Tensor dgamma,
-      Tensor dbeta, Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma, int n, int c,
-      float p, long seed, long offset) {
+      Tensor dbeta, Tensor dbiasY, Tensor dout, Tensor h, Tensor mean, Tensor rstd, Tensor gamma,
+      int n, int c, float p, long seed, long offset) {
     positive("n", n);
     positive("c", c);
     probability(p);
@@ -217,10 +217,14 @@ abstract class NativeBackend implements Backend {
     if (dyLowA != 0L && dyA == 0L) {
       throw new IllegalArgumentException("dyLow needs dy (dy is null)");
     }
+    long dbiasYA = f32OrNull(dbiasY, "dbiasY", c);
+    if (dbiasYA != 0L && dyA == 0L) {
+      throw new IllegalArgumentException("dbiasY needs dy (dy is null)");
+    }
     ok(k.dropoutLayerNormBackward(dhA, dyA, dyLowA,
-        f32(dgamma, "dgamma", c), f32(dbeta, "dbeta", c), f32(dout, "dout", nc), f32(h, "h", nc),
-        f32(mean, "mean", n), f32(rstd, "rstd", n), f32(gamma, "gamma", c), n, c, p, seed, offset,
-        stream()), "dropoutLayerNormBackward");
+        f32(dgamma, "dgamma", c), f32(dbeta, "dbeta", c), dbiasYA, f32(dout, "dout", nc),
+        f32(h, "h", nc), f32(mean, "mean", n), f32(rstd, "rstd", n), f32(gamma, "gamma", c), n, c,
+        p, seed, offset, stream()), "dropoutLayerNormBackward");
   }
 
   // ---- bias, GELU, tanh ----

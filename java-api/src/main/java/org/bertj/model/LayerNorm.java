@@ -45,12 +45,14 @@ final class LayerNorm {
   /**
    * Backward of {@link #forwardDropout}: dh = dLoss/dh (the residual's gradient) and dy =
    * dLoss/dy = dh * keep / (1 - p) (both written; neither may alias the other); gamma, beta
-   * gradients accumulated. dyLow, when not null, receives bf16(dy) from the same pass.
+   * gradients accumulated. dyLow, when not null, receives bf16(dy) from the same pass. dbiasY,
+   * when not null (c elements), accumulates the column sums of dy: the bias gradient of the
+   * Linear that produced y (whose backward then runs without it).
    */
-  void backwardDropout(Tensor dh, Tensor dy, Tensor dyLow, Tensor dout, Tensor h, Tensor mean,
-      Tensor rstd, int n, float p, long seed, long offset) {
-    be.dropoutLayerNormBackward(dh, dy, dyLow, weight.grad(), bias.grad(), dout, h, mean, rstd,
-        weight.value(), n, c, p, seed, offset);
+  void backwardDropout(Tensor dh, Tensor dy, Tensor dyLow, Tensor dbiasY, Tensor dout, Tensor h,
+      Tensor mean, Tensor rstd, int n, float p, long seed, long offset) {
+    be.dropoutLayerNormBackward(dh, dy, dyLow, weight.grad(), bias.grad(), dbiasY, dout, h, mean,
+        rstd, weight.value(), n, c, p, seed, offset);
   }
 
   /** dh = dLoss/dh (written; dh must not alias dout); gamma, beta gradients accumulated. */

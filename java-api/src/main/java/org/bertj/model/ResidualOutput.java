@@ -80,20 +80,22 @@ abstract class ResidualOutput {
   /**
    * From dout (N, C): dh (N, C) = gradient of the LayerNorm input, which is also the residual's
    * gradient (written); dx (N, in) = gradient of x (written); tmp (N, C) scratch; parameter
-   * gradients accumulated.
+   * gradients accumulated. With dropout (p > 0) the dense layer's bias gradient is summed by the
+   * LayerNorm backward's pass ({@code Backend.dropoutLayerNormBackward}'s dbiasY), not by the
+   * dense layer's backward.
    */
   public void backward(Activations a, Tensor x, Tensor dout, Tensor dh, Tensor tmp, Tensor dx,
       int n, DropoutRng rng) {
-    Tensor g = dh;
-    Tensor gLow = null;
-    if (a.p > 0f) {  // one pass: LayerNorm backward, the dropout's backward into tmp (and bf16)
-      gLow = dense.gradLow(n);
-      layerNorm.backwardDropout(dh, tmp, gLow, dout, a.h, a.mean, a.rstd, n, a.p, rng.seed(),
-          a.offset);
-      g = tmp;
+    if (a.p > 0f) {
+      // one pass: LayerNorm backward, the dropout's backward into tmp (and its bf16 copy), and
+      // the dense bias gradient (column sums of tmp); then the dense backward without it
+      Tensor gLow = dense.gradLow(n);
+      layerNorm.backwardDropout(dh, tmp, gLow, dense.bias.grad(), dout, a.h, a.mean, a.rstd, n,
+          a.p, rng.seed(), a.offset);
+      dense.backwardNoBias(dx, tmp, gLow, x, n, false);
     } else {
       layerNorm.backward(dh, dout, a.h, a.mean, a.rstd, n);
+      dense.backward(dx, dh, null, x, n, false);
     }
-    dense.backward(dx, g, gLow, x, n, false);
   }
 }

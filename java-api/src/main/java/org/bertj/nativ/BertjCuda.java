@@ -52,7 +52,7 @@ public final class BertjCuda {
       @Cast("const float*") long y, @Cast("const float*") long residual, @Cast("const float*") long gamma, @Cast("const float*") long beta, int N, int C, float eps,
       float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
 
-  public static native int bj_cuda_dropout_layernorm_backward(@Cast("float*") long dh, @Cast("float*") long dy, @Cast("uint16_t*") long dy_low, @Cast("float*") long dgamma, @Cast("float*") long dbeta,
+  public static native int bj_cuda_dropout_layernorm_backward(@Cast("float*") long dh, @Cast("float*") long dy, @Cast("uint16_t*") long dy_low, @Cast("float*") long dgamma, @Cast("float*") long dbeta, @Cast("float*") long dbias_y,
       @Cast("const float*") long dout, @Cast("const float*") long h, @Cast("const float*") long mean, @Cast("const float*") long rstd, @Cast("const float*") long gamma,
       int N, int C, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
 

@@ -537,6 +537,8 @@ class CudaVsCpuTest {
     P db = rand(c);
     P dg2 = copyOf(dg);
     P db2 = copyOf(db);
+    P dg3 = copyOf(dg);
+    P db3 = copyOf(db);
     cpu.dropoutLayerNormBackward(dh.c, dy.c, dg.c, db.c, dout.c, h.c, mean.c, rstd.c, gamma.c, n,
         c, p, seed, offset);
     gpu.dropoutLayerNormBackward(dh.g, dy.g, dg.g, db.g, dout.g, h.g, mean.g, rstd.g, gamma.g, n,
@@ -558,6 +560,26 @@ class CudaVsCpuTest {
     sameBits("dropout+layernorm with dyLow: dgamma", dg2, dg);
     sameBits("dropout+layernorm with dyLow: dbeta", db2, db);
     lowMatches("dropout+layernorm dyLow", dyLow, dy);
+    // with dbiasY from a nonzero start: the column sums of dy accumulated, on each backend close
+    // to (CPU: bit for bit) its biasBackward of its dy; the other outputs the same bits
+    P dh3 = zeros(n, c);
+    P dy3 = zeros(n, c);
+    P dby = rand(c);
+    P ref = copyOf(dby);
+    cpu.dropoutLayerNormBackward(dh3.c, dy3.c, null, dg3.c, db3.c, dby.c, dout.c, h.c, mean.c,
+        rstd.c, gamma.c, n, c, p, seed, offset);
+    gpu.dropoutLayerNormBackward(dh3.g, dy3.g, null, dg3.g, db3.g, dby.g, dout.g, h.g, mean.g,
+        rstd.g, gamma.g, n, c, p, seed, offset);
+    sameBits("dropout+layernorm with dbiasY: dh", dh3, dh);
+    sameBits("dropout+layernorm with dbiasY: dy", dy3, dy);
+    sameBits("dropout+layernorm with dbiasY: dgamma", dg3, dg);
+    sameBits("dropout+layernorm with dbiasY: dbeta", db3, db);
+    close("dropout+layernorm dbiasY", dby, 1e-4);
+    cpu.biasBackward(ref.c, dy.c, n, c);
+    gpu.biasBackward(ref.g, dy.g, n, c);
+    assertArrayEquals(ref.c.toFloatArray(), dby.c.toFloatArray(), "cpu dbiasY = biasBackward");
+    double e = relErr(ref.g.toFloatArray(), dby.g.toFloatArray())[0];
+    assertTrue(e <= 1e-4, "cuda dbiasY vs its biasBackward: relative error " + e);
     float[] gy = dy.g.toFloatArray();
     float[] cy = dy.c.toFloatArray();
     for (int i = 0; i < gy.length; i++) {

@@ -15,7 +15,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * dropout_layernorm_forward / _backward (dropout fused into the residual layer norm): against a
  * double-precision reference with the Java Philox mask, against finite differences, and bit for
  * bit against the unfused dropout then layer norm (layer norm backward then dropout backward).
- * Also the bf16 side outputs (outLow, dyLow) against toBf16 of the fp32 outputs.
+ * Also the bf16 side outputs (outLow, dyLow) against toBf16 of the fp32 outputs, and the
+ * backward's dbiasY (column sums of dy accumulated: on the CPU bit for bit biasBackward of dy).
  */
 class OpDropoutLayerNormTest extends OpTestBase {
 
@@ -70,6 +71,17 @@ class OpDropoutLayerNormTest extends OpTestBase {
       assertClose(tag + " dy", dy.toFloatArray(), rdy, BWD_TOL);
       assertClose(tag + " dgamma", dg.toFloatArray(), rdg, BWD_TOL);
       assertClose(tag + " dbeta", db.toFloatArray(), rdb, BWD_TOL);
+      // dbiasY += column sums of dy, from a nonzero start
+      float[] dby0 = randn(r, c);
+      double[] rdby = toDouble(dby0);
+      for (int i = 0; i < rdy.length; i++) {
+        rdby[i % c] += rdy[i];
+      }
+      Tensor dh2 = a.f32(n, c), dy2 = a.f32(n, c), dby = a.of(dby0);
+      be.dropoutLayerNormBackward(dh2, dy2, null, a.of(dg0), a.of(db0), dby, a.of(dout), hsave,
+          mean, rstd, tg, n, c, p, seed, offset);
+      assertClose(tag + " dbiasY", dby.toFloatArray(), rdby, BWD_TOL);
+      assertArrayEquals(dy.toFloatArray(), dy2.toFloatArray(), tag + " dy with dbiasY");
     }
   }
 
@@ -122,6 +134,24 @@ class OpDropoutLayerNormTest extends OpTestBase {
           offset);
       assertArrayEquals(udh.toFloatArray(), dh3.toFloatArray(), "dh with dy null");
       assertArrayEquals(udg.toFloatArray(), g3.toFloatArray(), "dgamma with dy null");
+      // dbiasY (from a nonzero start): biasBackward of dy, bit for bit on the CPU; the other
+      // outputs unchanged; with dh aliasing dout, and with dy aliasing dout
+      float[] dby0 = randn(r, c);
+      Tensor ub = a.of(dby0);
+      be.biasBackward(ub, udy, n, c);
+      Tensor d4 = a.of(dout), dy4 = a.f32(n, c), g4 = a.of(dg0), b4 = a.of(db0), y4 = a.of(dby0);
+      be.dropoutLayerNormBackward(d4, dy4, null, g4, b4, y4, d4, fh, fm, fs, tg, n, c, p, seed,
+          offset);
+      assertArrayEquals(ub.toFloatArray(), y4.toFloatArray(), "dbiasY = biasBackward(dy)");
+      assertArrayEquals(udh.toFloatArray(), d4.toFloatArray(), "dh with dbiasY");
+      assertArrayEquals(udy.toFloatArray(), dy4.toFloatArray(), "dy with dbiasY");
+      assertArrayEquals(udg.toFloatArray(), g4.toFloatArray(), "dgamma with dbiasY");
+      assertArrayEquals(udb.toFloatArray(), b4.toFloatArray(), "dbeta with dbiasY");
+      Tensor d5 = a.of(dout), dh5 = a.f32(n, c), y5 = a.of(dby0);
+      be.dropoutLayerNormBackward(dh5, d5, null, a.of(dg0), a.of(db0), y5, d5, fh, fm, fs, tg, n,
+          c, p, seed, offset);
+      assertArrayEquals(ub.toFloatArray(), y5.toFloatArray(), "dbiasY with dy aliasing dout");
+      assertArrayEquals(udy.toFloatArray(), d5.toFloatArray(), "dy aliasing dout with dbiasY");
     }
   }
 
@@ -264,6 +294,17 @@ class OpDropoutLayerNormTest extends OpTestBase {
       e = assertThrows(IllegalArgumentException.class,
           () -> be.dropoutLayerNormBackward(x, null, low, g, g, x, x, v, v, g, n, c, 0.1f, 0, 0));
       assertTrue(e.getMessage().contains("dyLow needs dy"), e.getMessage());
+      // dbiasY: F32, c elements; needs dy
+      Tensor smallG = a.f32(c - 1), lowG = a.bf16(c);
+      e = assertThrows(IllegalArgumentException.class, () -> be.dropoutLayerNormBackward(x, null,
+          null, g, g, g, x, x, v, v, g, n, c, 0.1f, 0, 0));
+      assertTrue(e.getMessage().contains("dbiasY needs dy"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class, () -> be.dropoutLayerNormBackward(x, dy,
+          null, g, g, smallG, x, x, v, v, g, n, c, 0.1f, 0, 0));
+      assertTrue(e.getMessage().startsWith("dbiasY must have 4 elements"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class, () -> be.dropoutLayerNormBackward(x, dy,
+          null, g, g, lowG, x, x, v, v, g, n, c, 0.1f, 0, 0));
+      assertTrue(e.getMessage().contains("dbiasY must be F32"), e.getMessage());
     }
   }
 }
