@@ -119,17 +119,6 @@ class CudaVsCpuTest {
     return f;
   }
 
-  /**
-   * The bf16 side output low of an op whose fp32 output is out, on both backends: exactly
-   * toBf16(out) on each, and the CUDA copy within tol of the CPU one.
-   */
-  private static void sameAsToBf16(String what, P low, P out, double tol) {
-    assertArrayEquals(toBf16Bits(out.c), bf16Bits(low.c), what + " (cpu) = toBf16");
-    assertArrayEquals(toBf16Bits(out.g), bf16Bits(low.g), what + " (cuda) = toBf16");
-    double[] e = relErr(widen(low.c), widen(low.g));
-    assertTrue(e[0] <= tol, what + ": relative error " + e[0] + " > " + tol);
-  }
-
   /** Asserts that both sides of p still hold these raw bits. */
   private static void unchanged(String what, P p, int[] c, int[] g) {
     assertArrayEquals(c, rawBits(p.c.toFloatArray()), what + " (cpu) unchanged");
@@ -672,7 +661,7 @@ class CudaVsCpuTest {
         77));
     unchanged("attention_tc out", out, oc, og);
     unchanged("attention_tc lse", lse, lc, lg);
-    sameAsToBf16("attention_tc outLow", outLow, out, 1e-3);
+    lowMatches("attention_tc outLow", outLow, out);
     int[] dc = rawBits(dqkv.c.toFloatArray()), dg = rawBits(dqkv.g.toFloatArray());
     P dqkvLow = new P(DType.BF16, b * t, 3 * c);
     assertTrue(cpu.attentionBackwardLowp(dqkv.c, dqkvLow.c, dout.c, qkv.c, out.c, lse.c, m.c, b,
@@ -680,7 +669,7 @@ class CudaVsCpuTest {
     assertTrue(gpu.attentionBackwardLowp(dqkv.g, dqkvLow.g, dout.g, qkv.g, out.g, lse.g, m.g, b,
         t, nh, d, p, 5, 77));
     unchanged("attention_tc dqkv", dqkv, dc, dg);
-    sameAsToBf16("attention_tc dqkvLow", dqkvLow, dqkv, 2e-3);
+    lowMatches("attention_tc dqkvLow", dqkvLow, dqkv);
   }
 
   /** adamw's bf16 side output, 8-byte aligned (uint2 stores) and not (scalar stores). */

@@ -156,23 +156,9 @@ abstract class OpTestBase {
     }
   }
 
-  // ---- bf16 side outputs ----
-
-  /** The values of a BF16 tensor widened to fp32 (exact: equal arrays mean equal bf16 bits). */
-  float[] widen(Arena a, Tensor low) {
-    Tensor f = a.f32(low.numel());
-    be.fromBf16(f, low);
-    return f.toFloatArray();
-  }
-
-  /**
-   * Asserts that low (a bf16 side output) holds the bits {@link Backend#toBf16} gives for f32
-   * (the fp32 output it copies).
-   */
-  void assertIsToBf16Of(String label, Tensor low, Tensor f32, Arena a) {
-    Tensor want = a.bf16(f32.numel());
-    be.toBf16(want, f32);
-    assertArrayEquals(widen(a, want), widen(a, low), label + ": side output = toBf16(fp32 output)");
+  /** Asserts that low (a bf16 side output) holds the bits of toBf16 of f32 (the output it copies). */
+  static void assertIsToBf16Of(String label, Tensor low, Tensor f32) {
+    assertArrayEquals(toBf16Bits(f32), bf16Bits(low), label + ": side output = toBf16(fp32 output)");
   }
 
   // ---- random data ----
