@@ -20,7 +20,8 @@ import picocli.CommandLine.Option;
 
 /**
  * {@code bertj bench}: training-step or inference throughput of a model shape on a device, with
- * random weights and full-length random sequences. Prints one JSON line on stdout.
+ * random weights and random sequences (full length, or with {@code --min-length} of random
+ * lengths, padded to {@code --seq} with an attention mask). Prints one JSON line on stdout.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true,
     description = "Measure training-step or inference throughput; prints one JSON line.")
@@ -37,6 +38,11 @@ public final class BenchCommand implements Callable<Integer> {
 
   @Option(names = "--seq", defaultValue = "128", description = "Sequence length. Default: ${DEFAULT-VALUE}")
   int seq;
+
+  @Option(names = "--min-length", defaultValue = "0", description = "If > 0 and < --seq: each "
+      + "sequence gets a random length in [min-length, seq] and is padded to seq (attention mask). "
+      + "Default: full length")
+  int minLength;
 
   @Option(names = "--device", defaultValue = "auto", description = "auto, cpu or cuda. Default: ${DEFAULT-VALUE}")
   String device;
@@ -86,7 +92,23 @@ public final class BenchCommand implements Callable<Integer> {
     for (int i = 0; i < batch; i++) {
       labels[i] = r.nextInt(cfg.getNumLabels());
     }
-    Batch data = Batch.of(ids, new int[ids.length], null, batch, seq).withLabels(labels);
+    int[] mask = null;
+    long realTokens = (long) batch * seq;
+    if (minLength > 0 && minLength < seq) {
+      mask = new int[ids.length];
+      realTokens = 0;
+      for (int i = 0; i < batch; i++) {
+        int len = minLength + r.nextInt(seq - minLength + 1);
+        realTokens += len;
+        for (int j = 0; j < seq; j++) {
+          mask[i * seq + j] = j < len ? 1 : 0;
+          if (j >= len) {
+            ids[i * seq + j] = 0; // [PAD]
+          }
+        }
+      }
+    }
+    Batch data = Batch.of(ids, new int[ids.length], mask, batch, seq).withLabels(labels);
 
     try (Backend be = Backend.create(Device.parse(device));
         BertForSequenceClassification m = BertForSequenceClassification.create(be, cfg, seed);
@@ -94,7 +116,7 @@ public final class BenchCommand implements Callable<Integer> {
         TrainStep trainStep = new TrainStep(m, opt, 1f)) {
       Precision prec = Precision.parse(precision, be.device());
       m.parameters().setPrecision(prec);
-      Batch inputs = Batch.of(ids, null, null, batch, seq);
+      Batch inputs = Batch.of(ids, null, mask, batch, seq);
       Runnable step = train ? () -> trainStep.run(data, 5e-5f, seed) : () -> m.forward(inputs);
       for (int i = 0; i < warmup; i++) {
         step.run();
@@ -117,6 +139,11 @@ public final class BenchCommand implements Callable<Integer> {
       o.put("ms_per_step", Math.round(ms * 1000) / 1000.0);
       o.put("samples_per_s", Math.round(batch * 1000.0 / ms * 10) / 10.0);
       o.put("tokens_per_s", Math.round((double) batch * seq * 1000.0 / ms));
+      if (mask != null) {
+        o.put("min_length", minLength);
+        o.put("real_tokens", realTokens);
+        o.put("real_tokens_per_s", Math.round(realTokens * 1000.0 / ms));
+      }
       o.put("parameters", m.parameters().size());
       System.out.println(o);
       if (profile && be.startProfile()) {
