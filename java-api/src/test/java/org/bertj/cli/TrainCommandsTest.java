@@ -65,6 +65,27 @@ class TrainCommandsTest {
     }
   }
 
+  /** bench on a model folder: one JSON line; --min-length pads random lengths with a mask. */
+  @Test
+  void benchPrintsOneJsonLine() throws Exception {
+    for (String mode : List.of("train", "infer")) {
+      Run full = run("bench", "--model", model.toString(), "--mode", mode, "--batch", "4",
+          "--seq", "16", "--warmup", "1", "--iters", "2", "--device", "cpu");
+      assertEquals(0, full.code(), full.err());
+      assertEquals(1, full.lines().size(), full.out());
+      JsonNode f = full.last();
+      assertEquals(mode.equals("train") ? "train_step" : "inference", f.get("bench").asText());
+      assertTrue(f.get("ms_per_step").asDouble() > 0);
+      assertTrue(!f.has("real_tokens"));
+      Run padded = run("bench", "--model", model.toString(), "--mode", mode, "--batch", "4",
+          "--seq", "16", "--min-length", "4", "--warmup", "1", "--iters", "2", "--device", "cpu");
+      assertEquals(0, padded.code(), padded.err());
+      JsonNode p = padded.last();
+      long real = p.get("real_tokens").asLong();
+      assertTrue(real >= 4 * 4 && real <= 4 * 16, "real tokens " + real);
+    }
+  }
+
   @Test
   void finetuneEvaluatePredictRoundTrip() throws Exception {
     Path out = tmp.resolve("run");
