@@ -486,8 +486,10 @@ public final class CudaBackend extends NativeBackend {
   /**
    * cuBLASLt, created on first use, for the GEMMs of at least {@link CublasLt#TUNE_MIN_MACS}
    * multiply-adds (smaller ones use cuBLAS: tuning them costs more than it saves): linear layers
-   * with a bias fuse it into the GEMM's epilogue, and every such GEMM is tuned on the first use of
-   * its shape (cuBLASLt's candidates timed against cuBLAS, the fastest kept). On by default;
+   * with a bias fuse it into the GEMM's epilogue, and every such GEMM on the main stream is tuned
+   * on the first use of its shape (cuBLASLt's candidates timed against cuBLAS, the fastest kept;
+   * the weight-gradient GEMMs on the side stream use cuBLAS, whose handle is bound to that
+   * stream, as the tuning's timing is to the main one). On by default;
    * bertj.cublaslt=false and bertj.gemm.tune=false turn the two off. Measured on an H200
    * (2026-11-26, docs/gpu-runs/2026-11-26-h200-s3-ab, same call): BERT-base b32 training step
    * fp32 53.68 ms without both, 52.78 ms with both; bf16 10.79 / 10.30 ms; b256 bf16 and b128
