@@ -1,12 +1,17 @@
-// Memory helpers on device buffers: fill, axpy, scale_by, to_bf16, from_bf16 (and
+// Memory helpers on device buffers: fill, axpy, scale_by, to_bf16, from_bf16, gather_rows (and
 // bjc::launch_to_bf16, to_bf16's kernel for the bf16 side outputs of other ops).
 //
 //   fill:     x[i] = value
 //   axpy:     y[i] += alpha * x[i]
 //   scale_by: x[i] *= scale[0]   (scale points at one float in device memory, e.g. a clip factor
 //                                 from clip_scale; read by the kernel, so no host round trip)
+//   gather_rows: out[r] = in[idx[r]] (rows of C floats), zeros where idx[r] < 0; an index >= n_in
+//                is not read: its row is filled with NaN (no device-side check can report an
+//                error without a sync; the NaN surfaces the caller's bug downstream)
 //
 // Elementwise, grid-stride, float4 when every pointer is 16-byte aligned (scalar tail).
+#include <cmath>
+
 #include "common.cuh"
 #include "bertj_bf16.h"
 
@@ -73,6 +78,44 @@ struct FromBf16Op {
                     bj_bf16_bits_to_f32((uint16_t)(v.y >> 16)));
   }
 };
+// Element i of out (M, C) (or float4 i of out (M, C/4) in vec4): row r = i / C reads in row
+// idx[r] (one int load per element, served by L1: consecutive threads share a row).
+struct GatherRowsOp {
+  float* out;
+  const float* in;
+  const int32_t* idx;
+  int C;  // floats per row
+  int n_in;
+  __device__ float value(int64_t r, int c) const {
+    const int32_t j = idx[r];
+    if (j < 0) return 0.0f;
+    if (j >= n_in) return NAN;  // out of range: NaN, never read
+    return in[(int64_t)j * C + c];
+  }
+  __device__ void one(int64_t i) const {
+    int64_t r;
+    int c;
+    bjc::row_col(i, C, r, c);
+    out[i] = value(r, c);
+  }
+  __device__ void vec4(int64_t i) const {  // C % 4 == 0
+    const int c4 = C >> 2;
+    int64_t r;
+    int c;
+    bjc::row_col(i, c4, r, c);
+    const int32_t j = idx[r];
+    float4 v;
+    if (j < 0) {
+      v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    } else if (j >= n_in) {
+      const float nan = NAN;
+      v = make_float4(nan, nan, nan, nan);
+    } else {
+      v = reinterpret_cast<const float4*>(in)[(int64_t)j * c4 + c];
+    }
+    reinterpret_cast<float4*>(out)[i] = v;
+  }
+};
 }  // namespace
 
 int bjc::launch_to_bf16(const char* op, uint16_t* out, const float* x, int64_t n, void* stream) {
@@ -125,4 +168,22 @@ extern "C" int bj_cuda_from_bf16(float* out,         // (n)
   BJ_CHECK(n > 0, "bj_cuda_from_bf16", "n must be > 0 (got %lld)", (long long)n);
   return bjc::launch_elementwise("bj_cuda_from_bf16", FromBf16Op{out, x}, n,
                                  bjc::aligned16(out) && bjc::aligned8(x), stream);
+}
+
+extern "C" int bj_cuda_gather_rows(float* out,          // (M, C)
+                                   const float* in,     // (n_in, C)
+                                   const int32_t* idx,  // (M), device memory
+                                   int M, int C, int n_in, void* stream) {
+  BJ_CHECK(out != nullptr, "bj_cuda_gather_rows", "out is NULL");
+  BJ_CHECK(in != nullptr, "bj_cuda_gather_rows", "in is NULL");
+  BJ_CHECK(idx != nullptr, "bj_cuda_gather_rows", "idx is NULL");
+  BJ_CHECK(M > 0 && C > 0 && n_in > 0, "bj_cuda_gather_rows",
+           "M, C, n_in must be > 0 (got %d, %d, %d)", M, C, n_in);
+  const uintptr_t o0 = reinterpret_cast<uintptr_t>(out), i0 = reinterpret_cast<uintptr_t>(in);
+  const uintptr_t o1 = o0 + (uintptr_t)M * C * sizeof(float);
+  const uintptr_t i1 = i0 + (uintptr_t)n_in * C * sizeof(float);
+  BJ_CHECK(o1 <= i0 || i1 <= o0, "bj_cuda_gather_rows", "out overlaps in");
+  const bool vec = C % 4 == 0 && bjc::aligned16(out) && bjc::aligned16(in);
+  return bjc::launch_elementwise("bj_cuda_gather_rows", GatherRowsOp{out, in, idx, C, n_in},
+                                 (int64_t)M * C, vec, stream);
 }

@@ -52,6 +52,15 @@ extern "C" {
   int P##to_bf16(uint16_t* out, const float* x, int64_t n, void* stream);                       \
   /* out[i] = float(x[i]) (exact). */                                                           \
   int P##from_bf16(float* out, const uint16_t* x, int64_t n, void* stream);                     \
+  /* out row r (C floats) = in row idx[r] when idx[r] >= 0, else zeros, for r in [0, M);        \
+     in (n_in, C), out (M, C), idx (M) int32. Used for padding removal (gather the real         \
+     tokens' rows) and its inverse (scatter back with the inverse index, -1 = pad row). out     \
+     must not overlap in (BJ_ERR_INVALID). An idx[r] >= n_in is never read: the CPU checks      \
+     every index first and returns BJ_ERR_INVALID, writing nothing; CUDA (which cannot check    \
+     device-side indices without a sync) fills such rows with NaN, so that the error            \
+     surfaces downstream, and returns BJ_OK. Callers validate the index on the host. */         \
+  int P##gather_rows(float* out, const float* in, const int32_t* idx, int M, int C, int n_in,   \
+                     void* stream);                                                             \
                                                                                                 \
   /* ---- embeddings ---- */                                                                    \
   /* out (N=B*T, C) = wte[ids] + wpe[t] + wtt[tt]; position of row r is r % T.                  \

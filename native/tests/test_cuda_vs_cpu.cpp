@@ -244,6 +244,117 @@ void test_memory() {
   }
 }
 
+// gather_rows (padding removal): bit-identical to the CPU (a copy), idx -1 rows zero (also on an
+// output that held garbage), unaligned pointers and C % 4 != 0 take the scalar path; the inverse
+// index scatters back; an index >= n_in: CPU BJ_ERR_INVALID writing nothing, CUDA NaN rows (the
+// out-of-range row is not read) and the other rows right; out overlapping in: both reject.
+void test_gather() {
+  struct S {
+    int M, C, n_in, pad;
+  };
+  const bool small = std::getenv("BJ_TEST_SMALL") != nullptr;
+  std::vector<S> shapes = {S{1, 1, 1, 0}, S{5, 3, 7, 0}, S{9, 8, 4, 0}, S{9, 8, 4, 1},
+                           S{33, 36, 40, 0}, S{17, 13, 20, 1}};
+  if (!small) {
+    shapes.push_back(S{300, 768, 512, 0});
+    shapes.push_back(S{1000, 1024, 1200, 1});
+  }
+  for (S s : shapes) {
+    const std::string sh = fmt("M=%d C=%d n_in=%d pad=%d", s.M, s.C, s.n_in, s.pad);
+    const size_t out_n = (size_t)s.M * s.C;
+    auto in = randv((size_t)s.n_in * s.C);
+    auto idx = randi(s.M, -1, s.n_in);
+    idx[0] = -1;
+    if (s.M > 1) idx[s.M - 1] = s.n_in - 1;
+    std::vector<float> c(out_n, 7.0f);
+    Dev<float> gin(in, s.pad), gout(std::vector<float>(out_n, 7.0f), s.pad);
+    Dev<int32_t> gidx(idx);
+    CPU_OK("gather_rows", sh,
+           bj_cpu_gather_rows(c.data(), in.data(), idx.data(), s.M, s.C, s.n_in, nullptr));
+    if (GPU_OK("gather_rows", sh,
+               bj_cuda_gather_rows(gout.p, gin.p, gidx.p, s.M, s.C, s.n_in, nullptr))) {
+      const auto g = gout.get();
+      report_bits("gather_rows", sh, same_bits(g, c));
+      bool zero = true, copied = true;
+      for (int r = 0; r < s.M; ++r)
+        for (int k = 0; k < s.C; ++k) {
+          const float v = g[(size_t)r * s.C + k];
+          if (idx[r] < 0) zero = zero && v == 0.0f && !std::signbit(v);
+          else copied = copied && v == in[(size_t)idx[r] * s.C + k];
+        }
+      report_bits("gather_rows -1 rows zero", sh, zero);
+      report_bits("gather_rows rows = in[idx]", sh, copied);
+    }
+  }
+  {
+    // scatter back with the inverse index: padded (B*T) rows from packed (N) rows, -1 = pad
+    const int B = 3, T = 11, C = 20;
+    std::vector<int> len = {11, 4, 1};
+    std::vector<int32_t> fwd, inv(B * T, -1);
+    for (int b = 0; b < B; ++b)
+      for (int t = 0; t < len[b]; ++t) {
+        inv[b * T + t] = (int32_t)fwd.size();
+        fwd.push_back(b * T + t);
+      }
+    const int N = (int)fwd.size();
+    auto padded = randv((size_t)B * T * C);
+    Dev<float> gpadded(padded), gpacked((size_t)N * C), gback((size_t)B * T * C);
+    Dev<int32_t> gfwd(fwd), ginv(inv);
+    const std::string sh = fmt("B=%d T=%d C=%d N=%d", B, T, C, N);
+    if (GPU_OK("gather_rows pack", sh,
+               bj_cuda_gather_rows(gpacked.p, gpadded.p, gfwd.p, N, C, B * T, nullptr)) &&
+        GPU_OK("gather_rows unpack", sh,
+               bj_cuda_gather_rows(gback.p, gpacked.p, ginv.p, B * T, C, N, nullptr))) {
+      std::vector<float> want(padded);
+      for (int r = 0; r < B * T; ++r)
+        if (inv[r] < 0)
+          for (int k = 0; k < C; ++k) want[(size_t)r * C + k] = 0.0f;
+      report_bits("gather_rows pack + unpack", sh, same_bits(gback.get(), want));
+    }
+  }
+  {
+    const int M = 6, C = 8, n_in = 5;
+    const std::string sh = fmt("M=%d C=%d n_in=%d idx[2]=n_in", M, C, n_in);
+    auto in = randv((size_t)n_in * C);
+    std::vector<int32_t> idx = {0, -1, n_in, 4, 1000000, 2};
+    std::vector<float> c(M * C, 7.0f);
+    const int rc = bj_cpu_gather_rows(c.data(), in.data(), idx.data(), M, C, n_in, nullptr);
+    report_bits("gather_rows bad index: cpu rejects", sh,
+                rc == BJ_ERR_INVALID && same_bits(c, std::vector<float>(M * C, 7.0f)));
+    for (int pad : {0, 1}) {
+      Dev<float> gin(in, pad), gout((size_t)M * C, pad);
+      Dev<int32_t> gidx(idx);
+      const std::string shp = sh + fmt(" pad=%d", pad);
+      if (GPU_OK("gather_rows bad index (cuda)", shp,
+                 bj_cuda_gather_rows(gout.p, gin.p, gidx.p, M, C, n_in, nullptr))) {
+        const auto g = gout.get();
+        bool ok = true;
+        for (int r = 0; r < M; ++r)
+          for (int k = 0; k < C; ++k) {
+            const float v = g[(size_t)r * C + k];
+            if (idx[r] >= n_in) ok = ok && std::isnan(v);
+            else if (idx[r] < 0) ok = ok && v == 0.0f;
+            else ok = ok && v == in[(size_t)idx[r] * C + k];
+          }
+        report_bits("gather_rows bad index: cuda NaN rows", shp, ok);
+      }
+    }
+  }
+  {
+    // out overlapping in (one buffer): both reject before any launch
+    const int M = 4, C = 4, n_in = 4;
+    std::vector<float> h(32, 1.0f);
+    std::vector<int32_t> idx = {0, 1, 2, 3};
+    Dev<float> g(h);
+    Dev<int32_t> gidx(idx);
+    const std::string sh = "out = in + 2 rows";
+    const int rc_cpu = bj_cpu_gather_rows(h.data() + 8, h.data(), idx.data(), M, C, n_in, nullptr);
+    const int rc_gpu = bj_cuda_gather_rows(g.p + 8, g.p, gidx.p, M, C, n_in, nullptr);
+    report_bits("gather_rows overlap rejected", sh,
+                rc_cpu == BJ_ERR_INVALID && rc_gpu == BJ_ERR_INVALID);
+  }
+}
+
 void test_embeddings() {
   struct S {
     int B, T, C, V, P, TV;
@@ -1405,9 +1516,9 @@ int main() {
     return g_fail == 0 ? 0 : 1;
   }
   report_bits("num_threads", "bj_cuda_num_threads() == 0", bj_cuda_num_threads() == 0);
-  // BJ_TEST_ONLY=<names> (comma-separated) runs only those op families (memory, embeddings,
-  // layernorm, gelu, tanh, dropout, attention, attention_tc, losses, optimizer, dropout_layernorm,
-  // errors), e.g. in the emulator. Whole names: "attention_tc" does not select "attention",
+  // BJ_TEST_ONLY=<names> (comma-separated) runs only those op families (memory, gather,
+  // embeddings, layernorm, gelu, tanh, dropout, attention, attention_tc, losses, optimizer,
+  // dropout_layernorm, errors), e.g. in the emulator. Whole names: "attention_tc" does not select "attention",
   // "layernorm" not "dropout_layernorm".
   const char* only_fam = std::getenv("BJ_TEST_ONLY");
   const std::string fams = std::string(",") + (only_fam ? only_fam : "") + ",";
@@ -1415,6 +1526,7 @@ int main() {
     return only_fam == nullptr || fams.find(std::string(",") + fam + ",") != std::string::npos;
   };
   if (want("memory")) test_memory();
+  if (want("gather")) test_gather();
   if (want("embeddings")) test_embeddings();
   if (want("layernorm")) test_layernorm();
   if (want("gelu")) test_gelu();

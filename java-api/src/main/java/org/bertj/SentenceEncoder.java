@@ -152,7 +152,9 @@ public final class SentenceEncoder implements AutoCloseable {
    * Runs the model on a batch.
    *
    * @param batch token ids, token types and attention mask, e.g. from {@link #encode}
-   * @return the last hidden state {@code (B, T, C)}, row-major (padded positions included)
+   * @return the last hidden state {@code (B, T, C)}, row-major (padded positions included: zero
+   *     when the model removed the padding, see {@link org.bertj.model.BertModel}; pooling reads
+   *     only the real tokens, by the attention mask)
    */
   public synchronized float[] lastHiddenState(EncodingBatch batch) {
     checkOpen();

@@ -68,6 +68,15 @@ public interface Backend extends AutoCloseable {
   /** out (F32) = x (BF16), exactly. */
   void fromBf16(Tensor out, Tensor x);
 
+  /**
+   * Row gather (padding removal and its inverse): for r < m, row r of out (m, c) = row idx[r] of
+   * in (F32, a whole number of rows of c) when idx[r] >= 0, else zeros. idx: I32, m elements,
+   * each below in's row count (the CPU rejects a larger one with a {@link NativeException}; CUDA
+   * does not read it and writes NaN into that row instead: validate indices before uploading).
+   * out must not overlap in.
+   */
+  void gatherRows(Tensor out, Tensor in, Tensor idx, int m, int c);
+
   /** Tensors allocated by this backend and not closed yet (for leak checks). */
   long liveTensors();
 

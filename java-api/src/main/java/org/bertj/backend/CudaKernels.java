@@ -35,6 +35,11 @@ final class CudaKernels implements Kernels {
   }
 
   @Override
+  public int gatherRows(long out, long in, long idx, int m, int c, int nIn, long stream) {
+    return BertjCuda.bj_cuda_gather_rows(out, in, idx, m, c, nIn, stream);
+  }
+
+  @Override
   public int embeddingsForward(long out, long ids, long tt, long wte, long wpe, long wtt, int b, int t, int c, int v, int p, int tv, long stream) {
     return BertjCuda.bj_cuda_embeddings_forward(out, ids, tt, wte, wpe, wtt, b, t, c, v, p, tv, stream);
   }

@@ -18,6 +18,8 @@ interface Kernels {
 
   int fromBf16(long out, long x, long n, long stream);
 
+  int gatherRows(long out, long in, long idx, int m, int c, int nIn, long stream);
+
   int embeddingsForward(long out, long ids, long tt, long wte, long wpe, long wtt, int b, int t,
       int c, int v, int p, int tv, long stream);
 

@@ -118,6 +118,26 @@ abstract class NativeBackend implements Backend {
     ok(k.fromBf16(out.address(), x.address(), n, stream()), "fromBf16");
   }
 
+  @Override
+  public void gatherRows(Tensor out, Tensor in, Tensor idx, int m, int c) {
+    positive("m", m);
+    positive("c", c);
+    long outN = (long) m * c;
+    long outAddr = f32(out, "out", outN);
+    long inN = f32(in, "in").numel();
+    if (inN % c != 0 || inN / c > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("gatherRows: in " + in + " is not a (rows, " + c
+          + ") matrix");
+    }
+    long outEnd = outAddr + outN * Float.BYTES;
+    long inEnd = in.address() + inN * Float.BYTES;
+    if (outAddr < inEnd && in.address() < outEnd) {
+      throw new IllegalArgumentException("gatherRows: out overlaps in");
+    }
+    ok(k.gatherRows(outAddr, in.address(), i32(idx, "idx", m), m, c, (int) (inN / c), stream()),
+        "gatherRows");
+  }
+
   // ---- embeddings ----
 
   @Override

@@ -39,7 +39,12 @@ public final class BertAttention {
   }
 
   Activations activations(Arena a, int b, int t) {
-    return new Activations(self.activations(a, b, t), output.activations(a, b * t));
+    return activations(a, b, t, b * t, false);
+  }
+
+  /** Activations for n token rows (packed: padding removal, see {@link Packing}). */
+  Activations activations(Arena a, int b, int t, int n, boolean packed) {
+    return new Activations(self.activations(a, b, t, n, packed), output.activations(a, n));
   }
 
   public BertSelfAttention self() {
@@ -62,8 +67,15 @@ public final class BertAttention {
    */
   void forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
       Tensor outLow) {
-    Tensor ctxLow = self.forward(a.self, x, xLow, mask, b, t, rng, output.inputLow(b * t));
-    output.forward(a.output, a.self.ctx, ctxLow, x, b * t, rng, outLow);
+    forward(a, x, xLow, mask, b, t, rng, outLow, null);
+  }
+
+  /** As above; with padding removal (pk not null) on pk.n rows. */
+  void forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
+      Tensor outLow, Packing pk) {
+    int n = Packing.rows(pk, b, t);
+    Tensor ctxLow = self.forward(a.self, x, xLow, mask, b, t, rng, output.inputLow(n), pk);
+    output.forward(a.output, a.self.ctx, ctxLow, x, n, rng, outLow);
   }
 
   /** The query/key/value projection's bf16 input buffer (bf16 precision; null in fp32). */
@@ -77,7 +89,17 @@ public final class BertAttention {
    */
   public void backward(Activations a, Tensor x, Tensor mask, Tensor dout, Tensor dx, Tensor tmp,
       Tensor dctx, Tensor dqkv, int b, int t, DropoutRng rng) {
-    output.backward(a.output, a.self.ctx, dout, dx, tmp, dctx, b * t, rng);
-    self.backward(a.self, x, mask, dctx, dqkv, dx, b, t, rng);
+    backward(a, x, mask, dout, dx, tmp, dctx, dqkv, b, t, rng, null, null, null);
+  }
+
+  /**
+   * As above; with padding removal (pk not null) on pk.n rows, dctxPad (B*T, C) and dqkvPad
+   * (B*T, 3C) the attention core's padded scratch.
+   */
+  void backward(Activations a, Tensor x, Tensor mask, Tensor dout, Tensor dx, Tensor tmp,
+      Tensor dctx, Tensor dqkv, int b, int t, DropoutRng rng, Packing pk, Tensor dctxPad,
+      Tensor dqkvPad) {
+    output.backward(a.output, a.self.ctx, dout, dx, tmp, dctx, Packing.rows(pk, b, t), rng);
+    self.backward(a.self, x, mask, dctx, dqkv, dx, b, t, rng, pk, dctxPad, dqkvPad);
   }
 }

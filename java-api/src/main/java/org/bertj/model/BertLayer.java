@@ -42,14 +42,28 @@ public final class BertLayer {
     final Tensor dqkv;
     /** (N, I). */
     final Tensor dact;
+    /** (B*T, C): the padded gradient of the model output (= g unless packed). */
+    final Tensor gPad;
+    /** (B*T, C): the attention core's padded dctx (= dctx unless packed). */
+    final Tensor dctxPad;
+    /** (B*T, 3C): the attention core's padded dqkv (= dqkv unless packed). */
+    final Tensor dqkvPad;
 
     Scratch(Arena a, int n, int c, int i) {
+      this(a, n, n, false, c, i);
+    }
+
+    /** For n token rows of a (B*T = bt)-row batch; packed: padding removal ({@link Packing}). */
+    Scratch(Arena a, int n, int bt, boolean packed, int c, int i) {
       g = a.take(n, c);
       gAttn = a.take(n, c);
       tmp = a.take(n, c);
       dctx = a.take(n, c);
       dqkv = a.take(n, 3L * c);
       dact = a.take(n, i);
+      gPad = packed ? a.take(bt, c) : g;
+      dctxPad = packed ? a.take(bt, c) : dctx;
+      dqkvPad = packed ? a.take(bt, 3L * c) : dqkv;
     }
   }
 
@@ -71,8 +85,13 @@ public final class BertLayer {
   }
 
   Activations activations(Arena a, int b, int t) {
-    return new Activations(attention.activations(a, b, t), intermediate.activations(a, b * t),
-        output.activations(a, b * t));
+    return activations(a, b, t, b * t, false);
+  }
+
+  /** Activations for n token rows (packed: padding removal, see {@link Packing}). */
+  Activations activations(Arena a, int b, int t, int n, boolean packed) {
+    return new Activations(attention.activations(a, b, t, n, packed),
+        intermediate.activations(a, n), output.activations(a, n));
   }
 
   public BertAttention attention() {
@@ -100,9 +119,15 @@ public final class BertLayer {
    */
   void forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
       Tensor outLow) {
-    int n = b * t;
+    forward(a, x, xLow, mask, b, t, rng, outLow, null);
+  }
+
+  /** As above; with padding removal (pk not null) x, out and every activation have pk.n rows. */
+  void forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
+      Tensor outLow, Packing pk) {
+    int n = Packing.rows(pk, b, t);
     Tensor attLow = intermediate.inputLow(n);
-    attention.forward(a.attention, x, xLow, mask, b, t, rng, attLow);
+    attention.forward(a.attention, x, xLow, mask, b, t, rng, attLow, pk);
     Tensor att = a.attention.out();
     Tensor actLow = output.inputLow(n);
     intermediate.forward(a.intermediate, att, attLow, n, actLow);
@@ -116,13 +141,20 @@ public final class BertLayer {
 
   /** s.g holds dLoss/d(out) on entry and dLoss/dx on exit; parameter gradients accumulated. */
   void backward(Activations a, Tensor x, Tensor mask, Scratch s, int b, int t, DropoutRng rng) {
-    int n = b * t;
+    backward(a, x, mask, s, b, t, rng, null);
+  }
+
+  /** As above; with padding removal (pk not null) on pk.n rows (s laid out for them). */
+  void backward(Activations a, Tensor x, Tensor mask, Scratch s, int b, int t, DropoutRng rng,
+      Packing pk) {
+    int n = Packing.rows(pk, b, t);
     Tensor att = a.attention.out();
     // gAttn = residual part of d(att); dact = d(gelu output)
     output.backward(a.output, a.intermediate.act, s.g, s.gAttn, s.tmp, s.dact, n, rng);
     // gAttn += FFN part of d(att)
     intermediate.backward(a.intermediate, att, s.dact, s.gAttn, n);
     // g = d(x): residual part, then += the QKV part
-    attention.backward(a.attention, x, mask, s.gAttn, s.g, s.tmp, s.dctx, s.dqkv, b, t, rng);
+    attention.backward(a.attention, x, mask, s.gAttn, s.g, s.tmp, s.dctx, s.dqkv, b, t, rng, pk,
+        s.dctxPad, s.dqkvPad);
   }
 }

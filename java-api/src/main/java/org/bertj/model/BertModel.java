@@ -15,6 +15,19 @@ import org.bertj.backend.Tensor;
  * <p>Activations live in a workspace allocated once per (batch, seq) shape and reused; it grows
  * only when a shape needs more memory than it holds. A forward saves what the backward needs;
  * forward and backward allocate no backend memory for a shape already seen. Not thread-safe.
+ *
+ * <p>Padding removal: when a batch has an attention mask, every sequence's first token ([CLS])
+ * is real and pads are at least 10% of the B*T tokens, the encoder runs every token-wise op
+ * (Linear GEMMs, layer norms, GELU, dropout) on the N real tokens only ({@link Packing}): the
+ * embeddings run on the padded rows, their output is gathered into N rows, each layer's attention
+ * core unpacks qkv to the padded layout and packs its output, and the last layer's output is
+ * unpacked into the (B, T, C) {@link #lastHiddenState()}, whose pad rows are then ZERO (in the
+ * padded path they hold the pad tokens' hidden states; nothing in bertj reads them). The real
+ * rows, the pooler output and every gradient mean the same in both paths (at dropout 0 they agree
+ * up to fp32 rounding); with dropout the masks differ, since each dropout draws one Philox
+ * element per element of the tensor it acts on (N*C instead of B*T*C). The gradient of the last
+ * hidden state at pad rows is ignored in the packed path. System property
+ * {@code bertj.pack=false} (read when the model is built) keeps the padded path.
  */
 public final class BertModel implements AutoCloseable {
   private final Backend be;
@@ -29,12 +42,18 @@ public final class BertModel implements AutoCloseable {
   private final Arena ints;
   private final Arena grads;
   private final DropoutRng rng = new DropoutRng();
+  /** bertj.pack=false (read when the model is built): never remove padding. */
+  private final boolean packEnabled = !"false".equalsIgnoreCase(System.getProperty("bertj.pack"));
+  /** Padding removal needs pads >= this fraction of B*T (package-private: tests force it). */
+  double packMinPadFraction = 0.10;
 
-  // views for the current shape
+  // views for the current shape (and real-token count N when packed; -1 when not)
   private int actsB;
   private int actsT;
+  private int actsN = -1;
   private int gradsB;
   private int gradsT;
+  private int gradsN = -1;
   private int b;
   private int t;
   private Tensor ids;
@@ -46,6 +65,13 @@ public final class BertModel implements AutoCloseable {
   private BertLayer.Activations[] layerActs;
   private BertPooler.Activations poolerActs;
   private BertLayer.Scratch scratch;
+  /** (B*T) padded row of each real token, then (B*T) the inverse (packed: views sized n, B*T). */
+  private Tensor packIdx;
+  private Tensor packInv;
+  /** (N, C) the packed embedding output, the encoder's input (packed). */
+  private Tensor xPacked;
+  /** Padding removal of the last forward, or null (padded path). */
+  private Packing packing;
   private Tensor lastHidden;
   private boolean forwardDone;
   private boolean closed;
@@ -197,35 +223,85 @@ public final class BertModel implements AutoCloseable {
     }
   }
 
-  private void ensureActivations(int nb, int nt) {
-    if (layerActs != null && nb == actsB && nt == actsT) {
+  /**
+   * Lays out the views for (nb, nt) and, packed (np >= 0), np real tokens; a new key re-lays them
+   * (the memory grows only when needed).
+   */
+  private void ensureActivations(int nb, int nt, int np) {
+    if (layerActs != null && nb == actsB && nt == actsT && np == actsN) {
       return;
     }
-    int n = nb * nt;
+    int bt = nb * nt;
+    boolean packed = np >= 0;
+    int n = packed ? np : bt;
     int c = config.getHiddenSize();
-    Tensor[] io = ints.layout(() -> new Tensor[] {ints.take(n), ints.take(n), ints.take(n)});
+    Tensor[] io = ints.layout(() -> new Tensor[] {ints.take(bt), ints.take(bt), ints.take(bt),
+        packed ? ints.take(n) : null, packed ? ints.take(bt) : null});
     ids = io[0];
     tokenTypes = io[1];
     mask = io[2];
-    Object[] a = acts.layout(() -> new Object[] {embeddings.activations(acts, n),
-        encoder.activations(acts, nb, nt), pooler == null ? null : pooler.activations(acts, nb)});
+    packIdx = io[3];
+    packInv = io[4];
+    Object[] a = acts.layout(() -> new Object[] {embeddings.activations(acts, bt),
+        encoder.activations(acts, nb, nt, n, packed),
+        pooler == null ? null : pooler.activations(acts, nb),
+        packed ? acts.take(n, c) : null, packed ? acts.take(bt, c) : null});
     embActs = (BertEmbeddings.Activations) a[0];
     layerActs = (BertLayer.Activations[]) a[1];
     poolerActs = (BertPooler.Activations) a[2];
-    lastHidden = layerActs[layerActs.length - 1].out().reshape(nb, nt, c);
+    xPacked = (Tensor) a[3];
+    Tensor lastPadded = packed ? (Tensor) a[4] : layerActs[layerActs.length - 1].out();
+    lastHidden = lastPadded.reshape(nb, nt, c);
     actsB = nb;
     actsT = nt;
+    actsN = np;
   }
 
   private void ensureGradScratch() {
-    if (scratch != null && gradsB == b && gradsT == t) {
+    int np = packing == null ? -1 : packing.n;
+    if (scratch != null && gradsB == b && gradsT == t && gradsN == np) {
       return;
     }
-    int n = b * t;
-    scratch = grads.layout(
-        () -> new BertLayer.Scratch(grads, n, config.getHiddenSize(), config.getIntermediateSize()));
+    int bt = b * t;
+    int n = np >= 0 ? np : bt;
+    scratch = grads.layout(() -> new BertLayer.Scratch(grads, n, bt, np >= 0,
+        config.getHiddenSize(), config.getIntermediateSize()));
     gradsB = b;
     gradsT = t;
+    gradsN = np;
+  }
+
+  /**
+   * The padding removal index of a batch: inv (B*T), each padded row's packed row or -1, with the
+   * real-token count N = number of entries >= 0; or null when the padded path runs (no mask,
+   * bertj.pack=false, a sequence whose first token is a pad, or pads below the threshold).
+   */
+  private int[] packInverse(int[] m, int nb, int nt) {
+    if (!packEnabled || m == null) {
+      return null;
+    }
+    int bt = nb * nt;
+    int real = 0;
+    for (int i = 0; i < bt; i++) {
+      if (m[i] != 0) {
+        real++;
+      }
+    }
+    int pads = bt - real;
+    if (pads == 0 || pads < packMinPadFraction * bt) {
+      return null;
+    }
+    for (int i = 0; i < nb; i++) {
+      if (m[i * nt] == 0) {
+        return null; // the pooler reads position 0, which packing does not compute for a pad
+      }
+    }
+    int[] inv = new int[bt];
+    int k = 0;
+    for (int i = 0; i < bt; i++) {
+      inv[i] = m[i] != 0 ? k++ : -1;
+    }
+    return inv;
   }
 
   /**
@@ -238,7 +314,27 @@ public final class BertModel implements AutoCloseable {
     b = batch.batchSize();
     t = batch.seqLen();
     forwardDone = false;
-    ensureActivations(b, t);
+    int[] inv = packInverse(batch.attentionMask(), b, t);
+    int np = -1;
+    if (inv != null) {
+      np = 0;
+      for (int v : inv) {
+        np += v >= 0 ? 1 : 0;
+      }
+    }
+    packing = null;
+    ensureActivations(b, t, np);
+    if (inv != null) {
+      int[] idx = new int[np];
+      for (int i = 0; i < inv.length; i++) {
+        if (inv[i] >= 0) {
+          idx[inv[i]] = i;
+        }
+      }
+      be.upload(packIdx, idx);
+      be.upload(packInv, inv);
+      packing = new Packing(np, packIdx, packInv);
+    }
     if (training) {
       ensureGradScratch();
     }
@@ -255,11 +351,26 @@ public final class BertModel implements AutoCloseable {
     Tensor tt = hasTokenTypes ? tokenTypes : null;
     Tensor m = hasMask ? mask : null;
     embeddings.forward(embActs, ids, tt, b, t, rng);
-    Tensor last = encoder.forward(layerActs, embActs.out, m, b, t, rng);
+    int c = config.getHiddenSize();
+    Tensor x = embActs.out;
+    if (packing != null) {
+      be.gatherRows(xPacked, embActs.out, packing.idx, packing.n, c);
+      x = xPacked;
+    }
+    Tensor last = encoder.forward(layerActs, x, m, b, t, rng, packing);
+    if (packing != null) {
+      last = lastHidden.reshape((long) b * t, c);
+      be.gatherRows(last, layerActs[layerActs.length - 1].out(), packing.inv, b * t, c);
+    }
     if (pooler != null) {
       pooler.forward(poolerActs, last, b, t);
     }
     forwardDone = true;
+  }
+
+  /** Whether the last forward removed the padding (for tests). */
+  boolean lastForwardPacked() {
+    return packing != null;
   }
 
   /** Inference forward (no dropout). */
@@ -289,7 +400,10 @@ public final class BertModel implements AutoCloseable {
     }
   }
 
-  /** (B, T, C) the last hidden state of the last forward (a workspace view). */
+  /**
+   * (B, T, C) the last hidden state of the last forward (a workspace view). Its pad rows are zero
+   * when the forward removed the padding (see the class comment), the pad tokens' states otherwise.
+   */
   public Tensor lastHiddenState() {
     checkForward();
     return lastHidden;
@@ -312,18 +426,20 @@ public final class BertModel implements AutoCloseable {
 
   /**
    * Accumulates ("+=") every parameter gradient of the last forward, from dSequence (B*T*C, the
-   * gradient of the last hidden state; null = 0) and dPooled (B*C; null = 0; overwritten).
+   * gradient of the last hidden state; null = 0; its pad rows are ignored when the forward removed
+   * the padding) and dPooled (B*C; null = 0; overwritten).
    */
   public void backward(Tensor dSequence, Tensor dPooled) {
     checkForward();
     ensureGradScratch();
-    Tensor g = scratch.g;
+    int c = config.getHiddenSize();
+    Tensor g = scratch.gPad; // (B*T, C); the same tensor as scratch.g unless packed
     if (dSequence != null) {
       be.copy(g, dSequence);
     } else {
       be.zero(g);
     }
-    Tensor last = layerActs[layerActs.length - 1].out();
+    Tensor last = lastHidden.reshape((long) b * t, c);
     if (dPooled != null) {
       if (pooler == null) {
         throw new IllegalStateException("this model has no pooling layer");
@@ -331,9 +447,17 @@ public final class BertModel implements AutoCloseable {
       pooler.backward(poolerActs, last, dPooled, g, b, t);
     }
     Tensor m = hasMask ? mask : null;
-    encoder.backward(layerActs, embActs.out, m, scratch, b, t, rng);
-    embeddings.backward(embActs, g, scratch.gAttn, ids, hasTokenTypes ? tokenTypes : null, b, t,
-        rng);
+    if (packing == null) {
+      encoder.backward(layerActs, embActs.out, m, scratch, b, t, rng);
+      embeddings.backward(embActs, g, scratch.gAttn, ids, hasTokenTypes ? tokenTypes : null, b,
+          t, rng);
+    } else {
+      be.gatherRows(scratch.g, g, packing.idx, packing.n, c);
+      encoder.backward(layerActs, xPacked, m, scratch, b, t, rng, packing);
+      be.gatherRows(g, scratch.g, packing.inv, b * t, c);
+      embeddings.backward(embActs, g, scratch.dctxPad, ids, hasTokenTypes ? tokenTypes : null, b,
+          t, rng);
+    }
   }
 
   /** Backend memory of the workspace, in elements (activations + gradient scratch + inputs). */

@@ -25,21 +25,27 @@ import org.bertj.backend.Tensor;
 public final class BertSelfAttention {
   /** Saved activations. */
   public static final class Activations {
-    /** (N, 3C) packed [q | k | v] per token. */
+    /** (N, 3C) packed [q | k | v] per token (N = B*T, or the real tokens with padding removal). */
     public final Tensor qkv;
     /** (N, C) attention output (the context layer), heads side by side. */
     public final Tensor ctx;
     /** (B, NH, T) log-sum-exp of the scores, for the backward. */
     public final Tensor lse;
+    /** (B*T, 3C) qkv on the padded layout the attention core reads (= qkv unless packed). */
+    final Tensor qkvPad;
+    /** (B*T, C) the attention core's output on the padded layout (= ctx unless packed). */
+    final Tensor ctxPad;
     float p;
     long offset;
     /** The forward ran the bf16 tensor-core op (so the backward must too). */
     boolean lowp;
 
-    Activations(Arena a, int b, int t, int c, int nh) {
-      qkv = a.take((long) b * t, 3L * c);
-      ctx = a.take((long) b * t, c);
+    Activations(Arena a, int b, int t, int n, boolean packed, int c, int nh) {
+      qkv = a.take(n, 3L * c);
+      ctx = a.take(n, c);
       lse = a.take(b, nh, t);
+      qkvPad = packed ? a.take((long) b * t, 3L * c) : qkv;
+      ctxPad = packed ? a.take((long) b * t, c) : ctx;
     }
   }
 
@@ -88,7 +94,13 @@ public final class BertSelfAttention {
   }
 
   Activations activations(Arena a, int b, int t) {
-    return new Activations(a, b, t, config.getHiddenSize(), config.getNumAttentionHeads());
+    return activations(a, b, t, b * t, false);
+  }
+
+  /** Activations for n token rows; packed: also the padded (B*T) qkv and context. */
+  Activations activations(Arena a, int b, int t, int n, boolean packed) {
+    return new Activations(a, b, t, n, packed, config.getHiddenSize(),
+        config.getNumAttentionHeads());
   }
 
   /** ctx (N, C) = attention(x Wqkv^T + bqkv); mask (B*T) I32 1 = real key, may be null. */
@@ -103,18 +115,39 @@ public final class BertSelfAttention {
    */
   Tensor forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
       Tensor ctxLow) {
-    int n = b * t;
+    return forward(a, x, xLow, mask, b, t, rng, ctxLow, null);
+  }
+
+  /**
+   * As {@link #forward(Activations, Tensor, Tensor, Tensor, int, int, DropoutRng, Tensor)}; with
+   * padding removal (pk not null) x, a.qkv and a.ctx have pk.n rows: qkv is unpacked into
+   * a.qkvPad (pad rows zero), the attention core runs on the padded layout into a.ctxPad, which
+   * is packed into a.ctx. The core's bf16 copy of ctx would be padded, so none is written (null
+   * returned: the consumer Linear converts a.ctx itself).
+   */
+  Tensor forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
+      Tensor ctxLow, Packing pk) {
+    int n = Packing.rows(pk, b, t);
     int nh = config.getNumAttentionHeads();
+    int c = config.getHiddenSize();
     qkv.forward(a.qkv, x, xLow, n);
+    if (pk != null) {
+      be.gatherRows(a.qkvPad, a.qkv, pk.inv, b * t, 3 * c);
+      ctxLow = null;
+    }
     a.p = rng.p(config.getAttentionProbsDropoutProb());
     a.offset = a.p > 0f ? rng.take((long) b * nh * t * t) : 0L;
     int d = config.getHeadSize();
     a.lowp = ps.precision() == Precision.BF16 && !tcOff
-        && be.attentionForwardLowp(a.ctx, ctxLow, a.lse, a.qkv, mask, b, t, nh, d, a.p,
+        && be.attentionForwardLowp(a.ctxPad, ctxLow, a.lse, a.qkvPad, mask, b, t, nh, d, a.p,
             rng.seed(), a.offset);
     if (!a.lowp) {
-      be.attentionForward(a.ctx, a.lse, a.qkv, mask, b, t, nh, d, a.p, rng.seed(), a.offset);
-      return null;
+      be.attentionForward(a.ctxPad, a.lse, a.qkvPad, mask, b, t, nh, d, a.p, rng.seed(),
+          a.offset);
+      ctxLow = null;
+    }
+    if (pk != null) {
+      be.gatherRows(a.ctx, a.ctxPad, pk.idx, n, c);
     }
     return ctxLow;
   }
@@ -130,16 +163,40 @@ public final class BertSelfAttention {
    */
   public void backward(Activations a, Tensor x, Tensor mask, Tensor dctx, Tensor dqkv, Tensor dx,
       int b, int t, DropoutRng rng) {
-    int n = b * t;
+    backward(a, x, mask, dctx, dqkv, dx, b, t, rng, null, null, null);
+  }
+
+  /**
+   * As {@link #backward(Activations, Tensor, Tensor, Tensor, Tensor, Tensor, int, int,
+   * DropoutRng)}; with padding removal (pk not null) dctx, dqkv and x have pk.n rows, and dctxPad
+   * (B*T, C), dqkvPad (B*T, 3C) are scratch for the padded layout: dctx is unpacked (pad rows
+   * zero, so that pad queries add nothing to the real keys' and values' gradients), the core's
+   * backward runs padded, and its dqkv is packed. No bf16 copy of dqkv then (it would be
+   * padded): the projection converts dqkv itself.
+   */
+  void backward(Activations a, Tensor x, Tensor mask, Tensor dctx, Tensor dqkv, Tensor dx, int b,
+      int t, DropoutRng rng, Packing pk, Tensor dctxPad, Tensor dqkvPad) {
+    int n = Packing.rows(pk, b, t);
     int nh = config.getNumAttentionHeads();
     int d = config.getHeadSize();
+    int c = config.getHiddenSize();
+    Tensor dOut = dctx;
+    Tensor dQkv = dqkv;
+    if (pk != null) {
+      be.gatherRows(dctxPad, dctx, pk.inv, b * t, c);
+      dOut = dctxPad;
+      dQkv = dqkvPad;
+    }
     // the tensor-core backward also writes bf16(dqkv) for the projection's GEMMs
-    Tensor dLow = a.lowp ? qkv.gradLow(n) : null;
-    if (!(a.lowp && be.attentionBackwardLowp(dqkv, dLow, dctx, a.qkv, a.ctx, a.lse, mask, b, t,
-        nh, d, a.p, rng.seed(), a.offset))) {
-      be.attentionBackward(dqkv, dctx, a.qkv, a.ctx, a.lse, mask, b, t, nh, d, a.p, rng.seed(),
-          a.offset);
+    Tensor dLow = a.lowp && pk == null ? qkv.gradLow(n) : null;
+    if (!(a.lowp && be.attentionBackwardLowp(dQkv, dLow, dOut, a.qkvPad, a.ctxPad, a.lse, mask,
+        b, t, nh, d, a.p, rng.seed(), a.offset))) {
+      be.attentionBackward(dQkv, dOut, a.qkvPad, a.ctxPad, a.lse, mask, b, t, nh, d, a.p,
+          rng.seed(), a.offset);
       dLow = null;
+    }
+    if (pk != null) {
+      be.gatherRows(dqkv, dqkvPad, pk.idx, n, 3 * c);
     }
     qkv.backward(dx, dqkv, dLow, x, n, true);
   }

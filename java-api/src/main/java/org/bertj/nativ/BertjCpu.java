@@ -33,6 +33,9 @@ public final class BertjCpu {
 
   public static native int bj_cpu_from_bf16(@Cast("float*") long out, @Cast("const uint16_t*") long x, @Cast("int64_t") long n, @Cast("void*") long stream);
 
+  public static native int bj_cpu_gather_rows(@Cast("float*") long out, @Cast("const float*") long in, @Cast("const int32_t*") long idx,
+      int M, int C, int n_in, @Cast("void*") long stream);
+
   public static native int bj_cpu_embeddings_forward(@Cast("float*") long out, @Cast("const int32_t*") long ids, @Cast("const int32_t*") long tt,
       @Cast("const float*") long wte, @Cast("const float*") long wpe, @Cast("const float*") long wtt, int B, int T, int C, int V, int P, int TV, @Cast("void*") long stream);
 

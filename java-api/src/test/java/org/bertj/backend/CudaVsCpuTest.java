@@ -595,6 +595,48 @@ class CudaVsCpuTest {
     assertArrayEquals(out.c.toFloatArray(), out.g.toFloatArray(), "dropout backward differs");
   }
 
+  /**
+   * gather_rows: bit-identical (a copy), -1 rows zero, float4 and scalar paths (C % 4, an
+   * unaligned view); an index past in's rows: the CPU throws, CUDA does not read it and writes
+   * NaN into that row.
+   */
+  @ParameterizedTest
+  @CsvSource({"1,1,1,0", "9,8,4,0", "9,8,4,1", "33,36,40,1", "300,768,512,0", "17,13,20,0"})
+  void gatherRows(int m, int c, int nIn, int shift) {
+    int[] idx = new int[m];
+    for (int i = 0; i < m; i++) {
+      idx[i] = rnd.nextInt(nIn + 1) - 1;
+    }
+    idx[0] = -1;
+    P in = rand(nIn * c + shift);
+    P out = rand(m * c + shift);
+    P ix = ints(idx);
+    Tensor ic = in.c.view(shift, nIn, c), ig = in.g.view(shift, nIn, c);
+    Tensor oc = out.c.view(shift, m, c), og = out.g.view(shift, m, c);
+    cpu.gatherRows(oc, ic, ix.c, m, c);
+    gpu.gatherRows(og, ig, ix.g, m, c);
+    float[] fc = oc.toFloatArray();
+    assertArrayEquals(rawBits(fc), rawBits(og.toFloatArray()), "gather cuda vs cpu");
+    for (int i = 0; i < c; i++) {
+      assertEquals(0, Float.floatToRawIntBits(fc[i]), "row of idx -1 is +0");
+    }
+    int[] bad = idx.clone();
+    bad[m - 1] = nIn;
+    P bx = ints(bad);
+    assertThrows(NativeException.class, () -> cpu.gatherRows(oc, ic, bx.c, m, c));
+    gpu.gatherRows(og, ig, bx.g, m, c);
+    float[] g = og.toFloatArray();
+    for (int i = 0; i < m * c; i++) {
+      int row = i / c;
+      if (row == m - 1) {
+        assertTrue(Float.isNaN(g[i]), "out-of-range row is NaN on CUDA");
+      } else {
+        assertEquals(Float.floatToRawIntBits(fc[i]), Float.floatToRawIntBits(g[i]),
+            "other rows unchanged by a bad index");
+      }
+    }
+  }
+
   @ParameterizedTest
   @CsvSource({"2,16,4,64,0.0", "1,1,2,32,0.0", "3,33,3,128,0.0", "4,128,12,64,0.0",
       "2,70,4,64,0.1", "2,512,2,64,0.0"})

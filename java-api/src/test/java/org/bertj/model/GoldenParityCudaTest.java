@@ -21,7 +21,8 @@ class GoldenParityCudaTest {
       return;
     }
     try (Backend b = be) {
-      GoldenParityTest.run(b);
+      GoldenParityTest.run(b); // the packed path (padding removal)
+      GoldenParityTest.run(b, false); // the padded path
     }
   }
 }

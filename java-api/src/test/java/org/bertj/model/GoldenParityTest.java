@@ -19,6 +19,11 @@ import org.junit.jupiter.api.Test;
  * Whole-model parity with Hugging Face (float64 golden files of tiny-bert): forward outputs,
  * every parameter gradient, and the parameters after 1 and 3 AdamW steps.
  *
+ * <p>The golden batch (B=3, T=16, 16 of its 48 tokens pads, every [CLS] real) qualifies for
+ * BertModel's padding removal, so the default run takes the packed path (asserted); there the
+ * last hidden state's pad rows are zero, and it is compared with the golden one with its pad rows
+ * zeroed. A second run forces the padded path (threshold above 1) and compares every row.
+ *
  * <p>Tolerances (relative, ||ours - ref|| / ||ref||): forward 1e-5, gradients and AdamW steps
  * 1e-4. Exception: the gradient of every {@code attention.self.key.bias} is 0 analytically
  * (softmax is shift-invariant; HF's float64 gives ~1e-21), so ours is pure float32 round-off and
@@ -52,8 +57,20 @@ class GoldenParityTest {
     }
   }
 
-  /** The whole parity check on one backend (the CUDA twin is GoldenParityCudaTest). */
+  @Test
+  void forwardBackwardAndAdamWMatchTransformersPadded() {
+    try (CpuBackend be = new CpuBackend()) {
+      run(be, false);
+    }
+  }
+
+  /** The whole parity check on one backend, packed path (the CUDA twin is GoldenParityCudaTest). */
   static void run(Backend be) {
+    run(be, true);
+  }
+
+  /** The whole parity check, on the packed path (pack) or the padded one. */
+  static void run(Backend be, boolean pack) {
     FAILURES.clear();
     Path dir = TestUtil.tinyBert();
     Map<String, Double> worst = new TreeMap<>();
@@ -63,15 +80,22 @@ class GoldenParityTest {
       try (BertForSequenceClassification model =
           BertForSequenceClassification.fromPretrained(be, dir, 0L)) {
         Parameters ps = model.parameters();
+        model.bert().packMinPadFraction = pack ? 0.10 : 2.0; // above 1: never pack
         // forward
         ps.zeroGrad();
         model.forward(batch, true, 1234L); // dropout probabilities are 0 in this config
+        assertEquals(pack, model.bert().lastForwardPacked(), "packed path");
+        report.add(pack ? "path: packed (padding removed)" : "path: padded");
         check(worst, report, "forward", "embedding_output",
             be.download(model.bert().embeddingOutput()), golden.readDoubles("embedding_output"),
             1e-5);
-        check(worst, report, "forward", "last_hidden_state",
-            be.download(model.bert().lastHiddenState()), golden.readDoubles("last_hidden_state"),
-            1e-5);
+        double[] refHidden = golden.readDoubles("last_hidden_state");
+        if (pack) {
+          refHidden = TestUtil.padRowsZeroed(refHidden, batch.attentionMask(),
+              (int) model.bert().lastHiddenState().dim(-1));
+        }
+        check(worst, report, "forward", pack ? "last_hidden_state (pad rows zero)"
+            : "last_hidden_state", be.download(model.bert().lastHiddenState()), refHidden, 1e-5);
         check(worst, report, "forward", "logits", model.logitsArray(),
             golden.readDoubles("logits"), 1e-5);
         double loss = model.loss();
@@ -115,6 +139,7 @@ class GoldenParityTest {
           for (int s = 2; s <= 3; s++) {
             ps.zeroGrad();
             model.forward(batch, true, 1234L + s);
+            assertEquals(pack, model.bert().lastForwardPacked(), "packed path, step " + s);
             model.backward();
             for (Parameter p : ps.list()) {
               if (p.name().endsWith("attention.self.key.bias")) {

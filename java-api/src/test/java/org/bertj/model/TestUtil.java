@@ -13,6 +13,20 @@ final class TestUtil {
     return Paths.get(dir).resolve("tiny-bert");
   }
 
+  /**
+   * A copy of a (B*T, C) reference with the rows whose mask is 0 set to zero: what the last
+   * hidden state holds after a forward that removed the padding (BertModel: pad rows zero).
+   */
+  static double[] padRowsZeroed(double[] ref, int[] mask, int c) {
+    double[] r = ref.clone();
+    for (int i = 0; i < mask.length; i++) {
+      if (mask[i] == 0) {
+        java.util.Arrays.fill(r, i * c, (i + 1) * c, 0.0);
+      }
+    }
+    return r;
+  }
+
   /** ||ours - ref|| / ||ref|| in double. */
   static double relErr(float[] ours, double[] ref) {
     if (ours.length != ref.length) {
