@@ -397,17 +397,33 @@ public final class CudaBackend extends NativeBackend {
   public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a,
       int lda, Tensor b, int ldb, float beta, Tensor c, int ldc) {
     Gemm.check(this, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
-    long pa = a.address();
-    long pb = b.address();
+    gemmQueued(false, transA, transB, m, n, k, alpha, a.address(), lda, b.address(), ldb, beta,
+        c.address(), ldc);
+  }
+
+  /**
+   * A checked GEMM (fp32, or bf16 inputs with fp32 output): through cuBLASLt's tuned plan where
+   * {@link CublasLt#gemm} takes it, else cuBLAS.
+   */
+  private void gemmQueued(boolean bf16, boolean transA, boolean transB, int m, int n, int k,
+      float alpha, long a, int lda, long b, int ldb, float beta, long c, int ldc) {
     CublasLt l = gemmTune && !onSide ? lt() : null;
-    if (l != null && l.gemm(false, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
-        c.address(), ldc, out -> sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
-            out, ldc))) {
-      afterOp("lt gemm fp32 " + shape(transA, transB, m, n, k));
+    if (l != null && l.gemm(bf16, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+        out -> cublasGemm(bf16, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, out, ldc))) {
+      afterOp("lt gemm " + (bf16 ? "bf16 " : "fp32 ") + shape(transA, transB, m, n, k));
       return;
     }
-    sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, c.address(), ldc);
-    afterOp("gemm fp32 " + shape(transA, transB, m, n, k));
+    cublasGemm(bf16, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    afterOp("gemm " + (bf16 ? "bf16 " : "fp32 ") + shape(transA, transB, m, n, k));
+  }
+
+  private void cublasGemm(boolean bf16, boolean transA, boolean transB, int m, int n, int k,
+      float alpha, long a, int lda, long b, int ldb, float beta, long c, int ldc) {
+    if (bf16) {
+      gemmEx(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    } else {
+      sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
   }
 
   /** cublasSgemm on raw device addresses (row-major, as {@link #gemm}). */
@@ -558,17 +574,8 @@ public final class CudaBackend extends NativeBackend {
   public void gemmBf16(boolean transA, boolean transB, int m, int n, int k, float alpha, Tensor a,
       int lda, Tensor b, int ldb, float beta, Tensor c, int ldc) {
     Gemm.check(this, DType.BF16, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
-    long pa = a.address();
-    long pb = b.address();
-    CublasLt l = gemmTune && !onSide ? lt() : null;
-    if (l != null && l.gemm(true, transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
-        c.address(), ldc, out -> gemmEx(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta,
-            out, ldc))) {
-      afterOp("lt gemm bf16 " + shape(transA, transB, m, n, k));
-      return;
-    }
-    gemmEx(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, c.address(), ldc);
-    afterOp("gemm bf16 " + shape(transA, transB, m, n, k));
+    gemmQueued(true, transA, transB, m, n, k, alpha, a.address(), lda, b.address(), ldb, beta,
+        c.address(), ldc);
   }
 
   private void gemmEx(boolean transA, boolean transB, int m, int n, int k, float alpha, long a,

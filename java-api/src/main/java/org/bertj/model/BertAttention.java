@@ -57,20 +57,14 @@ public final class BertAttention {
 
   /** out (N, C) = LN(dropout(dense(selfattention(x))) + x). */
   public void forward(Activations a, Tensor x, Tensor mask, int b, int t, DropoutRng rng) {
-    forward(a, x, null, mask, b, t, rng, null);
+    forward(a, x, null, mask, b, t, rng, null, null);
   }
 
   /**
    * As {@link #forward(Activations, Tensor, Tensor, int, int, DropoutRng)}; bf16 precision: xLow,
    * when not null, is {@link #inputLow} holding bf16(x); outLow, when not null, receives bf16 of
-   * the output.
+   * the output; with padding removal (pk not null) on pk.n rows.
    */
-  void forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
-      Tensor outLow) {
-    forward(a, x, xLow, mask, b, t, rng, outLow, null);
-  }
-
-  /** As above; with padding removal (pk not null) on pk.n rows. */
   void forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
       Tensor outLow, Packing pk) {
     int n = Packing.rows(pk, b, t);

@@ -108,21 +108,16 @@ public final class BertLayer {
 
   /** out (N, C) = output(intermediate(attention(x)), attention(x)). */
   public void forward(Activations a, Tensor x, Tensor mask, int b, int t, DropoutRng rng) {
-    forward(a, x, null, mask, b, t, rng, null);
+    forward(a, x, null, mask, b, t, rng, null, null);
   }
 
   /**
    * As {@link #forward(Activations, Tensor, Tensor, int, int, DropoutRng)}; bf16 precision: xLow,
    * when not null, is {@link #inputLow} holding bf16(x), and outLow, when not null, receives
    * bf16(out) (the next layer's {@link #inputLow}). Each op writes the bf16 copy its consumer
-   * Linear reads, so no separate conversion is queued.
+   * Linear reads, so no separate conversion is queued. With padding removal (pk not null) x, out
+   * and every activation have pk.n rows.
    */
-  void forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
-      Tensor outLow) {
-    forward(a, x, xLow, mask, b, t, rng, outLow, null);
-  }
-
-  /** As above; with padding removal (pk not null) x, out and every activation have pk.n rows. */
   void forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
       Tensor outLow, Packing pk) {
     int n = Packing.rows(pk, b, t);

@@ -105,21 +105,13 @@ public final class BertSelfAttention {
 
   /** ctx (N, C) = attention(x Wqkv^T + bqkv); mask (B*T) I32 1 = real key, may be null. */
   public void forward(Activations a, Tensor x, Tensor mask, int b, int t, DropoutRng rng) {
-    forward(a, x, null, mask, b, t, rng, null);
+    forward(a, x, null, mask, b, t, rng, null, null);
   }
 
   /**
    * As {@link #forward(Activations, Tensor, Tensor, int, int, DropoutRng)}; bf16 precision: xLow,
    * when not null, is {@link #inputLow} holding bf16(x); ctxLow, when not null, is offered for
-   * bf16(a.ctx). Returns ctxLow when the attention wrote it (the tensor-core path), else null.
-   */
-  Tensor forward(Activations a, Tensor x, Tensor xLow, Tensor mask, int b, int t, DropoutRng rng,
-      Tensor ctxLow) {
-    return forward(a, x, xLow, mask, b, t, rng, ctxLow, null);
-  }
-
-  /**
-   * As {@link #forward(Activations, Tensor, Tensor, Tensor, int, int, DropoutRng, Tensor)}; with
+   * bf16(a.ctx); returns ctxLow when the attention wrote it (the tensor-core path), else null. With
    * padding removal (pk not null) x, a.qkv and a.ctx have pk.n rows: qkv is unpacked into
    * a.qkvPad (pad rows zero), the attention core runs on the padded layout into a.ctxPad, which
    * is packed into a.ctx. The core's bf16 copy of ctx would be padded, so none is written (null
