@@ -8,6 +8,7 @@
 #   3. Java GPU tests (JUnit console)           -> $OUT/junit/
 #   4. bertj bench: BERT-base train step / inference on CUDA -> $OUT/bench.jsonl
 #   5. PyTorch side by side on the same card    -> $OUT/torch.json
+#   6. attn_ab: our attention and SDPA alternating, 3 rounds -> $OUT/attn-ab.txt
 # and prints a short table last. BENCH_LINES (one bench argument line each) or BENCH_FILE (a file
 # of such lines, e.g. scripts/bench/ab-gemm-overlap.txt) replace the default bench lines.
 set -u
@@ -28,7 +29,7 @@ with zipfile.ZipFile(jar) as z:
             open(os.path.join(out, os.path.basename(n)), "wb").write(z.read(n))
 PY
 export LD_LIBRARY_PATH="/usr/local/cuda-13.0/targets/x86_64-linux/lib:$NL:$B/native:${LD_LIBRARY_PATH:-}"
-STEPS=${STEPS:-native,bench_native,bench_gemm,junit,bench,torch,hf,nsys}
+STEPS=${STEPS:-native,bench_native,bench_gemm,junit,bench,torch,attn_ab,hf,nsys}
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/log.txt"; }
@@ -115,6 +116,18 @@ fi
 if has torch; then
   stamp "PyTorch reference"
   timeout 200 python3 scripts/torch_reference.py > "$OUT/torch.json" 2> "$OUT/torch.err"
+fi
+if has attn_ab; then
+  # SDPA's fp32 time moved by up to 40% between calls of the same day: ours and SDPA alternate
+  # three times here, so each ratio has its own same-minute reference
+  stamp "attention: bertj and SDPA alternating, 3 rounds"
+  for round in 1 2 3; do
+    echo "round $round" >> "$OUT/attn-ab.txt"
+    BJ_BENCH_ONLY=attention,attention_tc timeout 60 "$B/native/bench_cuda_ops" 2>&1 \
+      | grep -E "B32 T128 NH12 D64 mask p=0.0 \[v3\]|attention_tc (fwd|bwd|fwd\+bwd) +\| B32 T128 NH12 D64 mask p=0.0" >> "$OUT/attn-ab.txt"
+    TORCH_PARTS=sdpa_figures,sdpa_bf16_figures timeout 60 python3 scripts/torch_reference.py >> "$OUT/attn-ab.txt" 2>/dev/null
+  done
+  cat "$OUT/attn-ab.txt"
 fi
 if has hf && [ -d "$B/hf/single" ]; then
   stamp "transformers loads bertj's fine-tuned folder"

@@ -123,9 +123,16 @@ int main() {
               std::string(12, '-').c_str(), std::string(10, '-').c_str(),
               std::string(10, '-').c_str());
   const double F = sizeof(float);
+  // BJ_BENCH_ONLY=<sections> (comma-separated: copy, attention, attention_tc, rows, embeddings,
+  // optimizer) times only those; unset, all of them.
+  const char* only = std::getenv("BJ_BENCH_ONLY");
+  const std::string onlyList = std::string(",") + (only ? only : "") + ",";
+  auto want = [&](const char* sec) {
+    return only == nullptr || onlyList.find(std::string(",") + sec + ",") != std::string::npos;
+  };
 
   // ---- the bandwidth ceiling: device-to-device copy of 1 GiB (bytes read + written) ----
-  {
+  if (want("copy")) {
     const size_t n = (size_t)1 << 28;  // floats
     Buf src(n), dst(n);
     auto cp = [&] {
@@ -134,7 +141,7 @@ int main() {
     };
     row("d2d copy (ceiling)", "1 GiB", time_us(cp, 10), 2.0 * F * n);
   }
-  {  // the copy at the size of the bandwidth-bound ops below (N=4096 rows): what a launch of that
+  if (want("copy")) {  // the copy at the size of the bandwidth-bound ops below (N=4096 rows): what a launch of that
      // size reaches; the 1 GiB line stays the ceiling the op rows are compared with
     for (const size_t n : {(size_t)4096 * 768, (size_t)4096 * 3072}) {
       Buf src(n), dst(n);
@@ -148,7 +155,7 @@ int main() {
   }
 
   // ---- fused attention, bert-base shape ----
-  {
+  if (want("attention")) {
     const int B = 32, T = 128, NH = 12, D = 64, C = NH * D;
     const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
     Buf qkv(nqkv, -2.0f, 2.0f, 2), out(nout), lse(nlse), dout(nout, -1.0f, 1.0f, 3), dqkv(nqkv);
@@ -235,7 +242,7 @@ int main() {
 
   // ---- attention on bf16 tensor cores (attention_tc), bert-base shape, the same padding mask
   // as the fp32 rows above (lengths T/2..T, generator seed 7) ----
-  {
+  if (want("attention_tc")) {
     const int B = 32, T = 128, NH = 12, D = 64, C = NH * D;
     const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
     Buf qkv(nqkv, -2.0f, 2.0f, 2), out(nout), lse(nlse), dout(nout, -1.0f, 1.0f, 3), dqkv(nqkv);
@@ -275,7 +282,7 @@ int main() {
   }
 
   // ---- layer norm + residual, bias + GELU ----
-  {
+  if (want("rows")) {
     const int N = 4096;
     for (int C : {384, 768, 3072}) {  // MiniLM, BERT-base hidden, BERT-base intermediate
       const size_t n = (size_t)N * C;
@@ -422,7 +429,7 @@ int main() {
   }
 
   // ---- embeddings backward (bert-base vocabulary) ----
-  {
+  if (want("embeddings")) {
     const int B = 32, T = 128, C = 768, V = 30522, P = 512, TV = 2, N = B * T;
     Buf dwte((size_t)V * C), dwpe((size_t)P * C), dwtt((size_t)TV * C), dout((size_t)N * C);
     std::vector<int32_t> hid(N), htt(N);
@@ -457,7 +464,7 @@ int main() {
   }
 
   // ---- optimizer over bert-base's 110M parameters ----
-  {
+  if (want("optimizer")) {
     const int64_t n = 110000000;
     Buf p(n), g(n, -0.01f, 0.01f), m(n, -0.001f, 0.001f), v(n, 0.0f, 1e-5f), gs(1, 0.5f, 0.5f),
         out(1);
