@@ -637,19 +637,24 @@ class CudaVsCpuTest {
     }
   }
 
+  /** Right padding of decreasing lengths; with 3+ rows, row 1 is fully padded. */
+  private static int[] paddingMask(int b, int t) {
+    int[] mask = new int[b * t];
+    for (int i = 0; i < b; i++) {
+      int len = i == 1 && b > 2 ? 0 : Math.max(1, t - i * (t / 3 + 1));
+      for (int j = 0; j < t; j++) {
+        mask[i * t + j] = j < len ? 1 : 0;
+      }
+    }
+    return mask;
+  }
+
   @ParameterizedTest
   @CsvSource({"2,16,4,64,0.0", "1,1,2,32,0.0", "3,33,3,128,0.0", "4,128,12,64,0.0",
       "2,70,4,64,0.1", "2,512,2,64,0.0"})
   void attention(int b, int t, int nh, int d, float p) {
     int c = nh * d;
-    int[] mask = new int[b * t];
-    for (int i = 0; i < b; i++) {
-      int len = i == 1 && b > 2 ? 0 : Math.max(1, t - i * (t / 3 + 1)); // row 1 of 3+: fully padded
-      for (int j = 0; j < t; j++) {
-        mask[i * t + j] = j < len ? 1 : 0;
-      }
-    }
-    P m = ints(mask);
+    P m = ints(paddingMask(b, t));
     P qkv = rand(b * t, 3 * c);
     P out = zeros(b * t, c);
     P lse = zeros(b * nh * t);
@@ -670,14 +675,7 @@ class CudaVsCpuTest {
       "2,128,4,32,0.0"})
   void attentionTc(int b, int t, int nh, int d, float p) {
     int c = nh * d;
-    int[] mask = new int[b * t];
-    for (int i = 0; i < b; i++) {
-      int len = i == 1 && b > 2 ? 0 : Math.max(1, t - i * (t / 3 + 1)); // row 1 of 3+: fully padded
-      for (int j = 0; j < t; j++) {
-        mask[i * t + j] = j < len ? 1 : 0;
-      }
-    }
-    P m = ints(mask);
+    P m = ints(paddingMask(b, t));
     P qkv = rand(b * t, 3 * c);
     P out = zeros(b * t, c);
     P lse = zeros(b * nh * t);
