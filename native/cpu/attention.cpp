@@ -378,7 +378,9 @@ extern "C" int bj_cpu_attention_forward(float* out,            // (B, T, C)
                                         const float* qkv,      // (B, T, 3C)
                                         const int32_t* mask,   // (B, T) or NULL
                                         int B, int T, int NH, int D, float p, uint64_t seed,
-                                        uint64_t offset, void* stream) {
+                                        uint64_t offset, const bj_step_scalars* sc,
+                                        void* stream) {
+  if (sc != nullptr) seed = sc->seed;  // per-step scalars (bertj.h)
   BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cpu_attention_forward",
            "out, lse or qkv is NULL");
   {
@@ -410,7 +412,9 @@ extern "C" int bj_cpu_attention_backward(float* dqkv,          // (B, T, 3C), "=
                                          const float* lse,     // (B, NH, T), saved
                                          const int32_t* mask,  // (B, T) or NULL
                                          int B, int T, int NH, int D, float p, uint64_t seed,
-                                         uint64_t offset, void* stream) {
+                                         uint64_t offset, const bj_step_scalars* sc,
+                                         void* stream) {
+  if (sc != nullptr) seed = sc->seed;  // per-step scalars (bertj.h)
   BJ_CHECK(dqkv != nullptr && dout != nullptr && qkv != nullptr, "bj_cpu_attention_backward",
            "dqkv, dout or qkv is NULL");
   BJ_CHECK(out != nullptr && lse != nullptr, "bj_cpu_attention_backward", "out or lse is NULL");

@@ -4,12 +4,18 @@
 #define BERTJ_CPU_COMMON_H
 
 #include <cstdarg>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 
 #include "bertj.h"
 #include "bertj_bf16.h"
 #include "bertj_philox.h"
+
+// bj_step_scalars is 16 bytes with this layout: the Java side packs it as 4 int32 (StepScalars).
+static_assert(sizeof(bj_step_scalars) == 16 && offsetof(bj_step_scalars, lr) == 8 &&
+                  offsetof(bj_step_scalars, step) == 12,
+              "bj_step_scalars layout");
 
 namespace bj {
 // Work below which an elementwise loop stays on the calling thread (OpenMP `if` clause): a

@@ -57,7 +57,8 @@ void apply_mask(float* y, const float* x, int64_t n, float p, uint64_t seed, uin
 extern "C" int bj_cpu_dropout_forward(float* out,      // (n), may alias x
                                       const float* x,  // (n)
                                       int64_t n, float p, uint64_t seed, uint64_t offset,
-                                      void* stream) {
+                                      const bj_step_scalars* sc, void* stream) {
+  if (sc != nullptr) seed = sc->seed;  // per-step scalars (bertj.h)
   BJ_CHECK(out != nullptr && x != nullptr, "bj_cpu_dropout_forward", "out or x is NULL");
   BJ_CHECK(n > 0, "bj_cpu_dropout_forward", "n must be > 0 (got %lld)", (long long)n);
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cpu_dropout_forward", "p must be in [0, 1) (got %g)",
@@ -69,7 +70,8 @@ extern "C" int bj_cpu_dropout_forward(float* out,      // (n), may alias x
 extern "C" int bj_cpu_dropout_backward(float* dx,          // (n), "=", may alias dout
                                        const float* dout,  // (n)
                                        int64_t n, float p, uint64_t seed, uint64_t offset,
-                                       void* stream) {
+                                       const bj_step_scalars* sc, void* stream) {
+  if (sc != nullptr) seed = sc->seed;  // per-step scalars (bertj.h)
   BJ_CHECK(dx != nullptr && dout != nullptr, "bj_cpu_dropout_backward", "dx or dout is NULL");
   BJ_CHECK(n > 0, "bj_cpu_dropout_backward", "n must be > 0 (got %lld)", (long long)n);
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cpu_dropout_backward", "p must be in [0, 1) (got %g)",
@@ -79,7 +81,9 @@ extern "C" int bj_cpu_dropout_backward(float* dx,          // (n), "=", may alia
 }
 
 extern "C" int bj_cpu_philox_uniform(float* u,  // (n)
-                                     int64_t n, uint64_t seed, uint64_t offset, void* stream) {
+                                     int64_t n, uint64_t seed, uint64_t offset,
+                                     const bj_step_scalars* sc, void* stream) {
+  if (sc != nullptr) seed = sc->seed;  // per-step scalars (bertj.h)
   BJ_CHECK(u != nullptr, "bj_cpu_philox_uniform", "u is NULL");
   BJ_CHECK(n > 0, "bj_cpu_philox_uniform", "n must be > 0 (got %lld)", (long long)n);
   draw(u, n, seed, offset);

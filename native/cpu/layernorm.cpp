@@ -205,7 +205,9 @@ extern "C" int bj_cpu_dropout_layernorm_forward(float* out,             // (N, C
                                                 const float* gamma,     // (C)
                                                 const float* beta,      // (C)
                                                 int N, int C, float eps, float p, uint64_t seed,
-                                                uint64_t offset, void* stream) {
+                                                uint64_t offset, const bj_step_scalars* sc,
+                                                void* stream) {
+  if (sc != nullptr) seed = sc->seed;  // per-step scalars (bertj.h)
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cpu_dropout_layernorm_forward",
            "p must be in [0, 1) (got %g)", (double)p);
   BJ_CHECK(out != nullptr && y != nullptr, "bj_cpu_dropout_layernorm_forward",
@@ -276,7 +278,9 @@ extern "C" int bj_cpu_dropout_layernorm_backward(float* dh,           // (N, C),
                                                  const float* rstd,   // (N)
                                                  const float* gamma,  // (C)
                                                  int N, int C, float p, uint64_t seed,
-                                                 uint64_t offset, void* stream) {
+                                                 uint64_t offset, const bj_step_scalars* sc,
+                                                 void* stream) {
+  if (sc != nullptr) seed = sc->seed;  // per-step scalars (bertj.h)
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cpu_dropout_layernorm_backward",
            "p must be in [0, 1) (got %g)", (double)p);
   BJ_CHECK(dh != nullptr && dout != nullptr && h != nullptr, "bj_cpu_dropout_layernorm_backward",

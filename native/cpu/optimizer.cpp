@@ -94,8 +94,13 @@ extern "C" int bj_cpu_adamw(float* p,         // (n), updated in place
                             float* v,         // (n), second moment, updated
                             int64_t n, int64_t decay_begin, int64_t decay_end, float lr,
                             float beta1, float beta2, float eps, float wd, int step,
-                            const float* grad_scale,  // (1) or NULL = 1
+                            const bj_step_scalars* sc,  // lr and step when not NULL (bertj.h)
+                            const float* grad_scale,    // (1) or NULL = 1
                             void* stream) {
+  if (sc != nullptr) {
+    lr = sc->lr;
+    step = sc->step;
+  }
   BJ_CHECK(p != nullptr && g != nullptr && m != nullptr && v != nullptr, "bj_cpu_adamw",
            "p, g, m or v is NULL");
   BJ_CHECK(n > 0, "bj_cpu_adamw", "n must be > 0 (got %lld)", (long long)n);
@@ -127,10 +132,10 @@ extern "C" int bj_cpu_adamw(float* p,         // (n), updated in place
     const int64_t i0 = t * kAdamChunk, i1 = i0 + kAdamChunk < n ? i0 + kAdamChunk : n;
     const int64_t a = decay_begin < i0 ? i0 : (decay_begin > i1 ? i1 : decay_begin);
     const int64_t b = decay_end < a ? a : (decay_end > i1 ? i1 : decay_end);
-    const AdamScalars sc = {gs, beta1, beta2, eps, step_size, bc2_sqrt};
-    adamw_span(p, g, m, v, i0, a, 1.0f, sc);
-    adamw_span(p, g, m, v, a, b, decay, sc);
-    adamw_span(p, g, m, v, b, i1, 1.0f, sc);
+    const AdamScalars as = {gs, beta1, beta2, eps, step_size, bc2_sqrt};
+    adamw_span(p, g, m, v, i0, a, 1.0f, as);
+    adamw_span(p, g, m, v, a, b, decay, as);
+    adamw_span(p, g, m, v, b, i1, 1.0f, as);
     if (p_low != nullptr) bj::to_bf16_span(p_low + i0, p + i0, i1 - i0);
   }
   return BJ_OK;

@@ -58,6 +58,8 @@
 //   (measured faster on an H200, see attn_v3_bwd); "v2" / "v2bwd" select v2's backward.
 // Dropout element e (the index above) uses word e & 3 of the Philox call at counter e >> 2
 // (bertj_philox.h), so a row's 4-aligned groups of keys share one call.
+// sc (per-step scalars in device memory, bertj.h), when not NULL: every kernel above replaces its
+// seed argument with sc->seed at its start (bjc::step_seed), so every variant draws the same masks.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -390,8 +392,9 @@ __device__ __forceinline__ void fwd_tile(const float* Qs, const float* Ks, const
 template <int D, int BQ, int BK, bool G4>
 __global__ void __launch_bounds__(kThreads)
     k_attn_fwd(float* out, float* lse, const float* qkv, const int32_t* mask, int T, int NH,
-               float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
-               int vec_out) {
+               float scale, float p, float dscale, uint64_t seed, uint64_t offset,
+               const bj_step_scalars* sc, int vec_in, int vec_out) {
+  seed = bjc::step_seed(sc, seed);  // per-step seed (bertj.h), before any draw
   constexpr int LD = D + 4, RM = BQ / 16, RN = BK / 16, NV = D / 16;
   static_assert(RN >= 1 && RN <= 4, "key micro-tiles per tile");
   BJ_DYN_SMEM(float, smem);
@@ -467,8 +470,9 @@ template <int D, int BK, int BQ>
 __global__ void __launch_bounds__(kThreads, 2)
     k_attn_bwd_kv(float* dqkv, const float* dout, const float* qkv, const float* out,
                   const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
-                  float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
-                  int vec_out) {
+                  float dscale, uint64_t seed, uint64_t offset, const bj_step_scalars* sc,
+                  int vec_in, int vec_o, int vec_out) {
+  seed = bjc::step_seed(sc, seed);  // per-step seed (bertj.h), before any draw
   constexpr int LD = D + 4, LS = BQ + 16, RK = BK / 16, RQ = BQ / 16, NV = D / 16;
   BJ_DYN_SMEM(float, smem);
   float* Ks = smem;            // (BK, LD)
@@ -634,8 +638,9 @@ template <int D, int BQ, int BK>
 __global__ void __launch_bounds__(kThreads)
     k_attn_bwd_q(float* dqkv, const float* dout, const float* qkv, const float* out,
                  const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
-                 float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
-                 int vec_out) {
+                 float dscale, uint64_t seed, uint64_t offset, const bj_step_scalars* sc,
+                 int vec_in, int vec_o, int vec_out) {
+  seed = bjc::step_seed(sc, seed);  // per-step seed (bertj.h), before any draw
   constexpr int LD = D + 4, LS = BK + 16, RM = BQ / 16, RN = BK / 16, NV = D / 16;
   BJ_DYN_SMEM(float, smem);
   float* Qs = smem;           // (BQ, LD)
@@ -941,8 +946,9 @@ template <int D, int BQ>
 __global__ void __launch_bounds__(kThreads, 1)
     k_attn_bwd_fused(float* dqkv, const float* dout, const float* qkv, const float* out,
                      const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
-                     float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
-                     int vec_out) {
+                     float dscale, uint64_t seed, uint64_t offset, const bj_step_scalars* sc,
+                     int vec_in, int vec_o, int vec_out) {
+  seed = bjc::step_seed(sc, seed);  // per-step seed (bertj.h), before any draw
   constexpr int TK = kFusedT, LD = D + 4;
   BJ_DYN_SMEM(float, smem);
   __shared__ float s_lse[BQ], s_D[BQ];
@@ -995,8 +1001,9 @@ constexpr int kFusedFwdT = 128;
 template <int D, int BQ, int BK, bool G4>
 __global__ void __launch_bounds__(kThreads, 2)
     k_attn_fwd2(float* out, float* lse, const float* qkv, const int32_t* mask, int T, int NH,
-                float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
-                int vec_out) {
+                float scale, float p, float dscale, uint64_t seed, uint64_t offset,
+                const bj_step_scalars* sc, int vec_in, int vec_out) {
+  seed = bjc::step_seed(sc, seed);  // per-step seed (bertj.h), before any draw
   constexpr int TK = kFusedFwdT, LD = D + 4, RM = BQ / 16, RN = BK / 16, NV = D / 16, C4 = D / 4;
   constexpr int NW = kThreads / 32, WPT = BK / 32;  // warps; warps per key tile (mask pass)
   static_assert(RN >= 1 && RN <= 4 && BK % 32 == 0 && TK <= kThreads, "tiles");
@@ -1374,8 +1381,9 @@ template <int D, int BQ>
 __global__ void __launch_bounds__(kThreads2, 1)
     k_attn_bwd2(float* dqkv, const float* dout, const float* qkv, const float* out,
                 const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
-                float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
-                int vec_out) {
+                float dscale, uint64_t seed, uint64_t offset, const bj_step_scalars* sc, int vec_in,
+                int vec_o, int vec_out) {
+  seed = bjc::step_seed(sc, seed);  // per-step seed (bertj.h), before any draw
   constexpr int TK = kFusedT, LD = D + 4;
   BJ_DYN_SMEM(float, smem);
   __shared__ float s_lse[kFusedT], s_D[kFusedT];
@@ -1711,8 +1719,9 @@ template <int D, int BQ>
 __global__ void __launch_bounds__(kThreads2, 1)
     k_attn_bwd3(float* dqkv, const float* dout, const float* qkv, const float* out,
                 const float* lse, const int32_t* mask, int T, int NH, float scale, float p,
-                float dscale, uint64_t seed, uint64_t offset, int vec_in, int vec_o,
-                int vec_out) {
+                float dscale, uint64_t seed, uint64_t offset, const bj_step_scalars* sc, int vec_in,
+                int vec_o, int vec_out) {
+  seed = bjc::step_seed(sc, seed);  // per-step seed (bertj.h), before any draw
   constexpr int TK = kFusedT, LD = D + 4, C4 = D / 4, NW = kThreads2 / 32;
   constexpr int IT = TK * C4 / kThreads2;  // float4 per thread of a (TK, D) matrix
   static_assert(TK <= kThreads2 && TK * C4 % kThreads2 == 0 && kThreads2 % C4 == 0, "prologue");
@@ -1862,7 +1871,7 @@ bool attn_v3_bwd() {
 template <int D, bool G4>
 int forward_launch(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
                    int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
-                   uint64_t offset, void* stream) {
+                   uint64_t offset, const bj_step_scalars* sc, void* stream) {
   constexpr int BQ = Tiles<D>::FQ, BK = Tiles<D>::FK, LD = D + 4, LP = BK + 16;
   constexpr int smem = (BQ * LD + 2 * BK * LD + BQ * LP) * (int)sizeof(float);
   auto kern = &k_attn_fwd<D, BQ, BK, G4>;
@@ -1870,14 +1879,14 @@ int forward_launch(const char* op, float* out, float* lse, const float* qkv, con
   BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
   const dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)NH, (unsigned)B);
   BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, lse, qkv, mask, T, NH, scale,
-            p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
+            p, dscale, seed, offset, sc, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
   return bjc::check_launch(op);
 }
 
 template <int D, bool G4>
 int forward2_launch(const char* op, float* out, float* lse, const float* qkv,
                     const int32_t* mask, int B, int T, int NH, float scale, float p, float dscale,
-                    uint64_t seed, uint64_t offset, void* stream) {
+                    uint64_t seed, uint64_t offset, const bj_step_scalars* sc, void* stream) {
   constexpr int BQ = Tiles<D>::FQ, BK = Tiles<D>::FK, TK = kFusedFwdT, LD = D + 4, LP = BK + 16;
   constexpr int smem = (BQ * LD + 2 * TK * LD + BQ * LP) * (int)sizeof(float);
   auto kern = &k_attn_fwd2<D, BQ, BK, G4>;
@@ -1885,35 +1894,35 @@ int forward2_launch(const char* op, float* out, float* lse, const float* qkv,
   BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
   const dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)NH, (unsigned)B);
   BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, lse, qkv, mask, T, NH, scale,
-            p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
+            p, dscale, seed, offset, sc, bjc::aligned16(qkv) ? 1 : 0, bjc::aligned16(out) ? 1 : 0);
   return bjc::check_launch(op);
 }
 
 template <int D>
 int forward_impl(const char* op, float* out, float* lse, const float* qkv, const int32_t* mask,
                  int B, int T, int NH, float scale, float p, float dscale, uint64_t seed,
-                 uint64_t offset, void* stream) {
+                 uint64_t offset, const bj_step_scalars* sc, void* stream) {
   if constexpr (D <= 64) {
     if (T <= kFusedFwdT && !attn_v1(true)) {
       if (p > 0.0f)
         return forward2_launch<D, true>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
-                                        offset, stream);
+                                        offset, sc, stream);
       return forward2_launch<D, false>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
-                                       offset, stream);
+                                       offset, sc, stream);
     }
   }
   if (attn_v1(true) || p == 0.0f)  // (at p = 0 both instantiations run the same code)
     return forward_launch<D, false>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
-                                    offset, stream);
+                                    offset, sc, stream);
   return forward_launch<D, true>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed,
-                                 offset, stream);
+                                 offset, sc, stream);
 }
 
 template <int D>
 int backward_impl(const char* op, float* dqkv, const float* dout, const float* qkv,
                   const float* out, const float* lse, const int32_t* mask, int B, int T, int NH,
                   float scale, float p, float dscale, uint64_t seed, uint64_t offset,
-                  void* stream) {
+                  const bj_step_scalars* sc, void* stream) {
   const int vec_in = bjc::aligned16(qkv) ? 1 : 0;
   const int vec_o = bjc::aligned16(dout) && bjc::aligned16(out) ? 1 : 0;
   const int vec_out = bjc::aligned16(dqkv) ? 1 : 0;
@@ -1927,7 +1936,7 @@ int backward_impl(const char* op, float* dqkv, const float* dout, const float* q
       static unsigned done = 0;
       BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
       BJ_LAUNCH(kern, grid, kThreads2, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse,
-                mask, T, NH, scale, p, dscale, seed, offset, vec_in, vec_o, vec_out);
+                mask, T, NH, scale, p, dscale, seed, offset, sc, vec_in, vec_o, vec_out);
       return bjc::check_launch(op);
     }
   }
@@ -1941,7 +1950,7 @@ int backward_impl(const char* op, float* dqkv, const float* dout, const float* q
       static unsigned done = 0;
       BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
       BJ_LAUNCH(kern, grid, kThreads2, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse,
-                mask, T, NH, scale, p, dscale, seed, offset, vec_in, vec_o, vec_out);
+                mask, T, NH, scale, p, dscale, seed, offset, sc, vec_in, vec_o, vec_out);
       return bjc::check_launch(op);
     }
   }
@@ -1956,7 +1965,7 @@ int backward_impl(const char* op, float* dqkv, const float* dout, const float* q
       BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
       const dim3 grid((unsigned)NH, (unsigned)B);
       BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse,
-                mask, T, NH, scale, p, dscale, seed, offset, vec_in, vec_o, vec_out);
+                mask, T, NH, scale, p, dscale, seed, offset, sc, vec_in, vec_o, vec_out);
       return bjc::check_launch(op);
     }
   }
@@ -1969,7 +1978,7 @@ int backward_impl(const char* op, float* dqkv, const float* dout, const float* q
     BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
     const dim3 grid((unsigned)((T + BK - 1) / BK), (unsigned)NH, (unsigned)B);
     BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse, mask,
-              T, NH, scale, p, dscale, seed, offset, vec_in, vec_o, vec_out);
+              T, NH, scale, p, dscale, seed, offset, sc, vec_in, vec_o, vec_out);
     BJ_TRY(bjc::check_launch(op));
   }
   {
@@ -1980,7 +1989,7 @@ int backward_impl(const char* op, float* dqkv, const float* dout, const float* q
     BJ_TRY(bjc::allow_smem((const void*)kern, smem, &done, op));
     const dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)NH, (unsigned)B);
     BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dout, qkv, out, lse, mask,
-              T, NH, scale, p, dscale, seed, offset, vec_in, vec_o, vec_out);
+              T, NH, scale, p, dscale, seed, offset, sc, vec_in, vec_o, vec_out);
     BJ_TRY(bjc::check_launch(op));
   }
   return BJ_OK;
@@ -1992,7 +2001,7 @@ extern "C" int bj_cuda_attention_forward(float* out,            // (B, T, C)
                                          const float* qkv,      // (B, T, 3C)
                                          const int32_t* mask,   // (B, T) or NULL
                                          int B, int T, int NH, int D, float p, uint64_t seed,
-                                         uint64_t offset, void* stream) {
+                                         uint64_t offset, const bj_step_scalars* sc, void* stream) {
   const char* op = "bj_cuda_attention_forward";
   BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cuda_attention_forward",
            "out, lse or qkv is NULL");
@@ -2007,16 +2016,16 @@ extern "C" int bj_cuda_attention_forward(float* out,            // (B, T, C)
   switch (D) {
     case 16:
       return forward_impl<16>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
-                              stream);
+                              sc, stream);
     case 32:
       return forward_impl<32>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
-                              stream);
+                              sc, stream);
     case 64:
       return forward_impl<64>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
-                              stream);
+                              sc, stream);
     case 128:
       return forward_impl<128>(op, out, lse, qkv, mask, B, T, NH, scale, p, dscale, seed, offset,
-                               stream);
+                               sc, stream);
     default:
       return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: head dim D = %d (supported: 16, 32, 64, 128)", op,
                        D);
@@ -2030,7 +2039,8 @@ extern "C" int bj_cuda_attention_backward(float* dqkv,          // (B, T, 3C), "
                                           const float* lse,     // (B, NH, T), saved
                                           const int32_t* mask,  // (B, T) or NULL
                                           int B, int T, int NH, int D, float p, uint64_t seed,
-                                          uint64_t offset, void* stream) {
+                                          uint64_t offset, const bj_step_scalars* sc,
+                                          void* stream) {
   const char* op = "bj_cuda_attention_backward";
   BJ_CHECK(dqkv != nullptr && dout != nullptr && qkv != nullptr, "bj_cuda_attention_backward",
            "dqkv, dout or qkv is NULL");
@@ -2046,16 +2056,16 @@ extern "C" int bj_cuda_attention_backward(float* dqkv,          // (B, T, 3C), "
   switch (D) {
     case 16:
       return backward_impl<16>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
-                               seed, offset, stream);
+                               seed, offset, sc, stream);
     case 32:
       return backward_impl<32>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
-                               seed, offset, stream);
+                               seed, offset, sc, stream);
     case 64:
       return backward_impl<64>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
-                               seed, offset, stream);
+                               seed, offset, sc, stream);
     case 128:
       return backward_impl<128>(op, dqkv, dout, qkv, out, lse, mask, B, T, NH, scale, p, dscale,
-                                seed, offset, stream);
+                                seed, offset, sc, stream);
     default:
       return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: head dim D = %d (supported: 16, 32, 64, 128)", op,
                        D);

@@ -13,6 +13,7 @@
 // tiles in shared memory (row strides padded so that the threads of one row group hit distinct
 // banks). Fragments are used only through load/store/mma/fill (never the per-thread element
 // layout), which is what the CPU emulation in native/tests/emu/mma.h supports.
+// With per-step scalars (sc, bertj.h) both kernels take their seed from sc->seed at their start.
 //
 // - k_attn_tc_fwd<D, QC>: query chunks of QC = 32 (default) or 64 rows. S = Q K^T (warp w: row
 //   tile w % RT, key tiles w / RT + WPR n), then 256 / QC threads per row: max, sum, lse = m +
@@ -232,9 +233,10 @@ __device__ __forceinline__ void store_row4(float* dst, uint16_t* low, const floa
 // ---------------------------------------------------------------------------------------------
 template <int D, int QC>
 __global__ void __launch_bounds__(kThreads, QC == 64 ? 2 : 3)
-    k_attn_tc_fwd(float* out, uint16_t* out_low, float* lse, const float* qkv,
-                  const int32_t* mask, int T, int NH, float scale, float p, float dscale,
-                  uint64_t seed, uint64_t offset, int vec_in, int vec_out, int vec_low) {
+    k_attn_tc_fwd(float* out, uint16_t* out_low, float* lse, const float* qkv, const int32_t* mask,
+                  int T, int NH, float scale, float p, float dscale, uint64_t seed, uint64_t offset,
+                  const bj_step_scalars* sc, int vec_in, int vec_out, int vec_low) {
+  seed = bjc::step_seed(sc, seed);  // per-step seed (bertj.h), before any draw
   typedef FwdLayout<D, QC> L;
   constexpr int LDH = L::LDH, LDS = L::LDS, LDP = L::LDP, LDO = L::LDO, TPR = L::TPR;
   constexpr int NCT = D / 16, C4 = D / 4, kFwdQ = QC;
@@ -381,8 +383,9 @@ template <int D>
 __global__ void __launch_bounds__(kThreads, 2)
     k_attn_tc_bwd(float* dqkv, uint16_t* dqkv_low, const float* dout, const float* qkv,
                   const float* out, const float* lse, const int32_t* mask, int T, int NH,
-                  float scale, float p, float dscale, uint64_t seed, uint64_t offset, int vec_in,
-                  int vec_o, int vec_out, int vec_low) {
+                  float scale, float p, float dscale, uint64_t seed, uint64_t offset,
+                  const bj_step_scalars* sc, int vec_in, int vec_o, int vec_out, int vec_low) {
+  seed = bjc::step_seed(sc, seed);  // per-step seed (bertj.h), before any draw
   typedef BwdLayout<D> L;
   constexpr int LDH = L::LDH, LDS = L::LDS, LDP = L::LDP, LDO = L::LDO, TPR = L::TPR;
   constexpr int NCT = D / 16, C4 = D / 4;
@@ -637,14 +640,14 @@ int prepare(const void* kernel, int bytes, unsigned* done_smem, unsigned* done_c
 template <int D, int QC>
 int forward_impl(const char* op, float* out, uint16_t* out_low, float* lse, const float* qkv,
                  const int32_t* mask, int B, int T, int NH, float scale, float p, float dscale,
-                 uint64_t seed, uint64_t offset, void* stream) {
+                 uint64_t seed, uint64_t offset, const bj_step_scalars* sc, void* stream) {
   constexpr int smem = FwdLayout<D, QC>::kBytes;
   auto kern = &k_attn_tc_fwd<D, QC>;
   static unsigned done = 0, done_carveout = 0;
   BJ_TRY(prepare((const void*)kern, smem, &done, &done_carveout, op));
   const dim3 grid((unsigned)NH, (unsigned)B);
   BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), out, out_low, lse, qkv, mask, T,
-            NH, scale, p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0,
+            NH, scale, p, dscale, seed, offset, sc, bjc::aligned16(qkv) ? 1 : 0,
             bjc::aligned16(out) ? 1 : 0, bjc::aligned8(out_low) ? 1 : 0);
   return bjc::check_launch(op);
 }
@@ -653,14 +656,14 @@ template <int D>
 int backward_impl(const char* op, float* dqkv, uint16_t* dqkv_low, const float* dout,
                   const float* qkv, const float* out, const float* lse, const int32_t* mask, int B,
                   int T, int NH, float scale, float p, float dscale, uint64_t seed,
-                  uint64_t offset, void* stream) {
+                  uint64_t offset, const bj_step_scalars* sc, void* stream) {
   constexpr int smem = BwdLayout<D>::kBytes;
   auto kern = &k_attn_tc_bwd<D>;
   static unsigned done = 0, done_carveout = 0;
   BJ_TRY(prepare((const void*)kern, smem, &done, &done_carveout, op));
   const dim3 grid((unsigned)NH, (unsigned)B);
   BJ_LAUNCH(kern, grid, kThreads, smem, bjc::as_stream(stream), dqkv, dqkv_low, dout, qkv, out,
-            lse, mask, T, NH, scale, p, dscale, seed, offset, bjc::aligned16(qkv) ? 1 : 0,
+            lse, mask, T, NH, scale, p, dscale, seed, offset, sc, bjc::aligned16(qkv) ? 1 : 0,
             bjc::aligned16(dout) && bjc::aligned16(out) ? 1 : 0, bjc::aligned16(dqkv) ? 1 : 0,
             bjc::aligned8(dqkv_low) ? 1 : 0);
   return bjc::check_launch(op);
@@ -673,7 +676,8 @@ extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C)
                                             const float* qkv,      // (B, T, 3C)
                                             const int32_t* mask,   // (B, T) or NULL
                                             int B, int T, int NH, int D, float p, uint64_t seed,
-                                            uint64_t offset, void* stream) {
+                                            uint64_t offset, const bj_step_scalars* sc,
+                                            void* stream) {
   const char* op = "bj_cuda_attention_tc_forward";
   BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cuda_attention_tc_forward",
            "out, lse or qkv is NULL");
@@ -690,13 +694,13 @@ extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C)
   const bool r32 = rows != nullptr ? std::atoi(rows) == 32 : kFwdQDefault == 32;
   if (D == 32)
     return r32 ? forward_impl<32, 32>(op, out, out_low, lse, qkv, mask, B, T, NH, scale, p, dscale,
-                                      seed, offset, stream)
+                                      seed, offset, sc, stream)
                : forward_impl<32, 64>(op, out, out_low, lse, qkv, mask, B, T, NH, scale, p, dscale,
-                                      seed, offset, stream);
+                                      seed, offset, sc, stream);
   return r32 ? forward_impl<64, 32>(op, out, out_low, lse, qkv, mask, B, T, NH, scale, p, dscale,
-                                    seed, offset, stream)
+                                    seed, offset, sc, stream)
              : forward_impl<64, 64>(op, out, out_low, lse, qkv, mask, B, T, NH, scale, p, dscale,
-                                    seed, offset, stream);
+                                    seed, offset, sc, stream);
 }
 
 extern "C" int bj_cuda_attention_tc_backward(float* dqkv,          // (B, T, 3C), "="
@@ -707,7 +711,8 @@ extern "C" int bj_cuda_attention_tc_backward(float* dqkv,          // (B, T, 3C)
                                              const float* lse,     // (B, NH, T), saved
                                              const int32_t* mask,  // (B, T) or NULL
                                              int B, int T, int NH, int D, float p, uint64_t seed,
-                                             uint64_t offset, void* stream) {
+                                             uint64_t offset, const bj_step_scalars* sc,
+                                             void* stream) {
   const char* op = "bj_cuda_attention_tc_backward";
   BJ_CHECK(dqkv != nullptr && dout != nullptr && qkv != nullptr, "bj_cuda_attention_tc_backward",
            "dqkv, dout or qkv is NULL");
@@ -724,7 +729,7 @@ extern "C" int bj_cuda_attention_tc_backward(float* dqkv,          // (B, T, 3C)
   const float dscale = 1.0f / (1.0f - p);
   if (D == 32)
     return backward_impl<32>(op, dqkv, dqkv_low, dout, qkv, out, lse, mask, B, T, NH, scale, p,
-                             dscale, seed, offset, stream);
+                             dscale, seed, offset, sc, stream);
   return backward_impl<64>(op, dqkv, dqkv_low, dout, qkv, out, lse, mask, B, T, NH, scale, p,
-                           dscale, seed, offset, stream);
+                           dscale, seed, offset, sc, stream);
 }

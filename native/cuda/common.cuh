@@ -25,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdarg>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 
@@ -44,6 +45,11 @@
   extern __shared__ __align__(16) unsigned char bj_smem_raw[]; \
   T* name = reinterpret_cast<T*>(bj_smem_raw)
 #endif
+
+// bj_step_scalars is 16 bytes with this layout: the Java side packs it as 4 int32 (StepScalars).
+static_assert(sizeof(bj_step_scalars) == 16 && offsetof(bj_step_scalars, lr) == 8 &&
+                  offsetof(bj_step_scalars, step) == 12,
+              "bj_step_scalars layout");
 
 namespace bjc {
 
@@ -145,10 +151,28 @@ __device__ __forceinline__ void row_col(int64_t i, int C, int64_t& r, int& c) {
   }
 }
 
+// ---- per-step scalars (bertj.h, bj_step_scalars): device memory, read by the kernels ----
+// The dropout seed of a kernel: sc->seed when sc is given, else the launch argument. Called once
+// at kernel start, before the first draw.
+__device__ __forceinline__ uint64_t step_seed(const bj_step_scalars* sc, uint64_t seed) {
+  return sc != nullptr ? sc->seed : seed;
+}
+
+// Calls op.prepare() when Op has one (ops reading per-step scalars: once per thread, before the
+// elements); otherwise nothing.
+template <class Op>
+__device__ __forceinline__ auto prepare_op(Op& op, int) -> decltype(op.prepare()) {
+  return op.prepare();
+}
+template <class Op>
+__device__ __forceinline__ void prepare_op(Op&, long) {}
+
 // ---- elementwise: Op has __device__ one(i) for element i and vec4(i4) for elements
-// [4*i4, 4*i4 + 4) (float4 access, used only when every pointer is 16-byte aligned). ----
+// [4*i4, 4*i4 + 4) (float4 access, used only when every pointer is 16-byte aligned), and
+// optionally prepare() (see prepare_op). ----
 template <class Op>
 __global__ void __launch_bounds__(256) k_elementwise(Op op, int64_t n, int vec) {
+  prepare_op(op, 0);
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   const int64_t t0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   int64_t done = 0;

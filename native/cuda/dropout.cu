@@ -6,6 +6,7 @@
 //   backward: dx  = keep ? dout * scale : 0            activation gradient ("="), may alias dout
 //   philox_uniform: u[i] = u_i                         (for tests)
 //
+// sc != NULL: the seed is read from device memory by each thread before its elements (prepare).
 // p = 0 is the identity (a copy when out != x). Elementwise and counter-based, float4 loads/stores
 // when aligned; a float4 whose 4 elements form one Philox group (offset % 4 == 0) costs one Philox
 // call, otherwise one per element.
@@ -17,6 +18,8 @@ struct DropoutOp {
   const float* x;
   float p, scale;
   uint64_t seed, offset;
+  const bj_step_scalars* sc;  // per-step seed in device memory, or NULL
+  __device__ void prepare() { seed = bjc::step_seed(sc, seed); }
   __device__ float f(float v, int64_t i) const {
     return bj_dropout_uniform(seed, offset + (uint64_t)i) >= p ? v * scale : 0.0f;
   }
@@ -49,6 +52,8 @@ struct CopyOp {
 struct UniformOp {
   float* u;
   uint64_t seed, offset;
+  const bj_step_scalars* sc;  // per-step seed in device memory, or NULL
+  __device__ void prepare() { seed = bjc::step_seed(sc, seed); }
   __device__ void one(int64_t i) const { u[i] = bj_dropout_uniform(seed, offset + (uint64_t)i); }
   __device__ void vec4(int64_t i4) const {
     const uint64_t i = offset + (uint64_t)(i4 * 4);
@@ -65,43 +70,44 @@ struct UniformOp {
 };
 
 int apply_mask(const char* op, float* y, const float* x, int64_t n, float p, uint64_t seed,
-               uint64_t offset, void* stream) {
+               uint64_t offset, const bj_step_scalars* sc, void* stream) {
   const bool vec = bjc::aligned16(y) && bjc::aligned16(x);
   if (p == 0.0f) {
     if (y == x) return BJ_OK;
     return bjc::launch_elementwise(op, CopyOp{y, x}, n, vec, stream);
   }
   const float scale = 1.0f / (1.0f - p);
-  return bjc::launch_elementwise(op, DropoutOp{y, x, p, scale, seed, offset}, n, vec, stream);
+  return bjc::launch_elementwise(op, DropoutOp{y, x, p, scale, seed, offset, sc}, n, vec, stream);
 }
 }  // namespace
 
 extern "C" int bj_cuda_dropout_forward(float* out,      // (n), may alias x
                                        const float* x,  // (n)
                                        int64_t n, float p, uint64_t seed, uint64_t offset,
-                                       void* stream) {
+                                       const bj_step_scalars* sc, void* stream) {
   BJ_CHECK(out != nullptr && x != nullptr, "bj_cuda_dropout_forward", "out or x is NULL");
   BJ_CHECK(n > 0, "bj_cuda_dropout_forward", "n must be > 0 (got %lld)", (long long)n);
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_dropout_forward", "p must be in [0, 1) (got %g)",
            (double)p);
-  return apply_mask("bj_cuda_dropout_forward", out, x, n, p, seed, offset, stream);
+  return apply_mask("bj_cuda_dropout_forward", out, x, n, p, seed, offset, sc, stream);
 }
 
 extern "C" int bj_cuda_dropout_backward(float* dx,          // (n), "=", may alias dout
                                         const float* dout,  // (n)
                                         int64_t n, float p, uint64_t seed, uint64_t offset,
-                                        void* stream) {
+                                        const bj_step_scalars* sc, void* stream) {
   BJ_CHECK(dx != nullptr && dout != nullptr, "bj_cuda_dropout_backward", "dx or dout is NULL");
   BJ_CHECK(n > 0, "bj_cuda_dropout_backward", "n must be > 0 (got %lld)", (long long)n);
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_dropout_backward", "p must be in [0, 1) (got %g)",
            (double)p);
-  return apply_mask("bj_cuda_dropout_backward", dx, dout, n, p, seed, offset, stream);
+  return apply_mask("bj_cuda_dropout_backward", dx, dout, n, p, seed, offset, sc, stream);
 }
 
 extern "C" int bj_cuda_philox_uniform(float* u,  // (n)
-                                      int64_t n, uint64_t seed, uint64_t offset, void* stream) {
+                                      int64_t n, uint64_t seed, uint64_t offset,
+                                      const bj_step_scalars* sc, void* stream) {
   BJ_CHECK(u != nullptr, "bj_cuda_philox_uniform", "u is NULL");
   BJ_CHECK(n > 0, "bj_cuda_philox_uniform", "n must be > 0 (got %lld)", (long long)n);
-  return bjc::launch_elementwise("bj_cuda_philox_uniform", UniformOp{u, seed, offset}, n,
+  return bjc::launch_elementwise("bj_cuda_philox_uniform", UniformOp{u, seed, offset, sc}, n,
                                  bjc::aligned16(u), stream);
 }

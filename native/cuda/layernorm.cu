@@ -71,10 +71,14 @@ constexpr int kMaxVecCBwd = 6144;  // 8 warps x 32 lanes x 4 x kMaxV4Bwd
 
 // The dropout of the fused ops (dropout_layernorm_*): element i of the (N, C) matrix is kept when
 // bj_dropout_uniform(seed, offset + i) >= p and then scaled by `scale` = 1 / (1 - p) (computed
-// once in fp32 on the host): the same mask and the same bits as bj_cuda_dropout_forward.
+// once in fp32 on the host): the same mask and the same bits as bj_cuda_dropout_forward. With
+// sc (per-step scalars in device memory, bertj.h) the seed is sc->seed: every kernel taking a
+// DropArgs calls load_seed() at its start when DROP (after pdl_wait in the PDL-launched rows).
 struct DropArgs {
   float p, scale;
   uint64_t seed, offset;
+  const bj_step_scalars* sc;  // or NULL: `seed`
+  __device__ __forceinline__ void load_seed() { seed = bjc::step_seed(sc, seed); }
   __device__ __forceinline__ float apply(float v, int64_t i) const {
     if (p == 0.0f) return v;  // keeps all (scale 1): no draw
     // __fmul_rn: never contracted with the residual add into an FMA (the unfused path rounds the
@@ -132,6 +136,7 @@ __global__ void __launch_bounds__(kThreadsLn)
                   const float* x, const float* residual, const float* gamma, const float* beta,
                   int N, int C, float eps, int NW, DropArgs drop) {
   __shared__ double red[8];
+  if (DROP) drop.load_seed();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int teams = (kThreadsLn / 32) / NW, TT = 32 * NW;
   const int tl = (warp % NW) * 32 + lane;
@@ -317,6 +322,7 @@ __global__ void __launch_bounds__(256)
     k_ln_fwd_gen(float* out, uint16_t* out_low, float* mean, float* rstd, float* hsave,
                  const float* x, const float* residual, const float* gamma, const float* beta,
                  int N, int C, float eps, DropArgs drop) {
+  if (DROP) drop.load_seed();
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -364,6 +370,7 @@ __global__ void __launch_bounds__(256)
     k_ln_bwd_gen(float* dh, float* dy, uint16_t* dy_low, const float* dout, const float* h,
                  const float* mean, const float* rstd, const float* gamma, int N, int C,
                  DropArgs drop) {
+  if (DROP) drop.load_seed();
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -486,6 +493,7 @@ __device__ __forceinline__ void ln_bwd_v2_rows(float* dh, float* dy, uint16_t* d
     pdl_wait();     // before any global memory access: the previous kernel's writes are visible
     pdl_trigger();  // k_ln_part_sum2 may be scheduled now (it waits for this grid's completion)
   }
+  if (DROP) drop.load_seed();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int teams = (kThreadsLn / 32) / NW, TT = 32 * NW;
   const int tl = (warp % NW) * 32 + lane, team = warp / NW;
@@ -1107,7 +1115,8 @@ extern "C" int bj_cuda_layernorm_forward(float* out,             // (N, C), may 
                                          const float* beta,      // (C)
                                          int N, int C, float eps, void* stream) {
   return ln_forward("bj_cuda_layernorm_forward", out, nullptr, mean, rstd, hsave, x, residual,
-                    gamma, beta, N, C, eps, false, DropArgs{0.0f, 1.0f, 0, 0}, "x", stream);
+                    gamma, beta, N, C, eps, false, DropArgs{0.0f, 1.0f, 0, 0, nullptr}, "x",
+                    stream);
 }
 
 extern "C" int bj_cuda_layernorm_backward(float* dh,           // (N, C), "="
@@ -1130,7 +1139,7 @@ extern "C" int bj_cuda_layernorm_backward(float* dh,           // (N, C), "="
   BJ_CHECK(C > 0, "bj_cuda_layernorm_backward", "C must be > 0 (got %d)", C);
   bool unused = false;
   return ln_backward(op, dh, nullptr, nullptr, dgamma, dbeta, nullptr, &unused, dout, h, mean,
-                     rstd, gamma, N, C, DropArgs{0.0f, 1.0f, 0, 0}, true, stream);
+                     rstd, gamma, N, C, DropArgs{0.0f, 1.0f, 0, 0, nullptr}, true, stream);
 }
 
 extern "C" int bj_cuda_dropout_layernorm_forward(float* out,             // (N, C), may alias y
@@ -1143,10 +1152,11 @@ extern "C" int bj_cuda_dropout_layernorm_forward(float* out,             // (N, 
                                                  const float* gamma,     // (C)
                                                  const float* beta,      // (C)
                                                  int N, int C, float eps, float p, uint64_t seed,
-                                                 uint64_t offset, void* stream) {
+                                                 uint64_t offset, const bj_step_scalars* sc,
+                                                 void* stream) {
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_dropout_layernorm_forward",
            "p must be in [0, 1) (got %g)", (double)p);
-  const DropArgs drop{p, 1.0f / (1.0f - p), seed, offset};
+  const DropArgs drop{p, 1.0f / (1.0f - p), seed, offset, sc};
   return ln_forward("bj_cuda_dropout_layernorm_forward", out, out_low, mean, rstd, hsave, y,
                     residual, gamma, beta, N, C, eps, p > 0.0f, drop, "y", stream);
 }
@@ -1163,7 +1173,8 @@ extern "C" int bj_cuda_dropout_layernorm_backward(float* dh,           // (N, C)
                                                   const float* rstd,   // (N)
                                                   const float* gamma,  // (C)
                                                   int N, int C, float p, uint64_t seed,
-                                                  uint64_t offset, void* stream) {
+                                                  uint64_t offset, const bj_step_scalars* sc,
+                                                  void* stream) {
   const char* op = "bj_cuda_dropout_layernorm_backward";
   BJ_CHECK(dh != nullptr && dout != nullptr && h != nullptr, "bj_cuda_dropout_layernorm_backward",
            "dh, dout or h is NULL");
@@ -1182,7 +1193,7 @@ extern "C" int bj_cuda_dropout_layernorm_backward(float* dh,           // (N, C)
   BJ_CHECK(p >= 0.0f && p < 1.0f, "bj_cuda_dropout_layernorm_backward",
            "p must be in [0, 1) (got %g)", (double)p);
   // p = 0 keeps every element: dy = dh (the fused kernel with a mask that keeps all, scale 1)
-  const DropArgs drop{p, 1.0f / (1.0f - p), seed, offset};
+  const DropArgs drop{p, 1.0f / (1.0f - p), seed, offset, sc};
   bool bias_done = false;
   BJ_TRY(ln_backward(op, dh, dy, dy_low, dgamma, dbeta, dbias_y, &bias_done, dout, h, mean, rstd,
                      gamma, N, C, drop, false, stream));

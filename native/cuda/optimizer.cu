@@ -11,8 +11,13 @@
 //   clip_scale:  scale[0] = min(1, max_norm / (sqrt(norm_sq[0]) + 1e-6)); NaN stays NaN. One
 //                thread, reads and writes device memory (no host round trip).
 //   adamw:       torch.optim.AdamW on one flat buffer, g * (*grad_scale) (read on the device;
-//                g untouched). Scalars as on the CPU: bias corrections in double on the host, then
-//                step_size = lr / bc1, bc2_sqrt = sqrt(bc2), decay = 1 - lr * wd in fp32:
+//                g untouched). Scalars as on the CPU: bias corrections bc = 1 - b^step in double,
+//                then step_size = lr / bc1, bc2_sqrt = sqrt(bc2), decay = 1 - lr * wd in fp32
+//                (AdamWOp::set_scalars). With per-step scalars (sc, bertj.h) each thread computes
+//                them from sc->lr and sc->step before its elements, otherwise the host does, with
+//                the same code and so the same bits: b^step by binary powering (IEEE double
+//                products only; the CPU's std::pow may differ in the last bits of the double,
+//                very rarely in the fp32 scalars) and no multiply-add contracted into an FMA:
 //                  p *= decay (i in [decay_begin, decay_end)); m = b1 m + (1 - b1) g;
 //                  v = b2 v + (1 - b2) g^2; p -= step_size * m / (sqrt(v) / bc2_sqrt + eps)
 //                p_low (optional): the bf16 bits of each updated p (bj_f32_to_bf16_bits, to_bf16's
@@ -86,7 +91,32 @@ struct AdamWOp {
   float* v;
   const float* grad_scale;  // device scalar or NULL
   int64_t decay_begin, decay_end;
-  float beta1, beta2, eps, step_size, bc2_sqrt, decay;
+  float beta1, beta2, eps, wd;
+  const bj_step_scalars* sc;  // per-step lr and step in device memory, or NULL
+  float step_size, bc2_sqrt, decay;  // set_scalars
+  // b^n (n >= 1) by binary powering: only IEEE double products, the same bits on host and device.
+  __host__ __device__ static double pow_int(double b, int n) {
+    double r = 1.0;
+    for (; n > 0; n >>= 1) {
+      if (n & 1) r *= b;
+      b *= b;
+    }
+    return r;
+  }
+  __host__ __device__ void set_scalars(float lr, int step) {
+    const double bc1 = 1.0 - pow_int((double)beta1, step);
+    const double bc2 = 1.0 - pow_int((double)beta2, step);
+    step_size = (float)((double)lr / bc1);
+    bc2_sqrt = (float)sqrt(bc2);
+#ifdef __CUDA_ARCH__
+    decay = (float)(1.0 - __dmul_rn((double)lr, (double)wd));  // not fused into an FMA
+#else
+    decay = (float)(1.0 - (double)lr * wd);
+#endif
+  }
+  __device__ void prepare() {
+    if (sc != nullptr) set_scalars(sc->lr, sc->step);
+  }
   __device__ float update(float pi, float gi, float& mi, float& vi, int64_t i) const {
     if (i >= decay_begin && i < decay_end) pi *= decay;
     mi = beta1 * mi + (1.0f - beta1) * gi;
@@ -159,7 +189,8 @@ extern "C" int bj_cuda_adamw(float* p,         // (n), updated in place
                              float* v,         // (n), second moment, updated
                              int64_t n, int64_t decay_begin, int64_t decay_end, float lr,
                              float beta1, float beta2, float eps, float wd, int step,
-                             const float* grad_scale,  // (1) device, or NULL = 1
+                             const bj_step_scalars* sc,  // (1) device: lr and step, or NULL
+                             const float* grad_scale,    // (1) device, or NULL = 1
                              void* stream) {
   BJ_CHECK(p != nullptr && g != nullptr && m != nullptr && v != nullptr, "bj_cuda_adamw",
            "p, g, m or v is NULL");
@@ -167,18 +198,18 @@ extern "C" int bj_cuda_adamw(float* p,         // (n), updated in place
   BJ_CHECK(0 <= decay_begin && decay_begin <= decay_end && decay_end <= n, "bj_cuda_adamw",
            "need 0 <= decay_begin <= decay_end <= n (got %lld, %lld, n = %lld)",
            (long long)decay_begin, (long long)decay_end, (long long)n);
-  BJ_CHECK(lr >= 0.0f, "bj_cuda_adamw", "lr must be >= 0 (got %g)", (double)lr);
+  // lr and step are checked when they are the arguments; sc's are the caller's (bertj.h)
+  BJ_CHECK(sc != nullptr || lr >= 0.0f, "bj_cuda_adamw", "lr must be >= 0 (got %g)", (double)lr);
   BJ_CHECK(beta1 >= 0.0f && beta1 < 1.0f, "bj_cuda_adamw", "beta1 must be in [0, 1) (got %g)",
            (double)beta1);
   BJ_CHECK(beta2 >= 0.0f && beta2 < 1.0f, "bj_cuda_adamw", "beta2 must be in [0, 1) (got %g)",
            (double)beta2);
   BJ_CHECK(eps >= 0.0f, "bj_cuda_adamw", "eps must be >= 0 (got %g)", (double)eps);
   BJ_CHECK(wd >= 0.0f, "bj_cuda_adamw", "wd must be >= 0 (got %g)", (double)wd);
-  BJ_CHECK(step >= 1, "bj_cuda_adamw", "step must be >= 1 (got %d)", step);
-  const double bc1 = 1.0 - std::pow((double)beta1, step);
-  const double bc2 = 1.0 - std::pow((double)beta2, step);
-  AdamWOp op{p, p_low, g, m, v, grad_scale, decay_begin, decay_end, beta1, beta2, eps,
-             (float)((double)lr / bc1), (float)std::sqrt(bc2), (float)(1.0 - (double)lr * wd)};
+  BJ_CHECK(sc != nullptr || step >= 1, "bj_cuda_adamw", "step must be >= 1 (got %d)", step);
+  AdamWOp op{p, p_low, g, m, v, grad_scale, decay_begin, decay_end, beta1, beta2, eps, wd, sc,
+             0.0f, 0.0f, 0.0f};
+  if (sc == nullptr) op.set_scalars(lr, step);  // else each thread does (prepare)
   const bool vec = bjc::aligned16(p) && bjc::aligned16(g) && bjc::aligned16(m) &&
                    bjc::aligned16(v);
   return bjc::launch_elementwise("bj_cuda_adamw", op, n, vec, stream);

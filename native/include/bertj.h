@@ -19,6 +19,15 @@
  *   counter (lo32(offset + i), hi32(offset + i), 0, 0) and key (lo32(seed), hi32(seed)); the first
  *   output word u32 gives u = (u32 >> 8) * 2^-24; the element is kept when u >= p and kept values
  *   are scaled by 1 / (1 - p). CPU and CUDA therefore draw bit-identical masks.
+ * - Per-step scalars (bj_step_scalars below), for CUDA graphs: a captured graph bakes the kernel
+ *   arguments in, but the dropout seed and AdamW's lr and step change every training step. So
+ *   every op taking a seed has a `const bj_step_scalars* sc` parameter after `offset`, and adamw
+ *   one after `step`: NULL uses the value arguments; otherwise the op reads the seed (adamw: lr
+ *   and step) from *sc when it runs (on CUDA inside the kernels: sc is device memory, never read
+ *   on the host) and ignores those value arguments, with the same bits as the value path given
+ *   the same values. A replayed graph thus picks up the values uploaded into *sc before it. The
+ *   host cannot check a device value: on CUDA the caller guarantees sc->lr >= 0 and
+ *   sc->step >= 1 (the CPU checks them like the arguments).
  */
 #ifndef BERTJ_H
 #define BERTJ_H
@@ -33,6 +42,15 @@ extern "C" {
 #define BJ_ERR_INVALID 1     /* a bad argument (size, null pointer, probability...) */
 #define BJ_ERR_CUDA 2        /* a CUDA launch or runtime error */
 #define BJ_ERR_UNSUPPORTED 3 /* a shape or option this backend does not implement */
+
+/* Per-step scalars in backend memory (device memory on CUDA): ops given a non-NULL pointer read
+   their dropout seed / AdamW lr and step from it instead of their value arguments (which are then
+   ignored), so a captured CUDA graph replays with each step's values. 16 bytes. */
+typedef struct bj_step_scalars {
+  uint64_t seed; /* dropout seed */
+  float lr;      /* AdamW learning rate */
+  int32_t step;  /* AdamW step, counting from 1 */
+} bj_step_scalars;
 
 #define BJ_DECLARE_OPS(P)                                                                        \
   /* Message for the calling thread's last error ("" if none). */                               \
@@ -98,8 +116,8 @@ extern "C" {
   int P##dropout_layernorm_forward(float* out, uint16_t* out_low, float* mean, float* rstd,     \
                                    float* hsave, const float* y, const float* residual,          \
                                    const float* gamma, const float* beta, int N, int C,          \
-                                   float eps, float p, uint64_t seed, uint64_t offset,           \
-                                   void* stream);                                                \
+                                   float eps, float p, uint64_t seed, uint64_t offset,          \
+                                   const bj_step_scalars* sc, void* stream);                    \
   /* Its backward: dh (N, C) = d out / d h (the residual's gradient, "="), dy (N, C) = dh *      \
      keep / (1 - p) (y's gradient, "=", same mask; may be NULL), dgamma, dbeta (C) "+=".          \
      dh and dy may alias dout, not each other. Same bits as layernorm_backward then              \
@@ -112,7 +130,7 @@ extern "C" {
                                     float* dbeta, float* dbias_y, const float* dout,             \
                                     const float* h, const float* mean, const float* rstd,        \
                                     const float* gamma, int N, int C, float p, uint64_t seed,    \
-                                    uint64_t offset, void* stream);                              \
+                                    uint64_t offset, const bj_step_scalars* sc, void* stream);  \
                                                                                                 \
   /* ---- bias, GELU ---- */                                                                    \
   /* x (N, C) += bias (C). */                                                                    \
@@ -140,12 +158,13 @@ extern "C" {
   /* ---- dropout ---- */                                                                       \
   /* out = x * keep / (1 - p) with the Philox mask of (seed, offset); may alias. p in [0, 1). */ \
   int P##dropout_forward(float* out, const float* x, int64_t n, float p, uint64_t seed,         \
-                         uint64_t offset, void* stream);                                        \
+                         uint64_t offset, const bj_step_scalars* sc, void* stream);             \
   /* dx = dout * keep / (1 - p), the same mask ("=", may alias). */                             \
   int P##dropout_backward(float* dx, const float* dout, int64_t n, float p, uint64_t seed,      \
-                          uint64_t offset, void* stream);                                       \
+                          uint64_t offset, const bj_step_scalars* sc, void* stream);            \
   /* u[i] = the uniform in [0, 1) that dropout element i of (seed, offset) draws (for tests). */ \
-  int P##philox_uniform(float* u, int64_t n, uint64_t seed, uint64_t offset, void* stream);     \
+  int P##philox_uniform(float* u, int64_t n, uint64_t seed, uint64_t offset,                    \
+                        const bj_step_scalars* sc, void* stream);                               \
                                                                                                 \
   /* ---- self-attention core ---- */                                                          \
   /* qkv (B, T, 3C): per token [q (C) | k (C) | v (C)], each C = NH * D with head h at          \
@@ -157,13 +176,13 @@ extern "C" {
      lse (B, NH, T) saves the log-sum-exp of the scaled, masked scores for the backward. */     \
   int P##attention_forward(float* out, float* lse, const float* qkv, const int32_t* mask,      \
                            int B, int T, int NH, int D, float p, uint64_t seed,                 \
-                           uint64_t offset, void* stream);                                      \
+                           uint64_t offset, const bj_step_scalars* sc, void* stream);           \
   /* dqkv (B, T, 3C) = gradient w.r.t. qkv ("="), from dout (B, T, C), the saved out and lse,   \
      recomputing the probabilities and the same dropout mask. */                                \
   int P##attention_backward(float* dqkv, const float* dout, const float* qkv,                  \
                             const float* out, const float* lse, const int32_t* mask, int B,     \
                             int T, int NH, int D, float p, uint64_t seed, uint64_t offset,      \
-                            void* stream);                                                      \
+                            const bj_step_scalars* sc, void* stream);                           \
                                                                                                 \
   /* ---- self-attention core on bf16 tensor cores ("tc", for the bf16 mixed-precision mode) -- */ \
   /* Same parameters, layout, mask, dropout (Philox element index), lse and gradient convention  \
@@ -180,11 +199,13 @@ extern "C" {
      to_bf16 of the fp32 output, written in the same pass (the fp32 outputs are unchanged). */  \
   int P##attention_tc_forward(float* out, uint16_t* out_low, float* lse, const float* qkv,     \
                               const int32_t* mask, int B, int T, int NH, int D, float p,        \
-                              uint64_t seed, uint64_t offset, void* stream);                    \
+                              uint64_t seed, uint64_t offset, const bj_step_scalars* sc,        \
+                              void* stream);                                                    \
   int P##attention_tc_backward(float* dqkv, uint16_t* dqkv_low, const float* dout,             \
                                const float* qkv, const float* out, const float* lse,            \
                                const int32_t* mask, int B, int T, int NH, int D, float p,       \
-                               uint64_t seed, uint64_t offset, void* stream);                   \
+                               uint64_t seed, uint64_t offset, const bj_step_scalars* sc,       \
+                               void* stream);                                                   \
                                                                                                 \
   /* ---- losses (per-element loss values and the gradient in one pass) ---- */                \
   /* Softmax cross-entropy. logits (B, L), labels (B) int32; a label < 0 is ignored (loss 0,     \
@@ -211,10 +232,12 @@ extern "C" {
        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2                                          \
        p -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps)                          \
      step counts from 1. p_low (n) may be NULL; otherwise p_low[i] = to_bf16(p[i]) of the         \
-     UPDATED p, in the same pass (the bf16 mirror of the parameters in mixed precision). */      \
+     UPDATED p, in the same pass (the bf16 mirror of the parameters in mixed precision).         \
+     sc != NULL: lr and step are sc->lr and sc->step (see the conventions above). */             \
   int P##adamw(float* p, uint16_t* p_low, const float* g, float* m, float* v, int64_t n,       \
                int64_t decay_begin, int64_t decay_end, float lr, float beta1, float beta2,      \
-               float eps, float wd, int step, const float* grad_scale, void* stream);
+               float eps, float wd, int step, const bj_step_scalars* sc,                        \
+               const float* grad_scale, void* stream);
 
 BJ_DECLARE_OPS(bj_cpu_)
 

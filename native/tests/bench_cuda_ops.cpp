@@ -189,11 +189,12 @@ int main() {
         std::snprintf(sh, sizeof sh, "B32 T128 NH12 D64 %s p=%.1f%s",
                       masked ? "mask" : "nomask", p, tag.c_str());
         auto fwd = [&] {
-          return bj_cuda_attention_forward(out.p, lse.p, qkv.p, m, B, T, NH, D, p, 42, 0, nullptr);
+          return bj_cuda_attention_forward(out.p, lse.p, qkv.p, m, B, T, NH, D, p, 42, 0, nullptr,
+                                           nullptr);
         };
         auto bwd = [&] {
           return bj_cuda_attention_backward(dqkv.p, dout.p, qkv.p, out.p, lse.p, m, B, T, NH, D, p,
-                                            42, 0, nullptr);
+                                            42, 0, nullptr, nullptr);
         };
         const double tf = time_us(fwd, 20), tb = time_us(bwd, 20);
         row("attention fwd", sh, tf, fwd_bytes, fl);
@@ -210,11 +211,11 @@ int main() {
       std::snprintf(sh, sizeof sh, "B32 T128 NH%d D%d mask p=0.1%s", nh, d, tag.c_str());
       auto fwd = [&] {
         return bj_cuda_attention_forward(out.p, lse.p, qkv.p, mask, B, T, nh, d, 0.1f, 42, 0,
-                                         nullptr);
+                                         nullptr, nullptr);
       };
       auto bwd = [&] {
         return bj_cuda_attention_backward(dqkv.p, dout.p, qkv.p, out.p, lse.p, mask, B, T, nh, d,
-                                          0.1f, 42, 0, nullptr);
+                                          0.1f, 42, 0, nullptr, nullptr);
       };
       row("attention fwd", sh, time_us(fwd, 10), fwd_bytes, fl);
       row("attention bwd", sh, time_us(bwd, 10), bwd_bytes, 2.5 * fl);
@@ -224,11 +225,11 @@ int main() {
       const double fl2 = 4.0 * b2 * NH * (double)t2 * t2 * D;
       auto fwd = [&] {
         return bj_cuda_attention_forward(out.p, lse.p, qkv.p, nullptr, b2, t2, NH, D, 0.1f, 42, 0,
-                                         nullptr);
+                                         nullptr, nullptr);
       };
       auto bwd = [&] {
         return bj_cuda_attention_backward(dqkv.p, dout.p, qkv.p, out.p, lse.p, nullptr, b2, t2, NH,
-                                          D, 0.1f, 42, 0, nullptr);
+                                          D, 0.1f, 42, 0, nullptr, nullptr);
       };
       const std::string sh2 = "B4 T512 NH12 D64 nomask p=0.1" + tag;
       row("attention fwd", sh2, time_us(fwd, 10), fwd_bytes, fl2);
@@ -262,11 +263,11 @@ int main() {
       std::snprintf(sh, sizeof sh, "B32 T128 NH12 D64 mask p=%.1f", p);
       auto fwd = [&] {
         return bj_cuda_attention_tc_forward(out.p, nullptr, lse.p, qkv.p, mask, B, T, NH, D, p,
-                                            42, 0, nullptr);
+                                            42, 0, nullptr, nullptr);
       };
       auto bwd = [&] {
         return bj_cuda_attention_tc_backward(dqkv.p, nullptr, dout.p, qkv.p, out.p, lse.p, mask,
-                                             B, T, NH, D, p, 42, 0, nullptr);
+                                             B, T, NH, D, p, 42, 0, nullptr, nullptr);
       };
       // the forward with 64-row query chunks too (BJ_ATTN_TC_FWD_ROWS; 32 is the default)
       setenv("BJ_ATTN_TC_FWD_ROWS", "64", 1);
@@ -316,10 +317,11 @@ int main() {
       const double bwd_b = F * (4.0 * n + 2.0 * N + 3.0 * C);  // dout, h, dh, dy
       const double tf = time_us([&] {
         return bj_cuda_dropout_layernorm_forward(out.p, nullptr, mean.p, rstd.p, h.p, x.p, r.p,
-                                                 gamma.p, beta.p, N, C, 1e-12f, p, 7, 0, nullptr);
+                                                 gamma.p, beta.p, N, C, 1e-12f, p, 7, 0, nullptr,
+                                                 nullptr);
       }, 50);
       const double tfu = time_us([&] {
-        const int rc = bj_cuda_dropout_forward(pre.p, x.p, (int64_t)n, p, 7, 0, nullptr);
+        const int rc = bj_cuda_dropout_forward(pre.p, x.p, (int64_t)n, p, 7, 0, nullptr, nullptr);
         return rc != BJ_OK ? rc
                            : bj_cuda_layernorm_forward(out.p, mean.p, rstd.p, h.p, pre.p, r.p,
                                                        gamma.p, beta.p, N, C, 1e-12f, nullptr);
@@ -327,13 +329,14 @@ int main() {
       const double tb = time_us([&] {
         return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, nullptr, dg.p, db.p, nullptr,
                                                   dout.p, h.p, mean.p, rstd.p, gamma.p, N, C, p, 7,
-                                                  0, nullptr);
+                                                  0, nullptr, nullptr);
       }, 50);
       const double tbu = time_us([&] {
         const int rc = bj_cuda_layernorm_backward(dh.p, dg.p, db.p, dout.p, h.p, mean.p, rstd.p,
                                                   gamma.p, N, C, nullptr);
         return rc != BJ_OK ? rc
-                           : bj_cuda_dropout_backward(dpre.p, dh.p, (int64_t)n, p, 7, 0, nullptr);
+                           : bj_cuda_dropout_backward(dpre.p, dh.p, (int64_t)n, p, 7, 0, nullptr,
+                                                      nullptr);
       }, 50);
       row("dropout+LN fwd fused p=0.1", sh, tf, fwd_b);
       row("dropout+LN fwd 2 ops p=0.1", sh, tfu, fwd_b);
@@ -345,26 +348,27 @@ int main() {
       row("dropout+LN fwd +bf16", sh, time_us([&] {
             return bj_cuda_dropout_layernorm_forward(out.p, low, mean.p, rstd.p, h.p, x.p, r.p,
                                                      gamma.p, beta.p, N, C, 1e-12f, p, 7, 0,
-                                                     nullptr);
+                                                     nullptr, nullptr);
           }, 50),
           fwd_b + lb);
       row("dropout+LN fwd +to_bf16", sh, time_us([&] {
             const int rc = bj_cuda_dropout_layernorm_forward(out.p, nullptr, mean.p, rstd.p, h.p,
                                                              x.p, r.p, gamma.p, beta.p, N, C,
-                                                             1e-12f, p, 7, 0, nullptr);
+                                                             1e-12f, p, 7, 0, nullptr, nullptr);
             return rc != BJ_OK ? rc : bj_cuda_to_bf16(low, out.p, (int64_t)n, nullptr);
           }, 50),
           fwd_b + lb);
       row("dropout+LN bwd +bf16", sh, time_us([&] {
             return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, low, dg.p, db.p, nullptr,
                                                       dout.p, h.p, mean.p, rstd.p, gamma.p, N, C, p,
-                                                      7, 0, nullptr);
+                                                      7, 0, nullptr, nullptr);
           }, 50),
           bwd_b + lb);
       row("dropout+LN bwd +to_bf16", sh, time_us([&] {
             const int rc = bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, nullptr, dg.p, db.p,
                                                               nullptr, dout.p, h.p, mean.p, rstd.p,
-                                                              gamma.p, N, C, p, 7, 0, nullptr);
+                                                              gamma.p, N, C, p, 7, 0, nullptr,
+                                                              nullptr);
             return rc != BJ_OK ? rc : bj_cuda_to_bf16(low, dpre.p, (int64_t)n, nullptr);
           }, 50),
           bwd_b + lb);
@@ -375,13 +379,13 @@ int main() {
         row("dropout+LN bwd fused +dbias", sh, time_us([&] {
               return bj_cuda_dropout_layernorm_backward(dh.p, dpre.p, nullptr, dg.p, db.p, bias.p,
                                                         dout.p, h.p, mean.p, rstd.p, gamma.p, N,
-                                                        C, p, 7, 0, nullptr);
+                                                        C, p, 7, 0, nullptr, nullptr);
             }, 50),
             bb);
         row("dropout+LN bwd +bias_bwd", sh, time_us([&] {
               const int rc = bj_cuda_dropout_layernorm_backward(
                   dh.p, dpre.p, nullptr, dg.p, db.p, nullptr, dout.p, h.p, mean.p, rstd.p,
-                  gamma.p, N, C, p, 7, 0, nullptr);
+                  gamma.p, N, C, p, 7, 0, nullptr, nullptr);
               return rc != BJ_OK ? rc : bj_cuda_bias_backward(bias.p, dpre.p, N, C, nullptr);
             }, 50),
             bb);
@@ -420,10 +424,10 @@ int main() {
         return bj_cuda_bias_backward(db.p, dout.p, N, C, nullptr);
       });
       both("dropout fwd p=0.1", "dropout", sh, F * 2.0 * n, 50, [&] {
-        return bj_cuda_dropout_forward(out.p, x.p, (int64_t)n, 0.1f, 1, 0, nullptr);
+        return bj_cuda_dropout_forward(out.p, x.p, (int64_t)n, 0.1f, 1, 0, nullptr, nullptr);
       });
       both("dropout bwd p=0.1 in place", "dropout", sh, F * 2.0 * n, 50, [&] {
-        return bj_cuda_dropout_backward(dh.p, dh.p, (int64_t)n, 0.1f, 1, 0, nullptr);
+        return bj_cuda_dropout_backward(dh.p, dh.p, (int64_t)n, 0.1f, 1, 0, nullptr, nullptr);
       });
     }
   }
@@ -470,7 +474,7 @@ int main() {
         out(1);
     row("adamw", "n=110M, grad_scale", time_us([&] {
           return bj_cuda_adamw(p.p, nullptr, g.p, m.p, v.p, n, 0, n, 1e-5f, 0.9f, 0.999f, 1e-8f,
-                               0.01f, 10, gs.p, nullptr);
+                               0.01f, 10, nullptr, gs.p, nullptr);
         }, 10),
         F * 7.0 * n);
     row("sum_squares", "n=110M", time_us([&] {

@@ -163,15 +163,15 @@ void test_losses() {
 void test_optimizer() {
   // One AdamW step: p = 1, g = 0.5 (after grad_scale 0.5 of g = 1), lr 0.1, wd 0.01.
   float p[2] = {1, 1}, g[2] = {1, 1}, m[2] = {0, 0}, v[2] = {0, 0}, gs = 0.5f;
-  ok_rc(bj_cpu_adamw(p, nullptr, g, m, v, 2, 0, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, &gs,
-                     nullptr),
+  ok_rc(bj_cpu_adamw(p, nullptr, g, m, v, 2, 0, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, nullptr,
+                     &gs, nullptr),
         "adamw");
   near(p[0], 0.999 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-6, "adamw step with decay");
   near(p[1], 1.0 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-6, "adamw step without decay");
   near(m[0], 0.05, 1e-6 * 0.05, "adamw m");
   near(v[0], 0.00025, 2e-5 * 0.00025, "adamw v");  // 1 - 0.999f = 0.00099998713
-  check(bj_cpu_adamw(p, nullptr, g, m, v, 2, 0, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, &gs,
-                     nullptr) == BJ_ERR_INVALID,
+  check(bj_cpu_adamw(p, nullptr, g, m, v, 2, 0, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, nullptr,
+                     &gs, nullptr) == BJ_ERR_INVALID,
         "adamw decay_end > n is invalid");
 
   float xs[3] = {1, 2, 2}, ss, sc;
@@ -206,15 +206,16 @@ void test_dropout() {
         "philox KAT pi");
 
   float u[4];
-  ok_rc(bj_cpu_philox_uniform(u, 4, 42, 0, nullptr), "philox_uniform");
+  ok_rc(bj_cpu_philox_uniform(u, 4, 42, 0, nullptr, nullptr), "philox_uniform");
   std::printf("philox(seed=42, idx=0..3) = %.9g %.9g %.9g %.9g\n", u[0], u[1], u[2], u[3]);
   for (int i = 0; i < 4; ++i) check(u[i] >= 0.0f && u[i] < 1.0f, "philox uniform in [0, 1)");
   check(u[0] != u[1] && u[1] != u[2] && u[2] != u[3] && u[0] != u[3], "philox values differ");
 
   const int n = 1000;
   std::vector<float> x(n, 1.0f), y(n), w(n), dx(n);
-  ok_rc(bj_cpu_dropout_forward(y.data(), x.data(), n, 0.25f, 7, 100, nullptr), "dropout_forward");
-  ok_rc(bj_cpu_philox_uniform(w.data(), n, 7, 100, nullptr), "philox_uniform");
+  ok_rc(bj_cpu_dropout_forward(y.data(), x.data(), n, 0.25f, 7, 100, nullptr, nullptr),
+        "dropout_forward");
+  ok_rc(bj_cpu_philox_uniform(w.data(), n, 7, 100, nullptr, nullptr), "philox_uniform");
   int kept = 0;
   bool same = true;
   for (int i = 0; i < n; ++i) {
@@ -223,10 +224,11 @@ void test_dropout() {
   }
   check(same, "dropout mask = philox_uniform >= p, scale 1/(1-p)");
   check(kept > 650 && kept < 850, "dropout keeps about 1 - p");
-  ok_rc(bj_cpu_dropout_backward(dx.data(), x.data(), n, 0.25f, 7, 100, nullptr),
+  ok_rc(bj_cpu_dropout_backward(dx.data(), x.data(), n, 0.25f, 7, 100, nullptr, nullptr),
         "dropout_backward");
   check(dx == y, "dropout backward uses the same mask");
-  check(bj_cpu_dropout_forward(y.data(), x.data(), n, 1.0f, 7, 0, nullptr) == BJ_ERR_INVALID,
+  check(bj_cpu_dropout_forward(y.data(), x.data(), n, 1.0f, 7, 0, nullptr,
+                               nullptr) == BJ_ERR_INVALID,
         "dropout p = 1 is invalid");
 }
 
@@ -234,7 +236,7 @@ void test_attention() {
   // Hand value: B=1, T=2, NH=1, D=1: q0 = 1, k = (1, 0), v = (1, 3), no dropout.
   // s = (1, 0), P = (e/(1+e), 1/(1+e)), out_0 = P0 + 3 P1.
   float qkv1[6] = {1, 1, 1, 0, 0, 3}, o1[2], l1[2];
-  ok_rc(bj_cpu_attention_forward(o1, l1, qkv1, nullptr, 1, 2, 1, 1, 0.0f, 0, 0, nullptr),
+  ok_rc(bj_cpu_attention_forward(o1, l1, qkv1, nullptr, 1, 2, 1, 1, 0.0f, 0, 0, nullptr, nullptr),
         "attention_forward");
   const double e = std::exp(1.0);
   near(o1[0], e / (1 + e) + 3 / (1 + e), 1e-6, "attention out_0");
@@ -249,13 +251,13 @@ void test_attention() {
   std::vector<float> out(B * T * C), lse(B * NH * T), dqkv(qkv.size(), 123.0f);
   auto loss = [&]() {
     bj_cpu_attention_forward(out.data(), lse.data(), qkv.data(), mask, B, T, NH, D, p, 5, 77,
-                             nullptr);
+                             nullptr, nullptr);
     return dot(out, w);
   };
   loss();
   near(lse[2 * NH * T], std::log((double)T), 1e-6, "attention lse of an all-padding row");
   ok_rc(bj_cpu_attention_backward(dqkv.data(), w.data(), qkv.data(), out.data(), lse.data(), mask,
-                                  B, T, NH, D, p, 5, 77, nullptr),
+                                  B, T, NH, D, p, 5, 77, nullptr, nullptr),
         "attention_backward");
   const double err = fd_rel_err(qkv, dqkv, loss, 1e-2f);
   std::printf("attention dqkv vs finite differences: rel err %.3g\n", err);
@@ -272,11 +274,13 @@ void test_philox_batch() {
   const uint64_t seed = 0x0123456789abcdefull;
   for (uint64_t offset : {0ull, 5ull, (1ull << 32) - 13, (3ull << 32) - 600}) {
     std::vector<float> u(n), d(n, 1.0f), y(n);
-    ok_rc(bj_cpu_philox_uniform(u.data(), n, seed, offset, nullptr), "philox_uniform (batch)");
+    ok_rc(bj_cpu_philox_uniform(u.data(), n, seed, offset, nullptr, nullptr),
+          "philox_uniform (batch)");
     bool same = true;
     for (int i = 0; i < n; ++i) same &= u[i] == bj_dropout_uniform(seed, offset + (uint64_t)i);
     check(same, "batched philox_uniform == bj_dropout_uniform");
-    ok_rc(bj_cpu_dropout_forward(y.data(), d.data(), n, 0.3f, seed, offset, nullptr), "dropout");
+    ok_rc(bj_cpu_dropout_forward(y.data(), d.data(), n, 0.3f, seed, offset, nullptr, nullptr),
+          "dropout");
     for (int i = 0; i < n; ++i)
       same &= y[i] == (bj_dropout_uniform(seed, offset + (uint64_t)i) >= 0.3f ? 1.0f / 0.7f : 0.0f);
     check(same, "dropout mask == scalar Philox");
@@ -415,10 +419,10 @@ void test_attention_blocked() {
       std::vector<float> out((size_t)B * T * C), lse((size_t)B * NH * T),
           dqkv(qkv.size(), 5.0f);
       ok_rc(bj_cpu_attention_forward(out.data(), lse.data(), qkv.data(), mask.data(), B, T, NH, D,
-                                     sh.p, 9, 1000, nullptr),
+                                     sh.p, 9, 1000, nullptr, nullptr),
             "attention_forward (blocked)");
       ok_rc(bj_cpu_attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(),
-                                      mask.data(), B, T, NH, D, sh.p, 9, 1000, nullptr),
+                                      mask.data(), B, T, NH, D, sh.p, 9, 1000, nullptr, nullptr),
             "attention_backward (blocked)");
       if (k == 0) {
         const double eo = rel_err(out, ro), ed = rel_err(dqkv, rd);

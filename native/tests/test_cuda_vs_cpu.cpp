@@ -524,7 +524,7 @@ void test_dropout_layernorm() {
     CPU_OK("dropout_layernorm_forward", sh,
            bj_cpu_dropout_layernorm_forward(co, nullptr, mean.data(), rstd.data(), h.data(),
                                             yc.data(), cres, gamma.data(), beta.data(), s.N, s.C,
-                                            1e-12f, s.p, seed, offset, nullptr));
+                                            1e-12f, s.p, seed, offset, nullptr, nullptr));
     std::vector<float> fused(co, co + n);
     // with out_low: the same fp32 outputs, out_low = to_bf16(out)
     std::vector<uint16_t> clow(n);
@@ -534,14 +534,15 @@ void test_dropout_layernorm() {
       CPU_OK("dropout_layernorm_forward (out_low)", sh,
              bj_cpu_dropout_layernorm_forward(co2, clow.data(), m2.data(), r2.data(), h2.data(),
                                               y2.data(), cres, gamma.data(), beta.data(), s.N,
-                                              s.C, 1e-12f, s.p, seed, offset, nullptr));
+                                              s.C, 1e-12f, s.p, seed, offset, nullptr, nullptr));
       report_bits("dropout_layernorm_fwd cpu out_low", sh,
                   same_bits(std::vector<float>(co2, co2 + n), fused) && same_bits(m2, mean) &&
                       same_bits(r2, rstd) && same_bits(h2, h) && same_bits(clow, bf16_of(fused)));
     }
     std::vector<float> u_out(n), u_mean(s.N), u_rstd(s.N), u_h(n), yd(n);
     CPU_OK("dropout_forward", sh,
-           bj_cpu_dropout_forward(yd.data(), y.data(), (int64_t)n, s.p, seed, offset, nullptr));
+           bj_cpu_dropout_forward(yd.data(), y.data(), (int64_t)n, s.p, seed, offset, nullptr,
+                                  nullptr));
     CPU_OK("layernorm_forward", sh,
            bj_cpu_layernorm_forward(u_out.data(), u_mean.data(), u_rstd.data(), u_h.data(),
                                     yd.data(), cres, gamma.data(), beta.data(), s.N, s.C, 1e-12f,
@@ -555,7 +556,7 @@ void test_dropout_layernorm() {
     if (GPU_OK("dropout_layernorm_forward", sh,
                bj_cuda_dropout_layernorm_forward(go, nullptr, gmean.p, grstd.p, gh.p, gy.p,
                                                  s.res ? gr.p : nullptr, gg.p, gb.p, s.N, s.C,
-                                                 1e-12f, s.p, seed, offset, nullptr))) {
+                                                 1e-12f, s.p, seed, offset, nullptr, nullptr))) {
       const auto gfused = s.alias ? gy.get() : gout.get();
       report("dropout_layernorm_fwd out", sh, rel(gfused, fused), kFwd);
       report("dropout_layernorm_fwd rstd", sh, rel(grstd.get(), rstd), kFwd);
@@ -568,7 +569,7 @@ void test_dropout_layernorm() {
         if (GPU_OK("dropout_layernorm_forward (out_low)", sh,
                    bj_cuda_dropout_layernorm_forward(go5_, glow.p, gm5.p, gs5.p, gh5.p, gy5.p,
                                                      s.res ? gr.p : nullptr, gg.p, gb.p, s.N,
-                                                     s.C, 1e-12f, s.p, seed, offset,
+                                                     s.C, 1e-12f, s.p, seed, offset, nullptr,
                                                      nullptr))) {
           const auto o5 = s.alias ? gy5.get() : go5.get();
           report_bits("dropout_layernorm_fwd out_low f32", sh + fmt(" lowpad=%d", lowpad),
@@ -580,7 +581,8 @@ void test_dropout_layernorm() {
       }
       Dev<float> gy2(y, s.pad), gd(n, s.pad), go2(n, s.pad), gm2(s.N), gs2(s.N), gh2(n, s.pad);
       if (GPU_OK("dropout_forward", sh,
-                 bj_cuda_dropout_forward(gd.p, gy2.p, (int64_t)n, s.p, seed, offset, nullptr)) &&
+                 bj_cuda_dropout_forward(gd.p, gy2.p, (int64_t)n, s.p, seed, offset, nullptr,
+                                         nullptr)) &&
           GPU_OK("layernorm_forward", sh,
                  bj_cuda_layernorm_forward(go2.p, gm2.p, gs2.p, gh2.p, gd.p,
                                            s.res ? gr.p : nullptr, gg.p, gb.p, s.N, s.C, 1e-12f,
@@ -597,7 +599,7 @@ void test_dropout_layernorm() {
            bj_cpu_dropout_layernorm_backward(cdh, dy.data(), nullptr, dg.data(), db.data(),
                                              nullptr, doutc.data(), h.data(), mean.data(),
                                              rstd.data(), gamma.data(), s.N, s.C, s.p, seed,
-                                             offset, nullptr));
+                                             offset, nullptr, nullptr));
     std::vector<float> cdhv(cdh, cdh + n);
     // with dy_low: the same fp32 outputs, dy_low = to_bf16(dy)
     std::vector<uint16_t> cylow(n);
@@ -608,7 +610,7 @@ void test_dropout_layernorm() {
              bj_cpu_dropout_layernorm_backward(cdh2, dy2.data(), cylow.data(), dg2.data(),
                                                db2.data(), nullptr, dout2.data(), h.data(),
                                                mean.data(), rstd.data(), gamma.data(), s.N, s.C,
-                                               s.p, seed, offset, nullptr));
+                                               s.p, seed, offset, nullptr, nullptr));
       report_bits("dropout_layernorm_bwd cpu dy_low", sh,
                   same_bits(std::vector<float>(cdh2, cdh2 + n), cdhv) && same_bits(dy2, dy) &&
                       same_bits(dg2, dg) && same_bits(db2, db) && same_bits(cylow, bf16_of(dy)));
@@ -627,7 +629,7 @@ void test_dropout_layernorm() {
              bj_cpu_dropout_layernorm_backward(cdh2, dy2.data(), low2.data(), dg2.data(),
                                                db2.data(), by2.data(), dout2.data(), h.data(),
                                                mean.data(), rstd.data(), gamma.data(), s.N, s.C,
-                                               s.p, seed, offset, nullptr));
+                                               s.p, seed, offset, nullptr, nullptr));
       report_bits("dropout_layernorm_bwd cpu dbias_y", sh,
                   same_bits(std::vector<float>(cdh2, cdh2 + n), cdhv) && same_bits(dy2, dy) &&
                       same_bits(dg2, dg) && same_bits(db2, db) && same_bits(low2, cylow) &&
@@ -638,7 +640,7 @@ void test_dropout_layernorm() {
              bj_cpu_dropout_layernorm_backward(dh3.data(), dout3.data(), nullptr, dg3.data(),
                                                db3.data(), by3.data(), dout3.data(), h.data(),
                                                mean.data(), rstd.data(), gamma.data(), s.N, s.C,
-                                               s.p, seed, offset, nullptr));
+                                               s.p, seed, offset, nullptr, nullptr));
       report_bits("dropout_layernorm_bwd cpu dbias_y dy=dout", sh,
                   same_bits(dh3, cdhv) && same_bits(dout3, dy) && same_bits(by3, cbias));
     }
@@ -648,7 +650,7 @@ void test_dropout_layernorm() {
              bj_cpu_layernorm_backward(udh.data(), udg.data(), udb.data(), dout.data(), h.data(),
                                        mean.data(), rstd.data(), gamma.data(), s.N, s.C, nullptr));
       CPU_OK("dropout_backward", sh,
-             bj_cpu_dropout_backward(udy.data(), udh.data(), (int64_t)n, s.p, seed, offset,
+             bj_cpu_dropout_backward(udy.data(), udh.data(), (int64_t)n, s.p, seed, offset, nullptr,
                                      nullptr));
       report_bits("dropout_layernorm_bwd cpu=unfused", sh,
                   same_bits(cdhv, udh) && same_bits(dy, udy) && same_bits(dg, udg) &&
@@ -660,7 +662,7 @@ void test_dropout_layernorm() {
     if (GPU_OK("dropout_layernorm_backward", sh,
                bj_cuda_dropout_layernorm_backward(gdh_, gdy.p, nullptr, gdg.p, gdb.p, nullptr,
                                                   gdout.p, gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C, s.p,
-                                                  seed, offset, nullptr))) {
+                                                  seed, offset, nullptr, nullptr))) {
       const auto gdhv = s.alias ? gdout.get() : gdh.get();
       report("dropout_layernorm_bwd dh", sh, rel(gdhv, cdhv), kBwd);
       report("dropout_layernorm_bwd dy", sh, rel(gdy.get(), dy), kBwd);
@@ -674,7 +676,8 @@ void test_dropout_layernorm() {
         if (GPU_OK("dropout_layernorm_backward (dy_low)", sh,
                    bj_cuda_dropout_layernorm_backward(gdh5_, gdy5.p, gylow.p, gdg5.p, gdb5.p,
                                                       nullptr, gdout5.p, gh3.p, gm3.p, gs3.p, gg.p,
-                                                      s.N, s.C, s.p, seed, offset, nullptr))) {
+                                                      s.N, s.C, s.p, seed, offset, nullptr,
+                                                      nullptr))) {
           report_bits("dropout_layernorm_bwd dy_low f32", sh + fmt(" lowpad=%d", lowpad),
                       same_bits(s.alias ? gdout5.get() : gdh5.get(), gdhv) &&
                           same_bits(gdy5.get(), gdy.get()) && same_bits(gdg5.get(), gdg.get()) &&
@@ -699,7 +702,8 @@ void test_dropout_layernorm() {
         if (GPU_OK("dropout_layernorm_backward (dbias_y)", sh,
                    bj_cuda_dropout_layernorm_backward(gdh6_, gdy6.p, glow6.p, gdg6.p, gdb6.p,
                                                       gby6.p, gdout6.p, gh3.p, gm3.p, gs3.p, gg.p,
-                                                      s.N, s.C, s.p, seed, offset, nullptr))) {
+                                                      s.N, s.C, s.p, seed, offset, nullptr,
+                                                      nullptr))) {
           gbias_v2 = gby6.get();
           report_bits("dropout_layernorm_bwd dbias_y f32", sh,
                       same_bits(s.alias ? gdout6.get() : gdh6.get(), gdhv) &&
@@ -713,7 +717,7 @@ void test_dropout_layernorm() {
           if (GPU_OK("dropout_layernorm_backward (dbias_y, dy=dout)", sh,
                      bj_cuda_dropout_layernorm_backward(gdh7.p, gdout7.p, nullptr, gdg7.p, gdb7.p,
                                                         gby7.p, gdout7.p, gh3.p, gm3.p, gs3.p,
-                                                        gg.p, s.N, s.C, s.p, seed, offset,
+                                                        gg.p, s.N, s.C, s.p, seed, offset, nullptr,
                                                         nullptr)))
             report_bits("dropout_layernorm_bwd dbias_y dy=dout", sh,
                         same_bits(gdout7.get(), gdy.get()) && same_bits(gby7.get(), gbias_v2) &&
@@ -726,7 +730,8 @@ void test_dropout_layernorm() {
                  bj_cuda_layernorm_backward(udh.p, udg.p, udb.p, gdout2.p, gh3.p, gm3.p, gs3.p,
                                             gg.p, s.N, s.C, nullptr)) &&
           GPU_OK("dropout_backward", sh,
-                 bj_cuda_dropout_backward(udy.p, udh.p, (int64_t)n, s.p, seed, offset, nullptr)))
+                 bj_cuda_dropout_backward(udy.p, udh.p, (int64_t)n, s.p, seed, offset, nullptr,
+                                          nullptr)))
         report_bits("dropout_layernorm_bwd cuda=unfused", sh,
                     same_bits(gdhv, udh.get()) && same_bits(gdy.get(), udy.get()) &&
                         same_bits(gdg.get(), udg.get()) && same_bits(gdb.get(), udb.get()));
@@ -735,7 +740,7 @@ void test_dropout_layernorm() {
       if (GPU_OK("dropout_layernorm_backward (dy NULL)", sh,
                  bj_cuda_dropout_layernorm_backward(ndh.p, nullptr, nullptr, ndg.p, ndb.p, nullptr,
                                                     gdout3.p, gh3.p, gm3.p, gs3.p, gg.p, s.N, s.C,
-                                                    s.p, seed, offset, nullptr)))
+                                                    s.p, seed, offset, nullptr, nullptr)))
         report_bits("dropout_layernorm_bwd dy=NULL", sh,
                     same_bits(ndh.get(), udh.get()) && same_bits(ndg.get(), udg.get()));
       // the layer norm backward's other kernels (BJ_LN_IMPL=v1, v2np, v2l2, v3, v3a; v3g/v3gp,
@@ -778,7 +783,8 @@ void test_dropout_layernorm() {
         const bool ran = GPU_OK(what, sh,
                                 bj_cuda_dropout_layernorm_backward(
                                     pdh.p, pdy.p, plow.p, pdg.p, pdb.p, pby.p, gdout4.p, gh3.p,
-                                    gm3.p, gs3.p, gg.p, s.N, s.C, s.p, seed, offset, nullptr));
+                                    gm3.p, gs3.p, gg.p, s.N, s.C, s.p, seed, offset, nullptr,
+                                    nullptr));
         if (ran) {
           report_bits(std::string("dropout_layernorm_bwd ") + impl + " = v2", sh,
                       same_bits(pdh.get(), udh.get()) && same_bits(pdy.get(), gdy.get()) &&
@@ -807,12 +813,12 @@ void test_dropout_layernorm() {
           if (GPU_OK(what, sh,
                      bj_cuda_dropout_layernorm_backward(pdh.p, pdy.p, nullptr, rdg.p, rdb.p,
                                                         nullptr, gdout4.p, gh3.p, gm3.p, gs3.p,
-                                                        gg.p, s.N, s.C, s.p, seed, offset,
+                                                        gg.p, s.N, s.C, s.p, seed, offset, nullptr,
                                                         nullptr)) &&
               GPU_OK(what, sh,
                      bj_cuda_dropout_layernorm_backward(pdh.p, pdy.p, nullptr, qdg.p, qdb.p,
                                                         nullptr, gdout4.p, gh3.p, gm3.p, gs3.p,
-                                                        gg.p, s.N, s.C, s.p, seed, offset,
+                                                        gg.p, s.N, s.C, s.p, seed, offset, nullptr,
                                                         nullptr)))
             report_bits(std::string("dropout_layernorm_bwd ") + impl + " (rerun)", sh,
                         same_bits(rdg.get(), qdg.get()) && same_bits(rdb.get(), qdb.get()));
@@ -831,23 +837,25 @@ void test_dropout_layernorm() {
                    bj_cpu_dropout_layernorm_backward(c.data(), nullptr, clow.data(), cg.data(),
                                                      cg.data(), nullptr, c.data(), c.data(),
                                                      c.data(), c.data(), c.data(), 8, 8, 0.1f, 1, 0,
-                                                     nullptr),
+                                                     nullptr, nullptr),
                    false, "bj_cpu_dropout_layernorm_backward");
     expect_invalid("error: dy_low without dy",
                    bj_cuda_dropout_layernorm_backward(
                        dummy, nullptr, reinterpret_cast<uint16_t*>(dummy + 32), dummy, dummy,
-                       nullptr, dummy, dummy, dummy, dummy, dummy, 8, 8, 0.1f, 1, 0, nullptr),
+                       nullptr, dummy, dummy, dummy, dummy, dummy, 8, 8, 0.1f, 1, 0, nullptr,
+                       nullptr),
                    true, "bj_cuda_dropout_layernorm_backward");
     expect_invalid("error: dbias_y without dy",
                    bj_cpu_dropout_layernorm_backward(c.data(), nullptr, nullptr, cg.data(),
                                                      cg.data(), cg.data(), c.data(), c.data(),
                                                      c.data(), c.data(), c.data(), 8, 8, 0.1f, 1, 0,
-                                                     nullptr),
+                                                     nullptr, nullptr),
                    false, "bj_cpu_dropout_layernorm_backward");
     expect_invalid("error: dbias_y without dy",
                    bj_cuda_dropout_layernorm_backward(dummy, nullptr, nullptr, dummy + 32,
                                                       dummy + 40, dummy + 48, dummy, dummy, dummy,
-                                                      dummy, dummy, 8, 8, 0.1f, 1, 0, nullptr),
+                                                      dummy, dummy, 8, 8, 0.1f, 1, 0, nullptr,
+                                                      nullptr),
                    true, "bj_cuda_dropout_layernorm_backward");
     cudaFree(dummy);
   }
@@ -1033,9 +1041,9 @@ void test_dropout() {
     float* co = s.inplace ? x.data() : out.data();
     float* go = s.inplace ? gx.p : gout.p;
     CPU_OK("dropout_forward", sh,
-           bj_cpu_dropout_forward(co, x.data(), s.n, s.p, s.seed, s.offset, nullptr));
+           bj_cpu_dropout_forward(co, x.data(), s.n, s.p, s.seed, s.offset, nullptr, nullptr));
     if (GPU_OK("dropout_forward", sh,
-               bj_cuda_dropout_forward(go, gx.p, s.n, s.p, s.seed, s.offset, nullptr)))
+               bj_cuda_dropout_forward(go, gx.p, s.n, s.p, s.seed, s.offset, nullptr, nullptr)))
       report_bits("dropout_forward", sh,
                   same_bits(s.inplace ? gx.get() : gout.get(), std::vector<float>(co, co + s.n)));
     auto d = randn(s.n);
@@ -1044,16 +1052,17 @@ void test_dropout() {
     float* cdx = s.inplace ? d.data() : dx.data();
     float* gdx_ = s.inplace ? gd.p : gdx.p;
     CPU_OK("dropout_backward", sh,
-           bj_cpu_dropout_backward(cdx, d.data(), s.n, s.p, s.seed, s.offset, nullptr));
+           bj_cpu_dropout_backward(cdx, d.data(), s.n, s.p, s.seed, s.offset, nullptr, nullptr));
     if (GPU_OK("dropout_backward", sh,
-               bj_cuda_dropout_backward(gdx_, gd.p, s.n, s.p, s.seed, s.offset, nullptr)))
+               bj_cuda_dropout_backward(gdx_, gd.p, s.n, s.p, s.seed, s.offset, nullptr, nullptr)))
       report_bits("dropout_backward", sh,
                   same_bits(s.inplace ? gd.get() : gdx.get(), std::vector<float>(cdx, cdx + s.n)));
     std::vector<float> u(s.n);
     Dev<float> gu(s.n, s.pad);
-    CPU_OK("philox_uniform", sh, bj_cpu_philox_uniform(u.data(), s.n, s.seed, s.offset, nullptr));
+    CPU_OK("philox_uniform", sh, bj_cpu_philox_uniform(u.data(), s.n, s.seed, s.offset, nullptr,
+                                                       nullptr));
     if (GPU_OK("philox_uniform", sh,
-               bj_cuda_philox_uniform(gu.p, s.n, s.seed, s.offset, nullptr)))
+               bj_cuda_philox_uniform(gu.p, s.n, s.seed, s.offset, nullptr, nullptr)))
       report_bits("philox_uniform", sh, same_bits(gu.get(), u));
   }
 }
@@ -1113,10 +1122,10 @@ void test_attention(const char* impl) {
     std::vector<float> out(nout), lse(nlse);
     CPU_OK("attention_forward", sh,
            bj_cpu_attention_forward(out.data(), lse.data(), qkv.data(), cm, s.B, s.T, s.NH, s.D,
-                                    s.p, seed, offset, nullptr));
+                                    s.p, seed, offset, nullptr, nullptr));
     if (GPU_OK("attention_forward", sh,
                bj_cuda_attention_forward(gout.p, glse.p, gqkv.p, gm, s.B, s.T, s.NH, s.D, s.p,
-                                         seed, offset, nullptr))) {
+                                         seed, offset, nullptr, nullptr))) {
       report("attention_forward out", sh, rel(gout.get(), out), kFwd);
       report("attention_forward lse", sh, rel(glse.get(), lse), kFwd);
     }
@@ -1127,10 +1136,10 @@ void test_attention(const char* impl) {
     cudaMemset(gdqkv.p, 0xff, nqkv * sizeof(float));  // NaN: every element must be written
     CPU_OK("attention_backward", sh,
            bj_cpu_attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(),
-                                     cm, s.B, s.T, s.NH, s.D, s.p, seed, offset, nullptr));
+                                     cm, s.B, s.T, s.NH, s.D, s.p, seed, offset, nullptr, nullptr));
     if (GPU_OK("attention_backward", sh,
                bj_cuda_attention_backward(gdqkv.p, gdout.p, gqkv.p, gout2.p, glse2.p, gm, s.B,
-                                          s.T, s.NH, s.D, s.p, seed, offset, nullptr))) {
+                                          s.T, s.NH, s.D, s.p, seed, offset, nullptr, nullptr))) {
       const auto g = gdqkv.get();
       if (s.T == 1) {
         // One key: softmax is constant, so dq and dk are exactly 0; both backends return
@@ -1151,7 +1160,7 @@ void test_attention(const char* impl) {
       cudaMemset(gdqkv.p, 0, nqkv * sizeof(float));
       if (GPU_OK("attention_backward (stream)", sh,
                  bj_cuda_attention_backward(gdqkv.p, gdout.p, gqkv.p, gout2.p, glse2.p, gm, s.B,
-                                            s.T, s.NH, s.D, s.p, seed, offset, st))) {
+                                            s.T, s.NH, s.D, s.p, seed, offset, nullptr, st))) {
         cudaStreamSynchronize(st);
         report_bits("attention_backward (rerun)", sh, same_bits(gdqkv.get(), g));
       }
@@ -1229,13 +1238,14 @@ void test_attention_tc() {
     std::vector<float> out(nout), lse(nlse), out32(nout), lse32(nlse);
     CPU_OK("attention_tc_forward", sh,
            bj_cpu_attention_tc_forward(out.data(), nullptr, lse.data(), qkv.data(), cm, s.B, s.T,
-                                       s.NH, s.D, s.p, seed, offset, nullptr));
+                                       s.NH, s.D, s.p, seed, offset, nullptr, nullptr));
     std::vector<uint16_t> out_low(nout, 0xffff);
     {
       std::vector<float> o2(nout), l2(nlse);
       if (CPU_OK("attention_tc_forward (out_low)", sh,
                  bj_cpu_attention_tc_forward(o2.data(), out_low.data(), l2.data(), qkv.data(), cm,
-                                             s.B, s.T, s.NH, s.D, s.p, seed, offset, nullptr))) {
+                                             s.B, s.T, s.NH, s.D, s.p, seed, offset, nullptr,
+                                             nullptr))) {
         report_bits("attention_tc cpu out_low: fp32 same", sh,
                     same_bits(o2, out) && same_bits(l2, lse));
         report_bits("attention_tc cpu out_low=bf16(out)", sh, out_low == bf16_of(out));
@@ -1243,13 +1253,13 @@ void test_attention_tc() {
     }
     CPU_OK("attention_forward (fp32)", sh,
            bj_cpu_attention_forward(out32.data(), lse32.data(), qkv.data(), cm, s.B, s.T, s.NH,
-                                    s.D, s.p, seed, offset, nullptr));
+                                    s.D, s.p, seed, offset, nullptr, nullptr));
     report("attention_tc cpu vs fp32 out", sh, rel(out, out32), kTcVsF32);
     cudaMemset(gout.p, 0xff, nout * sizeof(float));  // NaN: every element must be written
     cudaMemset(glse.p, 0xff, nlse * sizeof(float));
     if (GPU_OK("attention_tc_forward", sh,
                bj_cuda_attention_tc_forward(gout.p, nullptr, glse.p, gqkv.p, gm, s.B, s.T, s.NH,
-                                            s.D, s.p, seed, offset, nullptr))) {
+                                            s.D, s.p, seed, offset, nullptr, nullptr))) {
       report("attention_tc_forward out", sh, rel(gout.get(), out), kTcFwd);
       report("attention_tc_forward lse", sh, rel(glse.get(), lse), kTcFwd);
     }
@@ -1262,7 +1272,7 @@ void test_attention_tc() {
       const std::string shr = sh + " rows=" + rows;
       if (GPU_OK("attention_tc_forward", shr,
                  bj_cuda_attention_tc_forward(gout.p, nullptr, glse.p, gqkv.p, gm, s.B, s.T, s.NH,
-                                              s.D, s.p, seed, offset, nullptr))) {
+                                              s.D, s.p, seed, offset, nullptr, nullptr))) {
         const auto o = gout.get(), l = glse.get();
         report("attention_tc_forward out", shr, rel(o, out), kTcFwd);
         report("attention_tc_forward lse", shr, rel(l, lse), kTcFwd);
@@ -1272,7 +1282,7 @@ void test_attention_tc() {
         const std::string shl = shr + fmt(" lpad=%d", lpad);
         if (GPU_OK("attention_tc_forward (out_low)", shl,
                    bj_cuda_attention_tc_forward(gout.p, gout_low.p, glse.p, gqkv.p, gm, s.B, s.T,
-                                                s.NH, s.D, s.p, seed, offset, nullptr))) {
+                                                s.NH, s.D, s.p, seed, offset, nullptr, nullptr))) {
           const auto gl = gout_low.get();
           report_bits("attention_tc out_low: fp32 same", shl,
                       same_bits(gout.get(), o) && same_bits(glse.get(), l));
@@ -1290,14 +1300,14 @@ void test_attention_tc() {
     CPU_OK("attention_tc_backward", sh,
            bj_cpu_attention_tc_backward(dqkv.data(), nullptr, dout.data(), qkv.data(), out.data(),
                                         lse.data(), cm, s.B, s.T, s.NH, s.D, s.p, seed, offset,
-                                        nullptr));
+                                        nullptr, nullptr));
     std::vector<uint16_t> dqkv_low(nqkv, 0xffff);
     {
       std::vector<float> d2(nqkv);
       if (CPU_OK("attention_tc_backward (dqkv_low)", sh,
                  bj_cpu_attention_tc_backward(d2.data(), dqkv_low.data(), dout.data(), qkv.data(),
                                               out.data(), lse.data(), cm, s.B, s.T, s.NH, s.D,
-                                              s.p, seed, offset, nullptr))) {
+                                              s.p, seed, offset, nullptr, nullptr))) {
         report_bits("attention_tc cpu dqkv_low: fp32 same", sh, same_bits(d2, dqkv));
         report_bits("attention_tc cpu dqkv_low=bf16", sh, dqkv_low == bf16_of(dqkv));
       }
@@ -1305,11 +1315,11 @@ void test_attention_tc() {
     CPU_OK("attention_backward (fp32)", sh,
            bj_cpu_attention_backward(dqkv32.data(), dout.data(), qkv.data(), out32.data(),
                                      lse32.data(), cm, s.B, s.T, s.NH, s.D, s.p, seed, offset,
-                                     nullptr));
+                                     nullptr, nullptr));
     report("attention_tc cpu vs fp32 dqkv", sh, rel(dqkv, dqkv32), kTcVsF32);
     if (GPU_OK("attention_tc_backward", sh,
                bj_cuda_attention_tc_backward(gdqkv.p, nullptr, gdout.p, gqkv.p, gout2.p, glse2.p,
-                                             gm, s.B, s.T, s.NH, s.D, s.p, seed, offset,
+                                             gm, s.B, s.T, s.NH, s.D, s.p, seed, offset, nullptr,
                                              nullptr))) {
       const auto g = gdqkv.get();
       report("attention_tc_backward dq", sh, rel(g, dqkv, 0, SIZE_MAX, 3 * C, C), kTcBwd);
@@ -1322,7 +1332,7 @@ void test_attention_tc() {
       if (GPU_OK("attention_tc_backward (rerun)", shl,
                  bj_cuda_attention_tc_backward(gdqkv.p, gdqkv_low.p, gdout.p, gqkv.p, gout2.p,
                                                glse2.p, gm, s.B, s.T, s.NH, s.D, s.p, seed,
-                                               offset, nullptr))) {
+                                               offset, nullptr, nullptr))) {
         const auto gl = gdqkv_low.get();
         report_bits("attention_tc_backward (rerun)", shl, same_bits(gdqkv.get(), g));
         report_bits("attention_tc dqkv_low=bf16(dqkv)", shl, gl == bf16_of(g));
@@ -1340,13 +1350,14 @@ void test_attention_tc() {
     const std::string sh = fmt("T=%d D=%d", td[0], td[1]);
     const bool ok =
         bj_cuda_attention_tc_forward(dummy, nullptr, dummy, dummy, nullptr, 1, td[0], 1, td[1],
-                                     0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED &&
+                                     0.0f, 0, 0, nullptr, nullptr) == BJ_ERR_UNSUPPORTED &&
         bj_cuda_attention_tc_backward(dummy, nullptr, dummy, dummy, dummy, dummy, nullptr, 1,
-                                      td[0], 1, td[1], 0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED &&
+                                      td[0], 1, td[1], 0.0f, 0, 0, nullptr,
+                                      nullptr) == BJ_ERR_UNSUPPORTED &&
         bj_cpu_attention_tc_forward(h.data(), nullptr, h.data(), h.data(), nullptr, 1, td[0], 1,
-                                    td[1], 0.0f, 0, 0, nullptr) == BJ_ERR_UNSUPPORTED &&
+                                    td[1], 0.0f, 0, 0, nullptr, nullptr) == BJ_ERR_UNSUPPORTED &&
         bj_cpu_attention_tc_backward(h.data(), nullptr, h.data(), h.data(), h.data(), h.data(),
-                                     nullptr, 1, td[0], 1, td[1], 0.0f, 0, 0,
+                                     nullptr, 1, td[0], 1, td[1], 0.0f, 0, 0, nullptr,
                                      nullptr) == BJ_ERR_UNSUPPORTED;
     report_bits("attention_tc unsupported", sh, ok);
   }
@@ -1439,14 +1450,15 @@ void test_optimizer() {
     const int64_t db = s.n / 3, de = s.n - s.n / 4;
     CPU_OK("adamw", sh,
            bj_cpu_adamw(p.data(), nullptr, g.data(), m.data(), v.data(), s.n, db, de, 1e-3f, 0.9f,
-                        0.999f, 1e-8f, 0.01f, s.step, s.gs ? gsv.data() : nullptr, nullptr));
+                        0.999f, 1e-8f, 0.01f, s.step, nullptr, s.gs ? gsv.data() : nullptr,
+                        nullptr));
     // with p_low: the same p, m, v bits, and p_low = to_bf16(p)
     std::vector<uint16_t> p_low(s.n, 0xffff);
     {
       auto p2 = p0, m2 = m0, v2 = v0;
       if (CPU_OK("adamw (p_low)", sh,
                  bj_cpu_adamw(p2.data(), p_low.data(), g.data(), m2.data(), v2.data(), s.n, db, de,
-                              1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, s.step,
+                              1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, s.step, nullptr,
                               s.gs ? gsv.data() : nullptr, nullptr))) {
         report_bits("adamw cpu p_low: fp32 same", sh,
                     same_bits(p2, p) && same_bits(m2, m) && same_bits(v2, v));
@@ -1455,7 +1467,7 @@ void test_optimizer() {
     }
     if (GPU_OK("adamw", sh,
                bj_cuda_adamw(gp.p, nullptr, gg.p, gm.p, gv.p, s.n, db, de, 1e-3f, 0.9f, 0.999f,
-                             1e-8f, 0.01f, s.step, s.gs ? ggs.p : nullptr, nullptr))) {
+                             1e-8f, 0.01f, s.step, nullptr, s.gs ? ggs.p : nullptr, nullptr))) {
       const auto rp = gp.get(), rm = gm.get(), rv = gv.get();
       report("adamw p", sh, rel(rp, p), kFwd);
       report("adamw m", sh, rel(rm, m), kFwd);
@@ -1465,7 +1477,7 @@ void test_optimizer() {
       cudaMemset(glow.p, 0xff, s.n * sizeof(uint16_t));
       if (GPU_OK("adamw (p_low)", sh,
                  bj_cuda_adamw(gp2.p, glow.p, gg.p, gm2.p, gv2.p, s.n, db, de, 1e-3f, 0.9f, 0.999f,
-                               1e-8f, 0.01f, s.step, s.gs ? ggs.p : nullptr, nullptr))) {
+                               1e-8f, 0.01f, s.step, nullptr, s.gs ? ggs.p : nullptr, nullptr))) {
         const auto gl = glow.get();
         report_bits("adamw p_low: fp32 same", sh,
                     same_bits(gp2.get(), rp) && same_bits(gm2.get(), rm) &&
@@ -1477,6 +1489,329 @@ void test_optimizer() {
   }
 }
 
+// ------------------------------------------------------------------------------------------
+// Per-step scalars (bertj.h, bj_step_scalars): every op that takes a dropout seed, and adamw,
+// given sc (device memory on CUDA, host memory on the CPU) holding seed S (lr, step) and wrong
+// value arguments (another seed; adamw: lr = -1 and step = 0, invalid as arguments) gives the same
+// bits as with sc = NULL and S (lr, step) as the arguments, on each backend and on every kernel
+// variant (float4 and scalar paths, the layer norm's BJ_LN_IMPL and attention's BJ_ATTN_IMPL
+// kernels, attention_tc's row chunks).
+constexpr uint64_t kScSeed = 0x243F6A8885A308D3ULL, kBadSeed = 77;
+constexpr float kScLr = 2e-3f, kBadLr = -1.0f;
+constexpr int kScStep = 37, kBadStep = 0;
+
+void append(std::vector<float>& out, const std::vector<float>& v) {
+  out.insert(out.end(), v.begin(), v.end());
+}
+void append(std::vector<float>& out, const std::vector<uint16_t>& v) { append(out, widen(v)); }
+
+// run(sc, seed, lr, step, out) runs an op with sc (or NULL) and those value arguments on fresh
+// copies of its inputs and appends its outputs to out (false: it failed, already counted).
+template <class Run>
+void report_sc(const std::string& name, const std::string& sh, bool cuda, Run run) {
+  const bj_step_scalars hsc{kScSeed, kScLr, kScStep};
+  Dev<bj_step_scalars> dsc(std::vector<bj_step_scalars>{hsc});
+  std::vector<float> with, without;
+  if (run(cuda ? dsc.p : &hsc, kBadSeed, kBadLr, kBadStep, with) &&
+      run(nullptr, kScSeed, kScLr, kScStep, without))
+    report_bits(name + (cuda ? " cuda sc=args" : " cpu sc=args"), sh,
+                !with.empty() && same_bits(with, without));
+}
+
+void test_step_scalars() {
+  using SC = const bj_step_scalars*;
+  // dropout, dropout_backward, philox_uniform: float4 path with whole Philox groups, scalar path
+  for (int pad : {0, 1}) {
+    const int64_t n = 1027;
+    const uint64_t offset = pad ? 3 : 0;
+    const std::string sh = fmt("n=%lld pad=%d offset=%llu", (long long)n, pad,
+                               (unsigned long long)offset);
+    const auto x = randn(n);
+    report_sc("dropout_forward", sh, false, [&](SC sc, uint64_t seed, float, int, auto& out) {
+      std::vector<float> y(n);
+      if (!CPU_OK("dropout_forward", sh,
+                  bj_cpu_dropout_forward(y.data(), x.data(), n, 0.1f, seed, offset, sc, nullptr)))
+        return false;
+      append(out, y);
+      return true;
+    });
+    auto gpu_dropout = [&](SC sc, uint64_t seed, float, int, std::vector<float>& out) {
+      Dev<float> gx(x, pad), gy(n, pad);
+      if (!GPU_OK("dropout_forward", sh,
+                  bj_cuda_dropout_forward(gy.p, gx.p, n, 0.1f, seed, offset, sc, nullptr)))
+        return false;
+      append(out, gy.get());
+      return true;
+    };
+    report_sc("dropout_forward", sh, true, gpu_dropout);
+    {  // the check itself: the wrong seed gives another mask
+      std::vector<float> a, b;
+      if (gpu_dropout(nullptr, kScSeed, 0.0f, 0, a) && gpu_dropout(nullptr, kBadSeed, 0.0f, 0, b)) {
+        const bool differ = !same_bits(a, b);
+        (differ ? g_pass : g_fail)++;
+        std::printf("%-30s %-44s %-23s  %s\n", "dropout: the wrong seed", sh.c_str(),
+                    differ ? "another mask" : "THE SAME MASK", differ ? "PASS" : "FAIL");
+      }
+    }
+    report_sc("dropout_backward", sh, false, [&](SC sc, uint64_t seed, float, int, auto& out) {
+      auto d = x;  // in place
+      if (!CPU_OK("dropout_backward", sh,
+                  bj_cpu_dropout_backward(d.data(), d.data(), n, 0.3f, seed, offset, sc, nullptr)))
+        return false;
+      append(out, d);
+      return true;
+    });
+    report_sc("dropout_backward", sh, true, [&](SC sc, uint64_t seed, float, int, auto& out) {
+      Dev<float> gd(x, pad);
+      if (!GPU_OK("dropout_backward", sh,
+                  bj_cuda_dropout_backward(gd.p, gd.p, n, 0.3f, seed, offset, sc, nullptr)))
+        return false;
+      append(out, gd.get());
+      return true;
+    });
+    report_sc("philox_uniform", sh, false, [&](SC sc, uint64_t seed, float, int, auto& out) {
+      std::vector<float> u(n);
+      if (!CPU_OK("philox_uniform", sh,
+                  bj_cpu_philox_uniform(u.data(), n, seed, offset, sc, nullptr)))
+        return false;
+      append(out, u);
+      return true;
+    });
+    report_sc("philox_uniform", sh, true, [&](SC sc, uint64_t seed, float, int, auto& out) {
+      Dev<float> gu(n, pad);
+      if (!GPU_OK("philox_uniform", sh,
+                  bj_cuda_philox_uniform(gu.p, n, seed, offset, sc, nullptr)))
+        return false;
+      append(out, gu.get());
+      return true;
+    });
+  }
+
+  // dropout_layernorm_{forward,backward}: C = 64 aligned (the register-team kernels; backward
+  // on every BJ_LN_IMPL with a dropout mask), C = 13 (the scalar kernels)
+  for (int C : {64, 13}) {
+    const int N = 9;
+    const size_t n = (size_t)N * C;
+    const uint64_t offset = 1000;
+    const float p = 0.2f;
+    const std::string sh = fmt("N=%d C=%d p=%.1f", N, C, p);
+    const auto y = randn(n, 2.0f), r = randn(n), gamma = randv(C, 0.5f, 1.5f), beta = randv(C),
+               dout = randn(n), dg0 = randv(C), db0 = randv(C), dbias0 = randv(C);
+    report_sc("dropout_layernorm_fwd", sh, false, [&](SC sc, uint64_t seed, float, int, auto& out) {
+      std::vector<float> o(n), mean(N), rstd(N), h(n);
+      std::vector<uint16_t> low(n);
+      if (!CPU_OK("dropout_layernorm_forward", sh,
+                  bj_cpu_dropout_layernorm_forward(o.data(), low.data(), mean.data(), rstd.data(),
+                                                   h.data(), y.data(), r.data(), gamma.data(),
+                                                   beta.data(), N, C, 1e-12f, p, seed, offset, sc,
+                                                   nullptr)))
+        return false;
+      for (const auto* v : {&o, &mean, &rstd, &h}) append(out, *v);
+      append(out, low);
+      return true;
+    });
+    report_sc("dropout_layernorm_fwd", sh, true, [&](SC sc, uint64_t seed, float, int, auto& out) {
+      Dev<float> gy(y), gr(r), gg(gamma), gb(beta), go(n), gm(N), gs(N), gh(n);
+      Dev<uint16_t> glow(n);
+      if (!GPU_OK("dropout_layernorm_forward", sh,
+                  bj_cuda_dropout_layernorm_forward(go.p, glow.p, gm.p, gs.p, gh.p, gy.p, gr.p,
+                                                    gg.p, gb.p, N, C, 1e-12f, p, seed, offset, sc,
+                                                    nullptr)))
+        return false;
+      for (const auto* v : {&go, &gm, &gs, &gh}) append(out, v->get());
+      append(out, glow.get());
+      return true;
+    });
+    // the backward's inputs: a forward with the value path
+    std::vector<float> h(n), mean(N), rstd(N);
+    {
+      std::vector<float> o(n);
+      CPU_OK("dropout_layernorm_forward", sh,
+             bj_cpu_dropout_layernorm_forward(o.data(), nullptr, mean.data(), rstd.data(),
+                                              h.data(), y.data(), r.data(), gamma.data(),
+                                              beta.data(), N, C, 1e-12f, p, kScSeed, offset,
+                                              nullptr, nullptr));
+    }
+    report_sc("dropout_layernorm_bwd", sh, false, [&](SC sc, uint64_t seed, float, int, auto& out) {
+      std::vector<float> dh(n), dy(n), dg = dg0, db = db0, dbias = dbias0;
+      std::vector<uint16_t> low(n);
+      if (!CPU_OK("dropout_layernorm_backward", sh,
+                  bj_cpu_dropout_layernorm_backward(dh.data(), dy.data(), low.data(), dg.data(),
+                                                    db.data(), dbias.data(), dout.data(),
+                                                    h.data(), mean.data(), rstd.data(),
+                                                    gamma.data(), N, C, p, seed, offset, sc,
+                                                    nullptr)))
+        return false;
+      for (const auto* v : {&dh, &dy, &dg, &db, &dbias}) append(out, *v);
+      append(out, low);
+      return true;
+    });
+#ifdef BJ_CUDA_EMU
+    const std::vector<const char*> impls = {"", "v2np", "v2l2", "v3", "v3a", "v3g", "v3gp"};
+#else
+    const std::vector<const char*> impls = {"", "v2np", "v2l2", "v3", "v3a"};
+#endif
+    for (const char* impl : impls) {
+      if (C % 4 != 0 && *impl != '\0') continue;  // the scalar path has no variants
+      if (*impl != '\0') setenv("BJ_LN_IMPL", impl, 1);
+      report_sc(std::string("dropout_layernorm_bwd ") + (*impl ? impl : "v2"), sh, true,
+                [&](SC sc, uint64_t seed, float, int, auto& out) {
+                  Dev<float> gdout(dout), gh(h), gm(mean), gs(rstd), gg(gamma), gdh(n), gdy(n),
+                      gdg(dg0), gdb(db0), gby(dbias0);
+                  Dev<uint16_t> glow(n);
+                  if (!GPU_OK("dropout_layernorm_backward", sh,
+                              bj_cuda_dropout_layernorm_backward(
+                                  gdh.p, gdy.p, glow.p, gdg.p, gdb.p, gby.p, gdout.p, gh.p, gm.p,
+                                  gs.p, gg.p, N, C, p, seed, offset, sc, nullptr)))
+                    return false;
+                  for (const auto* v : {&gdh, &gdy, &gdg, &gdb, &gby}) append(out, v->get());
+                  append(out, glow.get());
+                  return true;
+                });
+      unsetenv("BJ_LN_IMPL");
+    }
+  }
+
+  // attention_forward + attention_backward: D = 64 T = 32 (v1: k_attn_fwd + k_attn_bwd_fused,
+  // v2: k_attn_fwd2 + k_attn_bwd2, v3: k_attn_fwd2 + k_attn_bwd3), D = 32 T = 19 offset 1 (the
+  // per-element draws), D = 16 T = 20 (k_attn_fwd + k_attn_bwd_kv / k_attn_bwd_q)
+  struct A {
+    int B, T, NH, D;
+    uint64_t offset;
+  };
+  for (const char* impl : {"v1", "v2", "v3"}) {
+    setenv("BJ_ATTN_IMPL", impl, 1);
+    for (A a : {A{2, 32, 2, 64, 0}, A{1, 19, 2, 32, 1}, A{2, 20, 1, 16, 0}}) {
+      const std::string sh = fmt("%s B=%d T=%d NH=%d D=%d offset=%llu", impl, a.B, a.T, a.NH, a.D,
+                                 (unsigned long long)a.offset);
+      const int C = a.NH * a.D;
+      const size_t nqkv = (size_t)a.B * a.T * 3 * C, nout = (size_t)a.B * a.T * C;
+      const size_t nlse = (size_t)a.B * a.NH * a.T;
+      const float p = 0.2f;
+      const auto qkv = randn(nqkv), dout = randn(nout);
+      std::vector<int32_t> mask((size_t)a.B * a.T, 1);
+      for (int t = a.T - 5; t < a.T; ++t) mask[(size_t)(a.B - 1) * a.T + t] = 0;
+      report_sc("attention fwd+bwd", sh, false, [&](SC sc, uint64_t seed, float, int, auto& out) {
+        std::vector<float> o(nout), lse(nlse), dqkv(nqkv);
+        if (!CPU_OK("attention_forward", sh,
+                    bj_cpu_attention_forward(o.data(), lse.data(), qkv.data(), mask.data(), a.B,
+                                             a.T, a.NH, a.D, p, seed, a.offset, sc, nullptr)) ||
+            !CPU_OK("attention_backward", sh,
+                    bj_cpu_attention_backward(dqkv.data(), dout.data(), qkv.data(), o.data(),
+                                              lse.data(), mask.data(), a.B, a.T, a.NH, a.D, p,
+                                              seed, a.offset, sc, nullptr)))
+          return false;
+        for (const auto* v : {&o, &lse, &dqkv}) append(out, *v);
+        return true;
+      });
+      report_sc("attention fwd+bwd", sh, true, [&](SC sc, uint64_t seed, float, int, auto& out) {
+        Dev<float> gqkv(qkv), gdout(dout), go(nout), glse(nlse), gdqkv(nqkv);
+        Dev<int32_t> gmask(mask);
+        if (!GPU_OK("attention_forward", sh,
+                    bj_cuda_attention_forward(go.p, glse.p, gqkv.p, gmask.p, a.B, a.T, a.NH, a.D,
+                                              p, seed, a.offset, sc, nullptr)) ||
+            !GPU_OK("attention_backward", sh,
+                    bj_cuda_attention_backward(gdqkv.p, gdout.p, gqkv.p, go.p, glse.p, gmask.p,
+                                               a.B, a.T, a.NH, a.D, p, seed, a.offset, sc,
+                                               nullptr)))
+          return false;
+        for (const auto* v : {&go, &glse, &gdqkv}) append(out, v->get());
+        return true;
+      });
+    }
+  }
+  unsetenv("BJ_ATTN_IMPL");
+
+  // attention_tc_forward + attention_tc_backward (bf16 side outputs too), D = 64 with the
+  // forward's 32- and 64-row query chunks, D = 32
+  for (A a : {A{2, 40, 2, 64, 0}, A{1, 19, 2, 32, 2}}) {
+    const int C = a.NH * a.D;
+    const size_t nqkv = (size_t)a.B * a.T * 3 * C, nout = (size_t)a.B * a.T * C;
+    const size_t nlse = (size_t)a.B * a.NH * a.T;
+    const float p = 0.2f;
+    const auto qkv = randn(nqkv), dout = randn(nout);
+    std::vector<int32_t> mask((size_t)a.B * a.T, 1);
+    for (int t = a.T - 3; t < a.T; ++t) mask[t] = 0;
+    for (const char* rows : {"32", "64"}) {
+      if (a.D != 64 && rows[0] == '6') continue;
+      setenv("BJ_ATTN_TC_FWD_ROWS", rows, 1);
+      const std::string sh = fmt("B=%d T=%d NH=%d D=%d offset=%llu rows=%s", a.B, a.T, a.NH, a.D,
+                                 (unsigned long long)a.offset, rows);
+      if (rows[0] == '3')
+        report_sc("attention_tc fwd+bwd", sh, false,
+                  [&](SC sc, uint64_t seed, float, int, auto& out) {
+                    std::vector<float> o(nout), lse(nlse), dqkv(nqkv);
+                    std::vector<uint16_t> olow(nout), dlow(nqkv);
+                    if (!CPU_OK("attention_tc_forward", sh,
+                                bj_cpu_attention_tc_forward(o.data(), olow.data(), lse.data(),
+                                                            qkv.data(), mask.data(), a.B, a.T,
+                                                            a.NH, a.D, p, seed, a.offset, sc,
+                                                            nullptr)) ||
+                        !CPU_OK("attention_tc_backward", sh,
+                                bj_cpu_attention_tc_backward(
+                                    dqkv.data(), dlow.data(), dout.data(), qkv.data(), o.data(),
+                                    lse.data(), mask.data(), a.B, a.T, a.NH, a.D, p, seed,
+                                    a.offset, sc, nullptr)))
+                      return false;
+                    for (const auto* v : {&o, &lse, &dqkv}) append(out, *v);
+                    append(out, olow);
+                    append(out, dlow);
+                    return true;
+                  });
+      report_sc("attention_tc fwd+bwd", sh, true, [&](SC sc, uint64_t seed, float, int, auto& out) {
+        Dev<float> gqkv(qkv), gdout(dout), go(nout), glse(nlse), gdqkv(nqkv);
+        Dev<uint16_t> golow(nout), gdlow(nqkv);
+        Dev<int32_t> gmask(mask);
+        if (!GPU_OK("attention_tc_forward", sh,
+                    bj_cuda_attention_tc_forward(go.p, golow.p, glse.p, gqkv.p, gmask.p, a.B, a.T,
+                                                 a.NH, a.D, p, seed, a.offset, sc, nullptr)) ||
+            !GPU_OK("attention_tc_backward", sh,
+                    bj_cuda_attention_tc_backward(gdqkv.p, gdlow.p, gdout.p, gqkv.p, go.p, glse.p,
+                                                  gmask.p, a.B, a.T, a.NH, a.D, p, seed, a.offset,
+                                                  sc, nullptr)))
+          return false;
+        for (const auto* v : {&go, &glse, &gdqkv}) append(out, v->get());
+        append(out, golow.get());
+        append(out, gdlow.get());
+        return true;
+      });
+    }
+    unsetenv("BJ_ATTN_TC_FWD_ROWS");
+  }
+
+  // adamw (lr and step): the float4 path and the scalar one, with and without grad_scale
+  for (int pad : {0, 1}) {
+    const int64_t n = 1031, db = 100, de = 900;
+    const std::string sh = fmt("n=%lld pad=%d grad_scale=%d", (long long)n, pad, pad);
+    const auto p0 = randn(n), g = randn(n, 0.1f), m0 = randn(n, 0.01f),
+               v0 = randv(n, 0.0f, 1e-3f);
+    const std::vector<float> gsv = {0.5f};
+    report_sc("adamw", sh, false, [&](SC sc, uint64_t, float lr, int step, auto& out) {
+      auto p = p0, m = m0, v = v0;
+      std::vector<uint16_t> low(n);
+      if (!CPU_OK("adamw", sh,
+                  bj_cpu_adamw(p.data(), low.data(), g.data(), m.data(), v.data(), n, db, de, lr,
+                               0.9f, 0.999f, 1e-8f, 0.01f, step, sc, pad ? gsv.data() : nullptr,
+                               nullptr)))
+        return false;
+      for (const auto* x : {&p, &m, &v}) append(out, *x);
+      append(out, low);
+      return true;
+    });
+    report_sc("adamw", sh, true, [&](SC sc, uint64_t, float lr, int step, auto& out) {
+      Dev<float> gp(p0, pad), gg(g, pad), gm(m0, pad), gv(v0, pad), ggs(gsv);
+      Dev<uint16_t> glow(n, pad);
+      if (!GPU_OK("adamw", sh,
+                  bj_cuda_adamw(gp.p, glow.p, gg.p, gm.p, gv.p, n, db, de, lr, 0.9f, 0.999f,
+                                1e-8f, 0.01f, step, sc, pad ? ggs.p : nullptr, nullptr)))
+        return false;
+      for (const auto* x : {&gp, &gm, &gv}) append(out, x->get());
+      append(out, glow.get());
+      return true;
+    });
+  }
+}
+
 void test_errors() {
   float* dummy = nullptr;
   cudaMalloc(reinterpret_cast<void**>(&dummy), 64 * sizeof(float));
@@ -1485,11 +1820,13 @@ void test_errors() {
   ok_rc("error: axpy n=0", "", bj_cuda_axpy(dummy, dummy, 0, 1.0f, nullptr), BJ_ERR_INVALID,
         true) &&
       (g_pass++, true);
-  ok_rc("error: dropout p=1", "", bj_cuda_dropout_forward(dummy, dummy, 4, 1.0f, 0, 0, nullptr),
+  ok_rc("error: dropout p=1", "", bj_cuda_dropout_forward(dummy, dummy, 4, 1.0f, 0, 0, nullptr,
+                                                          nullptr),
         BJ_ERR_INVALID, true) &&
       (g_pass++, true);
   ok_rc("error: attention D=48", "",
-        bj_cuda_attention_forward(dummy, dummy, dummy, nullptr, 1, 1, 1, 48, 0.0f, 0, 0, nullptr),
+        bj_cuda_attention_forward(dummy, dummy, dummy, nullptr, 1, 1, 1, 48, 0.0f, 0, 0, nullptr,
+                                  nullptr),
         BJ_ERR_UNSUPPORTED, true) &&
       (g_pass++, true);
   const bool named = std::strstr(bj_cuda_last_error(), "bj_cuda_attention_forward") != nullptr;
@@ -1518,8 +1855,8 @@ int main() {
   report_bits("num_threads", "bj_cuda_num_threads() == 0", bj_cuda_num_threads() == 0);
   // BJ_TEST_ONLY=<names> (comma-separated) runs only those op families (memory, gather,
   // embeddings, layernorm, gelu, tanh, dropout, attention, attention_tc, losses, optimizer,
-  // dropout_layernorm, errors), e.g. in the emulator. Whole names: "attention_tc" does not select "attention",
-  // "layernorm" not "dropout_layernorm".
+  // dropout_layernorm, step_scalars, errors), e.g. in the emulator. Whole names: "attention_tc"
+  // does not select "attention", "layernorm" not "dropout_layernorm".
   const char* only_fam = std::getenv("BJ_TEST_ONLY");
   const std::string fams = std::string(",") + (only_fam ? only_fam : "") + ",";
   auto want = [&](const char* fam) {
@@ -1545,6 +1882,7 @@ int main() {
   if (want("losses")) test_losses();
   if (want("optimizer")) test_optimizer();
   if (want("dropout_layernorm")) test_dropout_layernorm();  // after the others (same inputs)
+  if (want("step_scalars")) test_step_scalars();
   if (want("errors")) test_errors();
   const cudaError_t e = cudaDeviceSynchronize();
   if (e != cudaSuccess) {

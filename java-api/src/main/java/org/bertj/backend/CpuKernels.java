@@ -60,13 +60,13 @@ final class CpuKernels implements Kernels {
   }
 
   @Override
-  public int dropoutLayerNormForward(long out, long outLow, long mean, long rstd, long hsave, long y, long residual, long gamma, long beta, int n, int c, float eps, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_dropout_layernorm_forward(out, outLow, mean, rstd, hsave, y, residual, gamma, beta, n, c, eps, p, seed, offset, stream);
+  public int dropoutLayerNormForward(long out, long outLow, long mean, long rstd, long hsave, long y, long residual, long gamma, long beta, int n, int c, float eps, float p, long seed, long offset, long sc, long stream) {
+    return BertjCpu.bj_cpu_dropout_layernorm_forward(out, outLow, mean, rstd, hsave, y, residual, gamma, beta, n, c, eps, p, seed, offset, sc, stream);
   }
 
   @Override
-  public int dropoutLayerNormBackward(long dh, long dy, long dyLow, long dgamma, long dbeta, long dbiasY, long dout, long h, long mean, long rstd, long gamma, int n, int c, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_dropout_layernorm_backward(dh, dy, dyLow, dgamma, dbeta, dbiasY, dout, h, mean, rstd, gamma, n, c, p, seed, offset, stream);
+  public int dropoutLayerNormBackward(long dh, long dy, long dyLow, long dgamma, long dbeta, long dbiasY, long dout, long h, long mean, long rstd, long gamma, int n, int c, float p, long seed, long offset, long sc, long stream) {
+    return BertjCpu.bj_cpu_dropout_layernorm_backward(dh, dy, dyLow, dgamma, dbeta, dbiasY, dout, h, mean, rstd, gamma, n, c, p, seed, offset, sc, stream);
   }
 
   @Override
@@ -100,38 +100,38 @@ final class CpuKernels implements Kernels {
   }
 
   @Override
-  public int dropoutForward(long out, long x, long n, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_dropout_forward(out, x, n, p, seed, offset, stream);
+  public int dropoutForward(long out, long x, long n, float p, long seed, long offset, long sc, long stream) {
+    return BertjCpu.bj_cpu_dropout_forward(out, x, n, p, seed, offset, sc, stream);
   }
 
   @Override
-  public int dropoutBackward(long dx, long dout, long n, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_dropout_backward(dx, dout, n, p, seed, offset, stream);
+  public int dropoutBackward(long dx, long dout, long n, float p, long seed, long offset, long sc, long stream) {
+    return BertjCpu.bj_cpu_dropout_backward(dx, dout, n, p, seed, offset, sc, stream);
   }
 
   @Override
-  public int philoxUniform(long u, long n, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_philox_uniform(u, n, seed, offset, stream);
+  public int philoxUniform(long u, long n, long seed, long offset, long sc, long stream) {
+    return BertjCpu.bj_cpu_philox_uniform(u, n, seed, offset, sc, stream);
   }
 
   @Override
-  public int attentionForward(long out, long lse, long qkv, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_attention_forward(out, lse, qkv, mask, b, t, nh, d, p, seed, offset, stream);
+  public int attentionForward(long out, long lse, long qkv, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long sc, long stream) {
+    return BertjCpu.bj_cpu_attention_forward(out, lse, qkv, mask, b, t, nh, d, p, seed, offset, sc, stream);
   }
 
   @Override
-  public int attentionBackward(long dqkv, long dout, long qkv, long out, long lse, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_attention_backward(dqkv, dout, qkv, out, lse, mask, b, t, nh, d, p, seed, offset, stream);
+  public int attentionBackward(long dqkv, long dout, long qkv, long out, long lse, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long sc, long stream) {
+    return BertjCpu.bj_cpu_attention_backward(dqkv, dout, qkv, out, lse, mask, b, t, nh, d, p, seed, offset, sc, stream);
   }
 
   @Override
-  public int attentionTcForward(long out, long outLow, long lse, long qkv, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_attention_tc_forward(out, outLow, lse, qkv, mask, b, t, nh, d, p, seed, offset, stream);
+  public int attentionTcForward(long out, long outLow, long lse, long qkv, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long sc, long stream) {
+    return BertjCpu.bj_cpu_attention_tc_forward(out, outLow, lse, qkv, mask, b, t, nh, d, p, seed, offset, sc, stream);
   }
 
   @Override
-  public int attentionTcBackward(long dqkv, long dqkvLow, long dout, long qkv, long out, long lse, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream) {
-    return BertjCpu.bj_cpu_attention_tc_backward(dqkv, dqkvLow, dout, qkv, out, lse, mask, b, t, nh, d, p, seed, offset, stream);
+  public int attentionTcBackward(long dqkv, long dqkvLow, long dout, long qkv, long out, long lse, long mask, int b, int t, int nh, int d, float p, long seed, long offset, long sc, long stream) {
+    return BertjCpu.bj_cpu_attention_tc_backward(dqkv, dqkvLow, dout, qkv, out, lse, mask, b, t, nh, d, p, seed, offset, sc, stream);
   }
 
   @Override
@@ -160,7 +160,7 @@ final class CpuKernels implements Kernels {
   }
 
   @Override
-  public int adamw(long p, long pLow, long g, long m, long v, long n, long decayBegin, long decayEnd, float lr, float beta1, float beta2, float eps, float wd, int step, long gradScale, long stream) {
-    return BertjCpu.bj_cpu_adamw(p, pLow, g, m, v, n, decayBegin, decayEnd, lr, beta1, beta2, eps, wd, step, gradScale, stream);
+  public int adamw(long p, long pLow, long g, long m, long v, long n, long decayBegin, long decayEnd, float lr, float beta1, float beta2, float eps, float wd, int step, long sc, long gradScale, long stream) {
+    return BertjCpu.bj_cpu_adamw(p, pLow, g, m, v, n, decayBegin, decayEnd, lr, beta1, beta2, eps, wd, step, sc, gradScale, stream);
   }
 }

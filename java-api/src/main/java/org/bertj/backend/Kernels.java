@@ -3,7 +3,9 @@ package org.bertj.backend;
 /**
  * The raw C API of bertj.h without its prefix: one implementation per native library
  * ({@code bj_cpu_}, {@code bj_cuda_}). Addresses are raw pointers; {@link NativeBackend} checks
- * every argument before calling. Each method returns the native status (0 = ok).
+ * every argument before calling. Each method returns the native status (0 = ok). {@code sc}: the
+ * address of a {@code bj_step_scalars} in backend memory, or 0 (the seed, lr and step arguments
+ * count).
  */
 interface Kernels {
   String lastError();
@@ -34,11 +36,11 @@ interface Kernels {
 
   int dropoutLayerNormForward(long out, long outLow, long mean, long rstd, long hsave, long y,
       long residual, long gamma, long beta, int n, int c, float eps, float p, long seed,
-      long offset, long stream);
+      long offset, long sc, long stream);
 
   int dropoutLayerNormBackward(long dh, long dy, long dyLow, long dgamma, long dbeta,
       long dbiasY, long dout, long h, long mean, long rstd, long gamma, int n, int c, float p,
-      long seed, long offset, long stream);
+      long seed, long offset, long sc, long stream);
 
   int biasAdd(long x, long bias, int n, int c, long stream);
 
@@ -54,25 +56,28 @@ interface Kernels {
 
   int tanhBackward(long dx, long dout, long out, long n, long stream);
 
-  int dropoutForward(long out, long x, long n, float p, long seed, long offset, long stream);
+  int dropoutForward(long out, long x, long n, float p, long seed, long offset, long sc,
+      long stream);
 
-  int dropoutBackward(long dx, long dout, long n, float p, long seed, long offset, long stream);
+  int dropoutBackward(long dx, long dout, long n, float p, long seed, long offset, long sc,
+      long stream);
 
-  int philoxUniform(long u, long n, long seed, long offset, long stream);
+  int philoxUniform(long u, long n, long seed, long offset, long sc, long stream);
 
   int attentionForward(long out, long lse, long qkv, long mask, int b, int t, int nh, int d,
-      float p, long seed, long offset, long stream);
+      float p, long seed, long offset, long sc, long stream);
 
   int attentionBackward(long dqkv, long dout, long qkv, long out, long lse, long mask, int b,
-      int t, int nh, int d, float p, long seed, long offset, long stream);
+      int t, int nh, int d, float p, long seed, long offset, long sc, long stream);
 
   /** outLow: the BF16 copy of out, or 0. */
   int attentionTcForward(long out, long outLow, long lse, long qkv, long mask, int b, int t,
-      int nh, int d, float p, long seed, long offset, long stream);
+      int nh, int d, float p, long seed, long offset, long sc, long stream);
 
   /** dqkvLow: the BF16 copy of dqkv, or 0. */
   int attentionTcBackward(long dqkv, long dqkvLow, long dout, long qkv, long out, long lse,
-      long mask, int b, int t, int nh, int d, float p, long seed, long offset, long stream);
+      long mask, int b, int t, int nh, int d, float p, long seed, long offset, long sc,
+      long stream);
 
   int crossEntropy(long losses, long dlogits, long logits, long labels, int b, int l,
       float gradScale, long stream);
@@ -88,6 +93,6 @@ interface Kernels {
 
   /** pLow: the BF16 copy of the updated p, or 0. */
   int adamw(long p, long pLow, long g, long m, long v, long n, long decayBegin, long decayEnd,
-      float lr, float beta1, float beta2, float eps, float wd, int step, long gradScale,
+      float lr, float beta1, float beta2, float eps, float wd, int step, long sc, long gradScale,
       long stream);
 }

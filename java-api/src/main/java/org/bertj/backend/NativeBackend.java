@@ -217,7 +217,8 @@ abstract class NativeBackend implements Backend {
     ok(k.dropoutLayerNormForward(f32(out, "out", nc), bf16OrNull(outLow, "outLow", nc),
         f32(mean, "mean", n), f32(rstd, "rstd", n), f32OrNull(hsave, "hsave", nc),
         f32(y, "y", nc), f32OrNull(residual, "residual", nc), f32(gamma, "gamma", c),
-        f32(beta, "beta", c), n, c, eps, p, seed, offset, stream()), "dropoutLayerNormForward");
+        f32(beta, "beta", c), n, c, eps, p, seed, offset, 0L, stream()),
+        "dropoutLayerNormForward");
   }
 
   @Override
@@ -244,7 +245,7 @@ abstract class NativeBackend implements Backend {
     ok(k.dropoutLayerNormBackward(dhA, dyA, dyLowA,
         f32(dgamma, "dgamma", c), f32(dbeta, "dbeta", c), dbiasYA, f32(dout, "dout", nc),
         f32(h, "h", nc), f32(mean, "mean", n), f32(rstd, "rstd", n), f32(gamma, "gamma", c), n, c,
-        p, seed, offset, stream()), "dropoutLayerNormBackward");
+        p, seed, offset, 0L, stream()), "dropoutLayerNormBackward");
   }
 
   // ---- bias, GELU, tanh ----
@@ -305,7 +306,7 @@ abstract class NativeBackend implements Backend {
   public void dropoutForward(Tensor out, Tensor x, float p, long seed, long offset) {
     probability(p);
     long n = f32(x, "x").numel();
-    ok(k.dropoutForward(f32(out, "out", n), x.address(), n, p, seed, offset, stream()),
+    ok(k.dropoutForward(f32(out, "out", n), x.address(), n, p, seed, offset, 0L, stream()),
         "dropoutForward");
   }
 
@@ -313,14 +314,14 @@ abstract class NativeBackend implements Backend {
   public void dropoutBackward(Tensor dx, Tensor dout, float p, long seed, long offset) {
     probability(p);
     long n = f32(dout, "dout").numel();
-    ok(k.dropoutBackward(f32(dx, "dx", n), dout.address(), n, p, seed, offset, stream()),
+    ok(k.dropoutBackward(f32(dx, "dx", n), dout.address(), n, p, seed, offset, 0L, stream()),
         "dropoutBackward");
   }
 
   @Override
   public void philoxUniform(Tensor u, long seed, long offset) {
     f32(u, "u");
-    ok(k.philoxUniform(u.address(), u.numel(), seed, offset, stream()), "philoxUniform");
+    ok(k.philoxUniform(u.address(), u.numel(), seed, offset, 0L, stream()), "philoxUniform");
   }
 
   // ---- attention ----
@@ -341,7 +342,7 @@ abstract class NativeBackend implements Backend {
     long c = (long) nh * d;
     ok(k.attentionForward(f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
         f32(qkv, "qkv", bt * 3 * c), i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset,
-        stream()), "attentionForward");
+        0L, stream()), "attentionForward");
   }
 
   @Override
@@ -353,7 +354,7 @@ abstract class NativeBackend implements Backend {
     long c = (long) nh * d;
     ok(k.attentionBackward(f32(dqkv, "dqkv", bt * 3 * c), f32(dout, "dout", bt * c),
         f32(qkv, "qkv", bt * 3 * c), f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
-        i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset, stream()),
+        i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset, 0L, stream()),
         "attentionBackward");
   }
 
@@ -369,7 +370,7 @@ abstract class NativeBackend implements Backend {
     long c = (long) nh * d;
     int status = k.attentionTcForward(f32(out, "out", bt * c), bf16OrNull(outLow, "outLow", bt * c),
         f32(lse, "lse", bt * nh), f32(qkv, "qkv", bt * 3 * c), i32OrNull(mask, "mask", bt), b, t,
-        nh, d, p, seed, offset, stream());
+        nh, d, p, seed, offset, 0L, stream());
     if (status == ERR_UNSUPPORTED) {
       return false;
     }
@@ -388,7 +389,7 @@ abstract class NativeBackend implements Backend {
     int status = k.attentionTcBackward(f32(dqkv, "dqkv", bt * 3 * c),
         bf16OrNull(dqkvLow, "dqkvLow", bt * 3 * c), f32(dout, "dout", bt * c),
         f32(qkv, "qkv", bt * 3 * c), f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
-        i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset, stream());
+        i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset, 0L, stream());
     if (status == ERR_UNSUPPORTED) {
       return false;
     }
@@ -458,7 +459,7 @@ abstract class NativeBackend implements Backend {
       throw new IllegalArgumentException("AdamW betas must be in [0, 1), got " + beta1 + ", " + beta2);
     }
     ok(k.adamw(p.address(), low, f32(g, "g", n), f32(m, "m", n), f32(v, "v", n), n, decayBegin,
-        decayEnd, lr, beta1, beta2, eps, weightDecay, step, f32OrNull(gradScale, "gradScale", 1),
-        stream()), "adamw");
+        decayEnd, lr, beta1, beta2, eps, weightDecay, step, 0L,
+        f32OrNull(gradScale, "gradScale", 1), stream()), "adamw");
   }
 }

@@ -50,11 +50,11 @@ public final class BertjCpu {
 
   public static native int bj_cpu_dropout_layernorm_forward(@Cast("float*") long out, @Cast("uint16_t*") long out_low, @Cast("float*") long mean, @Cast("float*") long rstd, @Cast("float*") long hsave,
       @Cast("const float*") long y, @Cast("const float*") long residual, @Cast("const float*") long gamma, @Cast("const float*") long beta, int N, int C, float eps,
-      float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+      float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("const bj_step_scalars*") long sc, @Cast("void*") long stream);
 
   public static native int bj_cpu_dropout_layernorm_backward(@Cast("float*") long dh, @Cast("float*") long dy, @Cast("uint16_t*") long dy_low, @Cast("float*") long dgamma, @Cast("float*") long dbeta, @Cast("float*") long dbias_y,
       @Cast("const float*") long dout, @Cast("const float*") long h, @Cast("const float*") long mean, @Cast("const float*") long rstd, @Cast("const float*") long gamma,
-      int N, int C, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+      int N, int C, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("const bj_step_scalars*") long sc, @Cast("void*") long stream);
 
   public static native int bj_cpu_bias_add(@Cast("float*") long x, @Cast("const float*") long bias, int N, int C, @Cast("void*") long stream);
 
@@ -68,23 +68,23 @@ public final class BertjCpu {
 
   public static native int bj_cpu_tanh_backward(@Cast("float*") long dx, @Cast("const float*") long dout, @Cast("const float*") long out, @Cast("int64_t") long n, @Cast("void*") long stream);
 
-  public static native int bj_cpu_dropout_forward(@Cast("float*") long out, @Cast("const float*") long x, @Cast("int64_t") long n, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+  public static native int bj_cpu_dropout_forward(@Cast("float*") long out, @Cast("const float*") long x, @Cast("int64_t") long n, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("const bj_step_scalars*") long sc, @Cast("void*") long stream);
 
-  public static native int bj_cpu_dropout_backward(@Cast("float*") long dx, @Cast("const float*") long dout, @Cast("int64_t") long n, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+  public static native int bj_cpu_dropout_backward(@Cast("float*") long dx, @Cast("const float*") long dout, @Cast("int64_t") long n, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("const bj_step_scalars*") long sc, @Cast("void*") long stream);
 
-  public static native int bj_cpu_philox_uniform(@Cast("float*") long u, @Cast("int64_t") long n, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+  public static native int bj_cpu_philox_uniform(@Cast("float*") long u, @Cast("int64_t") long n, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("const bj_step_scalars*") long sc, @Cast("void*") long stream);
 
   public static native int bj_cpu_attention_forward(@Cast("float*") long out, @Cast("float*") long lse, @Cast("const float*") long qkv, @Cast("const int32_t*") long mask,
-      int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+      int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("const bj_step_scalars*") long sc, @Cast("void*") long stream);
 
   public static native int bj_cpu_attention_backward(@Cast("float*") long dqkv, @Cast("const float*") long dout, @Cast("const float*") long qkv, @Cast("const float*") long out,
-      @Cast("const float*") long lse, @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+      @Cast("const float*") long lse, @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("const bj_step_scalars*") long sc, @Cast("void*") long stream);
 
   public static native int bj_cpu_attention_tc_forward(@Cast("float*") long out, @Cast("uint16_t*") long outLow, @Cast("float*") long lse, @Cast("const float*") long qkv,
-      @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+      @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("const bj_step_scalars*") long sc, @Cast("void*") long stream);
 
   public static native int bj_cpu_attention_tc_backward(@Cast("float*") long dqkv, @Cast("uint16_t*") long dqkvLow, @Cast("const float*") long dout, @Cast("const float*") long qkv,
-      @Cast("const float*") long out, @Cast("const float*") long lse, @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("void*") long stream);
+      @Cast("const float*") long out, @Cast("const float*") long lse, @Cast("const int32_t*") long mask, int B, int T, int NH, int D, float p, @Cast("uint64_t") long seed, @Cast("uint64_t") long offset, @Cast("const bj_step_scalars*") long sc, @Cast("void*") long stream);
 
   public static native int bj_cpu_cross_entropy(@Cast("float*") long losses, @Cast("float*") long dlogits, @Cast("const float*") long logits, @Cast("const int32_t*") long labels,
       int B, int L, float gradScale, @Cast("void*") long stream);
@@ -101,5 +101,5 @@ public final class BertjCpu {
 
   public static native int bj_cpu_adamw(@Cast("float*") long p, @Cast("uint16_t*") long pLow, @Cast("const float*") long g, @Cast("float*") long m, @Cast("float*") long v, @Cast("int64_t") long n,
       @Cast("int64_t") long decayBegin, @Cast("int64_t") long decayEnd, float lr, float beta1, float beta2, float eps, float wd, int step,
-      @Cast("const float*") long gradScale, @Cast("void*") long stream);
+      @Cast("const bj_step_scalars*") long sc, @Cast("const float*") long gradScale, @Cast("void*") long stream);
 }
