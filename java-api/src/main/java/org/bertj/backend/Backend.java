@@ -265,6 +265,19 @@ public interface Backend extends AutoCloseable {
 
   void tanhBackward(Tensor dx, Tensor dout, Tensor out);
 
+  // ---- per-step scalars ----
+
+  /**
+   * While set (non-null), every op that takes a dropout seed, and adamw's learning rate and step,
+   * read those from this tensor instead of their arguments: an I32 tensor of 4 elements of this
+   * backend holding {@link StepScalars#pack}. For CUDA graphs: a captured step replays with the
+   * values uploaded into it before each replay. null restores the arguments.
+   */
+  void useStepScalars(Tensor scalars);
+
+  /** The tensor set by {@link #useStepScalars}, or null. */
+  Tensor stepScalars();
+
   // ---- dropout ----
 
   void dropoutForward(Tensor out, Tensor x, float p, long seed, long offset);

@@ -7,6 +7,8 @@ package org.bertj.backend;
  */
 abstract class NativeBackend implements Backend {
   private final Kernels k;
+  /** {@link #useStepScalars}: I32 (4), or null. */
+  private Tensor stepScalars;
 
   NativeBackend(Kernels kernels) {
     this.k = kernels;
@@ -217,7 +219,7 @@ abstract class NativeBackend implements Backend {
     ok(k.dropoutLayerNormForward(f32(out, "out", nc), bf16OrNull(outLow, "outLow", nc),
         f32(mean, "mean", n), f32(rstd, "rstd", n), f32OrNull(hsave, "hsave", nc),
         f32(y, "y", nc), f32OrNull(residual, "residual", nc), f32(gamma, "gamma", c),
-        f32(beta, "beta", c), n, c, eps, p, seed, offset, 0L, stream()),
+        f32(beta, "beta", c), n, c, eps, p, seed, offset, sc(), stream()),
         "dropoutLayerNormForward");
   }
 
@@ -245,7 +247,7 @@ abstract class NativeBackend implements Backend {
     ok(k.dropoutLayerNormBackward(dhA, dyA, dyLowA,
         f32(dgamma, "dgamma", c), f32(dbeta, "dbeta", c), dbiasYA, f32(dout, "dout", nc),
         f32(h, "h", nc), f32(mean, "mean", n), f32(rstd, "rstd", n), f32(gamma, "gamma", c), n, c,
-        p, seed, offset, 0L, stream()), "dropoutLayerNormBackward");
+        p, seed, offset, sc(), stream()), "dropoutLayerNormBackward");
   }
 
   // ---- bias, GELU, tanh ----
@@ -300,13 +302,45 @@ abstract class NativeBackend implements Backend {
         "tanhBackward");
   }
 
+  // ---- per-step scalars ----
+
+  @Override
+  public void useStepScalars(Tensor scalars) {
+    if (scalars != null) {
+      count(i32(scalars, "step scalars"), "step scalars", StepScalars.INTS);
+      // bj_step_scalars starts with a uint64 (an 8-byte load on the device)
+      if (scalars.address() % 8 != 0) {
+        throw new IllegalArgumentException("step scalars must be 8-byte aligned (" + scalars
+            + " is a view at an odd element)");
+      }
+    }
+    stepScalars = scalars;
+  }
+
+  @Override
+  public Tensor stepScalars() {
+    return stepScalars;
+  }
+
+  /** The ops' sc argument: the step scalars' address, or 0 when none are set. */
+  private long sc() {
+    if (stepScalars == null) {
+      return 0L;
+    }
+    if (stepScalars.isClosed()) {
+      throw new IllegalStateException("the step scalars " + stepScalars
+          + " were closed while in use (call useStepScalars(null) first)");
+    }
+    return stepScalars.address();
+  }
+
   // ---- dropout ----
 
   @Override
   public void dropoutForward(Tensor out, Tensor x, float p, long seed, long offset) {
     probability(p);
     long n = f32(x, "x").numel();
-    ok(k.dropoutForward(f32(out, "out", n), x.address(), n, p, seed, offset, 0L, stream()),
+    ok(k.dropoutForward(f32(out, "out", n), x.address(), n, p, seed, offset, sc(), stream()),
         "dropoutForward");
   }
 
@@ -314,14 +348,14 @@ abstract class NativeBackend implements Backend {
   public void dropoutBackward(Tensor dx, Tensor dout, float p, long seed, long offset) {
     probability(p);
     long n = f32(dout, "dout").numel();
-    ok(k.dropoutBackward(f32(dx, "dx", n), dout.address(), n, p, seed, offset, 0L, stream()),
+    ok(k.dropoutBackward(f32(dx, "dx", n), dout.address(), n, p, seed, offset, sc(), stream()),
         "dropoutBackward");
   }
 
   @Override
   public void philoxUniform(Tensor u, long seed, long offset) {
     f32(u, "u");
-    ok(k.philoxUniform(u.address(), u.numel(), seed, offset, 0L, stream()), "philoxUniform");
+    ok(k.philoxUniform(u.address(), u.numel(), seed, offset, sc(), stream()), "philoxUniform");
   }
 
   // ---- attention ----
@@ -342,7 +376,7 @@ abstract class NativeBackend implements Backend {
     long c = (long) nh * d;
     ok(k.attentionForward(f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
         f32(qkv, "qkv", bt * 3 * c), i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset,
-        0L, stream()), "attentionForward");
+        sc(), stream()), "attentionForward");
   }
 
   @Override
@@ -354,7 +388,7 @@ abstract class NativeBackend implements Backend {
     long c = (long) nh * d;
     ok(k.attentionBackward(f32(dqkv, "dqkv", bt * 3 * c), f32(dout, "dout", bt * c),
         f32(qkv, "qkv", bt * 3 * c), f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
-        i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset, 0L, stream()),
+        i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset, sc(), stream()),
         "attentionBackward");
   }
 
@@ -370,7 +404,7 @@ abstract class NativeBackend implements Backend {
     long c = (long) nh * d;
     int status = k.attentionTcForward(f32(out, "out", bt * c), bf16OrNull(outLow, "outLow", bt * c),
         f32(lse, "lse", bt * nh), f32(qkv, "qkv", bt * 3 * c), i32OrNull(mask, "mask", bt), b, t,
-        nh, d, p, seed, offset, 0L, stream());
+        nh, d, p, seed, offset, sc(), stream());
     if (status == ERR_UNSUPPORTED) {
       return false;
     }
@@ -389,7 +423,7 @@ abstract class NativeBackend implements Backend {
     int status = k.attentionTcBackward(f32(dqkv, "dqkv", bt * 3 * c),
         bf16OrNull(dqkvLow, "dqkvLow", bt * 3 * c), f32(dout, "dout", bt * c),
         f32(qkv, "qkv", bt * 3 * c), f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
-        i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset, 0L, stream());
+        i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset, sc(), stream());
     if (status == ERR_UNSUPPORTED) {
       return false;
     }
@@ -459,7 +493,7 @@ abstract class NativeBackend implements Backend {
       throw new IllegalArgumentException("AdamW betas must be in [0, 1), got " + beta1 + ", " + beta2);
     }
     ok(k.adamw(p.address(), low, f32(g, "g", n), f32(m, "m", n), f32(v, "v", n), n, decayBegin,
-        decayEnd, lr, beta1, beta2, eps, weightDecay, step, 0L,
+        decayEnd, lr, beta1, beta2, eps, weightDecay, step, sc(),
         f32OrNull(gradScale, "gradScale", 1), stream()), "adamw");
   }
 }

@@ -19,6 +19,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Tier 2: every op on CUDA against the CPU backend on the same fresh random inputs (fp32: forward
@@ -793,6 +794,37 @@ class CudaVsCpuTest {
     close("adamw params", pr, 1e-6);
     close("adamw m", mm, 1e-5);
     close("adamw v", vv, 1e-5);
+  }
+
+  /**
+   * {@link Backend#useStepScalars} on CUDA (the kernels read the device copy): every op that takes
+   * a seed, lr or step gives the bits of its value path ({@link StepScalarsChecks}), on the
+   * float4 and scalar paths and the attention kernels of each shape class (T <= 128 at D = 64
+   * and 32, T > 128, D = 16; the bf16 tensor-core pair).
+   */
+  @ParameterizedTest
+  @ValueSource(ints = {1027, 100_003})
+  void stepScalarsDropout(int n) {
+    StepScalarsChecks.dropout(gpu, n);
+  }
+
+  @ParameterizedTest
+  @CsvSource({"9,64", "37,768", "5,13", "3,6000"})
+  void stepScalarsDropoutLayerNorm(int n, int c) {
+    StepScalarsChecks.dropoutLayerNorm(gpu, n, c);
+  }
+
+  @ParameterizedTest
+  @CsvSource({"false,2,32,2,64,0", "false,1,19,2,32,1", "false,2,20,1,16,0",
+      "false,1,160,2,64,0", "false,2,33,2,128,0", "true,2,40,2,64,0", "true,1,19,2,32,2"})
+  void stepScalarsAttention(boolean lowp, int b, int t, int nh, int d, long offset) {
+    StepScalarsChecks.attention(gpu, lowp, b, t, nh, d, offset);
+  }
+
+  @ParameterizedTest
+  @ValueSource(ints = {1031, 1_000_003})
+  void stepScalarsAdamw(int n) {
+    StepScalarsChecks.adamw(gpu, n);
   }
 
   @Test
