@@ -373,6 +373,24 @@ public interface Backend extends AutoCloseable {
   }
 
   /**
+   * Captures the ops that body queues into a {@link DeviceGraph}, WITHOUT running them: the work
+   * happens at {@link DeviceGraph#replay}. Inside body only ops may be queued: allocating or
+   * freeing a tensor, uploading, downloading or synchronizing throws
+   * {@link GraphCaptureException}, as does a nested capture; so does any op that cannot be
+   * captured. Whatever body throws is rethrown after the capture has been ended and nothing is
+   * kept. Java state that body changes is changed once, at capture; a replay changes only backend
+   * memory.
+   */
+  default DeviceGraph captureGraph(Runnable body) {
+    throw new UnsupportedOperationException(name() + " cannot capture graphs");
+  }
+
+  /** Whether a {@link #captureGraph} is in progress. */
+  default boolean isCapturing() {
+    return false;
+  }
+
+  /**
    * Starts recording how long each queued op takes on the device (CUDA: an event after every
    * op; the CPU backend does not profile and returns false). For benchmarks: it adds work.
    */

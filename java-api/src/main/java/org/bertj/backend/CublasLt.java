@@ -224,6 +224,9 @@ final class CublasLt implements AutoCloseable {
     }
     biasPtr.put(0, bias);
     Key key = new Key(bf16, n, in, out);
+    if (!plans.containsKey(key) && !tuningAllowed) {
+      return false;
+    }
     Plan p = plans.containsKey(key) ? plans.get(key) : plan(key, y, x, w, fallback);
     if (p == null || p.useFallback) {
       return false;
@@ -243,6 +246,12 @@ final class CublasLt implements AutoCloseable {
    * batch 32 x 128 tokens (4096 x 768 x 768) is tuned; MiniLM's at SST-2's lengths are not.
    */
   static final long TUNE_MIN_MACS = 1L << 31;
+  /** False while a CUDA graph is captured: tuning synchronises, so untuned shapes use cuBLAS. */
+  private boolean tuningAllowed = true;
+
+  void setTuningAllowed(boolean allowed) {
+    this.tuningAllowed = allowed;
+  }
   /** Candidates asked of the heuristic for a plain GEMM. */
   private static final int GEMM_CANDIDATES = 16;
   /** A cuBLASLt algorithm replaces the fallback only when this much faster (timing noise). */
@@ -271,6 +280,8 @@ final class CublasLt implements AutoCloseable {
     Plan p;
     if (plans.containsKey(key)) {
       p = plans.get(key);
+    } else if (!tuningAllowed) {
+      return false;
     } else {
       p = gemmPlan(key, a, b, fallback);
       plans.put(key, p);

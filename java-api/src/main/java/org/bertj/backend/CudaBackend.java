@@ -6,6 +6,8 @@ import java.util.Map;
 import org.bertj.nativ.BertjCuda;
 import org.bytedeco.cuda.cublas.cublasContext;
 import org.bytedeco.cuda.cudart.CUevent_st;
+import org.bytedeco.cuda.cudart.CUgraphExec_st;
+import org.bytedeco.cuda.cudart.CUgraph_st;
 import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.cuda.global.cublas;
 import org.bytedeco.cuda.global.cudart;
@@ -124,8 +126,8 @@ public final class CudaBackend extends NativeBackend {
   private boolean onSide;
 
   private boolean overlapNow() {
-    if (!overlap || profEvents != null || closed) {
-      return false;
+    if (!overlap || profEvents != null || closed || (capturing && side == null)) {
+      return false; // (the side stream is not created inside a capture)
     }
     if (side == null) {
       CUstream_st s = new CUstream_st();
@@ -202,6 +204,7 @@ public final class CudaBackend extends NativeBackend {
   @Override
   public Tensor alloc(DType dtype, long... shape) {
     ensureOpen();
+    notWhileCapturing("alloc");
     long n = Tensor.numel(shape);
     long bytes = Math.max(1L, Math.multiplyExact(n, (long) dtype.bytes()));
     long size = (bytes + ROUND - 1) / ROUND * ROUND;
@@ -233,6 +236,8 @@ public final class CudaBackend extends NativeBackend {
     if (t.backend() != this || !t.isOwner()) {
       throw new IllegalArgumentException("free: " + t + " is not an owned tensor of " + name());
     }
+    notWhileCapturing("free of " + t);
+    frees++; // graphs captured before this free may use its memory: they become invalid
     long size = (Long) t.handle();
     liveBytes -= size;
     liveTensors--;
@@ -285,6 +290,7 @@ public final class CudaBackend extends NativeBackend {
 
   private UploadSlot uploadSlot(long bytes) {
     ensureOpen();
+    notWhileCapturing("upload");
     int i = nextUpload;
     nextUpload = (nextUpload + 1) % uploads.length;
     UploadSlot s = uploads[i];
@@ -345,6 +351,7 @@ public final class CudaBackend extends NativeBackend {
    */
   private long staging(long bytes) {
     ensureOpen();
+    notWhileCapturing("download");
     if (bytes > stagingBytes) {
       if (stagingAddress != 0) {
         cudart.cudaFreeHost(new Raw.B(stagingAddress));
@@ -388,6 +395,7 @@ public final class CudaBackend extends NativeBackend {
 
   @Override
   public void synchronize() {
+    notWhileCapturing("synchronize");
     check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   }
 
@@ -438,6 +446,136 @@ public final class CudaBackend extends NativeBackend {
         "cublasSgemm");
   }
 
+  // ---- CUDA graphs ----
+
+  /** A capture is in progress on the main stream (ops are recorded, not run). */
+  private boolean capturing;
+  /** Tensors freed so far: a graph is valid while this equals its value at capture. */
+  private long frees;
+  private final java.util.List<CudaGraph> graphs = new java.util.ArrayList<>();
+
+  private void notWhileCapturing(String what) {
+    if (capturing) {
+      throw new GraphCaptureException(what + " while a CUDA graph is being captured (only ops may "
+          + "be queued inside a capture)");
+    }
+  }
+
+  @Override
+  public boolean isCapturing() {
+    return capturing;
+  }
+
+  /**
+   * Captures body's ops on the main stream (cudaStreamBeginCapture, thread-local mode; the side
+   * stream joins through its fork/join events) into an instantiated CUDA graph. GEMM tuning does
+   * not run inside a capture: a shape not tuned before uses cuBLAS (capture a step after an eager
+   * one, as {@link GraphCache} does).
+   */
+  @Override
+  public DeviceGraph captureGraph(Runnable body) {
+    ensureOpen();
+    notWhileCapturing("captureGraph");
+    if (profEvents != null) {
+      throw new GraphCaptureException("captureGraph while profiling");
+    }
+    check(cudart.cudaStreamBeginCapture(stream, cudart.cudaStreamCaptureModeThreadLocal),
+        "cudaStreamBeginCapture");
+    capturing = true;
+    if (lt != null) {
+      lt.setTuningAllowed(false);
+    }
+    Throwable failure = null;
+    try {
+      body.run();
+    } catch (RuntimeException | Error e) {
+      failure = e;
+    } finally {
+      capturing = false;
+      if (lt != null) {
+        lt.setTuningAllowed(true);
+      }
+    }
+    CUgraph_st g = new CUgraph_st();
+    int st = cudart.cudaStreamEndCapture(stream, g);
+    if (failure != null || st != 0) {
+      if (st == 0 && !g.isNull()) {
+        cudart.cudaGraphDestroy(g);
+      }
+      cudart.cudaGetLastError(); // clear a sticky capture error, if any
+      if (failure instanceof RuntimeException r) {
+        throw r;
+      }
+      if (failure instanceof Error e) {
+        throw e;
+      }
+      throw new GraphCaptureException("cudaStreamEndCapture failed (status " + st + "): "
+          + cudart.cudaGetErrorString(st).getString());
+    }
+    try (org.bytedeco.javacpp.SizeTPointer count = new org.bytedeco.javacpp.SizeTPointer(1)) {
+      count.put(0, 0);
+      int nodes = cudart.cudaGraphGetNodes(g, null, count) == 0 ? (int) count.get(0) : -1;
+      CUgraphExec_st exec = new CUgraphExec_st();
+      int ist = cudart.cudaGraphInstantiate(exec, g, 0L);
+      cudart.cudaGraphDestroy(g);
+      if (ist != 0) {
+        cudart.cudaGetLastError();
+        throw new GraphCaptureException("cudaGraphInstantiate failed (status " + ist + "): "
+            + cudart.cudaGetErrorString(ist).getString());
+      }
+      CudaGraph cg = new CudaGraph(exec, frees, nodes);
+      graphs.add(cg);
+      return cg;
+    }
+  }
+
+  /** An instantiated CUDA graph, replayed on the main stream. */
+  private final class CudaGraph implements DeviceGraph {
+    private final CUgraphExec_st exec;
+    private final long freesAtCapture;
+    private final int nodes;
+    private boolean graphClosed;
+
+    CudaGraph(CUgraphExec_st exec, long frees, int nodes) {
+      this.exec = exec;
+      this.freesAtCapture = frees;
+      this.nodes = nodes;
+    }
+
+    @Override
+    public void replay() {
+      if (!isValid()) {
+        throw new IllegalStateException(graphClosed || closed ? "CUDA graph closed"
+            : "CUDA graph invalid: a tensor was freed since it was captured");
+      }
+      notWhileCapturing("replay");
+      check(cudart.cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
+      afterOp("graph");
+    }
+
+    @Override
+    public boolean isValid() {
+      return !graphClosed && !closed && frees == freesAtCapture;
+    }
+
+    @Override
+    public int size() {
+      return nodes;
+    }
+
+    @Override
+    public void close() {
+      if (graphClosed) {
+        return;
+      }
+      graphClosed = true;
+      graphs.remove(this);
+      if (!closed) {
+        cudart.cudaGraphExecDestroy(exec);
+      }
+    }
+  }
+
   // ---- profiling: an event after each queued op ----
 
   private java.util.List<CUevent_st> profEvents;
@@ -462,6 +600,7 @@ public final class CudaBackend extends NativeBackend {
   @Override
   public boolean startProfile() {
     ensureOpen();
+    notWhileCapturing("startProfile");
     // Events made up front: creating them while recording slows the host enough that the device
     // waits, and those waits would be charged to ops.
     while (eventPool.size() < 4096) {
@@ -521,7 +660,7 @@ public final class CudaBackend extends NativeBackend {
   private boolean ltOff = !ltLinear && !gemmTune;
 
   private CublasLt lt() {
-    if (lt == null && !ltOff) {
+    if (lt == null && !ltOff && !capturing) { // (not created inside a capture)
       try {
         lt = new CublasLt(stream);
       } catch (RuntimeException | LinkageError e) {
@@ -593,6 +732,9 @@ public final class CudaBackend extends NativeBackend {
   public void close() {
     if (closed) {
       return;
+    }
+    for (CudaGraph g : new java.util.ArrayList<>(graphs)) {
+      g.close();
     }
     releaseCache();
     for (CUevent_st e : eventPool) {

@@ -395,6 +395,16 @@ abstract class NativeBackend implements Backend {
   /** The status code of an unsupported shape or option (BJ_ERR_UNSUPPORTED). */
   private static final int ERR_UNSUPPORTED = 3;
 
+  /**
+   * The shapes both backends' tensor-core attention kernels take (T <= 128, head dim 32 or 64,
+   * B and NH <= 65535; the kernels check it too). Answered here, before the call, so that the
+   * answer is the same while a graph is captured (a captured call is not run, so its status
+   * cannot choose the path).
+   */
+  private static boolean tcSupports(int b, int t, int nh, int d) {
+    return t <= 128 && (d == 32 || d == 64) && b <= 65535 && nh <= 65535;
+  }
+
   @Override
   public boolean attentionForwardLowp(Tensor out, Tensor outLow, Tensor lse, Tensor qkv,
       Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset) {
@@ -402,6 +412,9 @@ abstract class NativeBackend implements Backend {
     probability(p);
     long bt = (long) b * t;
     long c = (long) nh * d;
+    if (!tcSupports(b, t, nh, d)) {
+      return false;
+    }
     int status = k.attentionTcForward(f32(out, "out", bt * c), bf16OrNull(outLow, "outLow", bt * c),
         f32(lse, "lse", bt * nh), f32(qkv, "qkv", bt * 3 * c), i32OrNull(mask, "mask", bt), b, t,
         nh, d, p, seed, offset, sc(), stream());
@@ -420,6 +433,9 @@ abstract class NativeBackend implements Backend {
     probability(p);
     long bt = (long) b * t;
     long c = (long) nh * d;
+    if (!tcSupports(b, t, nh, d)) {
+      return false;
+    }
     int status = k.attentionTcBackward(f32(dqkv, "dqkv", bt * 3 * c),
         bf16OrNull(dqkvLow, "dqkvLow", bt * 3 * c), f32(dout, "dout", bt * c),
         f32(qkv, "qkv", bt * 3 * c), f32(out, "out", bt * c), f32(lse, "lse", bt * nh),
