@@ -24,6 +24,7 @@ public final class BertForSequenceClassification implements AutoCloseable {
   private final BertModel bert;
   private final Linear classifier;
 
+  private org.bertj.backend.GraphCache inferGraphs;
   private final Arena head;
   private final Arena headInts;
   private int headB = -1;
@@ -39,6 +40,8 @@ public final class BertForSequenceClassification implements AutoCloseable {
   private float dropP;
   private long dropOffset;
   private BertConfig.ProblemType lastProblem;
+  private BertConfig.ProblemType stagedProblem;
+  private boolean staged;
   private int lossCount;
   private boolean haveLoss;
   private boolean forwardDone;
@@ -52,6 +55,8 @@ public final class BertForSequenceClassification implements AutoCloseable {
     this.classifier = new Linear(ps, "classifier", c.getHiddenSize(), c.getNumLabels());
     this.head = new Arena(be, DType.F32);
     this.headInts = new Arena(be, DType.I32);
+    this.inferGraphs = new org.bertj.backend.GraphCache(be,
+        org.bertj.backend.GraphCache.enabledByDefault());
   }
 
   /** The parameter layout: {@code bert.*} then {@code classifier.*}, decayed tensors first. */
@@ -212,31 +217,38 @@ public final class BertForSequenceClassification implements AutoCloseable {
   /**
    * Runs the model: logits (B, num_labels), and, when the batch has labels, the loss and its
    * logits gradient. Training switches dropout on with the step's seed. Labels and token ids are
-   * checked before any native code runs.
+   * checked before any native code runs. The same as {@link #stage} then {@link #compute}; not
+   * training, with inference graphs on ({@link #useInferenceGraphs}), the ops of a batch shape
+   * seen before are replayed from a graph.
    */
   public void forward(Batch batch, boolean training, long seed) {
+    stage(batch, training, seed);
+    if (training) {
+      compute();
+    } else {
+      inferGraphs.run(java.util.List.of(stageKey(), params.isLowFresh()), this::compute);
+    }
+  }
+
+  /**
+   * The host half of {@link #forward}: checks the batch and its labels, lays out the workspaces
+   * and uploads the inputs and labels. {@link #compute} then only queues ops, so that it can be
+   * captured into a graph and replayed for later batches of the same {@link #stageKey}.
+   */
+  public void stage(Batch batch, boolean training, long seed) {
     checkOpen();
     forwardDone = false;
     haveLoss = false;
+    staged = false;
     BertConfig.ProblemType pt = batch.hasLabels() ? problemType(batch) : null;
     float[] floatTargets = pt == null ? null : checkLabels(batch, pt);
-    bert.forward(batch, training, seed);
+    bert.stage(batch, training, seed);
     b = batch.batchSize();
     ensureHead(b);
-    DropoutRng rng = bert.rng();
-    Tensor pooled = bert.pooledOutput();
-    dropP = rng.p(config.getEffectiveClassifierDropout());
-    Tensor x = pooled;
-    if (dropP > 0f) {
-      dropOffset = rng.take((long) b * config.getHiddenSize());
-      be.dropoutForward(pooledDrop, pooled, dropP, rng.seed(), dropOffset);
-      x = pooledDrop;
-    }
-    classifier.forward(logits, x, b);
+    dropP = bert.rng().p(config.getEffectiveClassifierDropout());
+    stagedProblem = pt;
     if (pt != null) {
       int l = config.getNumLabels();
-      Tensor lossView;
-      Tensor dlView;
       switch (pt) {
         case SINGLE_LABEL_CLASSIFICATION -> {
           int count = 0;
@@ -245,31 +257,88 @@ public final class BertForSequenceClassification implements AutoCloseable {
           }
           lossCount = count;
           be.upload(labels, batch.labels());
-          lossView = losses.view(0, b);
-          be.crossEntropy(lossView, dlogits, logits, labels, b, l,
-              count == 0 ? 0f : 1f / count);
         }
         case MULTI_LABEL_CLASSIFICATION -> {
           lossCount = b * l;
           be.upload(targets, floatTargets);
-          be.bceWithLogits(losses, dlogits, logits, targets, 1f / lossCount);
         }
         default -> {
           lossCount = b * l;
           be.upload(targets, floatTargets);
-          be.mse(losses, dlogits, logits, targets, 1f / lossCount);
         }
       }
       lastProblem = pt;
       haveLoss = true;
     }
+    staged = true;
+    // The outputs (logits, losses) are the workspace views that compute's ops write: from here on
+    // they are this batch's, as soon as those ops have run (compute, or a graph replay of it).
     forwardDone = true;
   }
 
-  /** Inference forward (no dropout, no loss). */
+  /**
+   * The device half of {@link #forward}, after {@link #stage}: queues the encoder, the head and
+   * the loss (no allocation, no host copy, no Java state but the dropout offsets, which are the
+   * same every time for the same stage).
+   */
+  public void compute() {
+    checkOpen();
+    if (!staged) {
+      throw new IllegalStateException("compute needs a stage first");
+    }
+    bert.compute();
+    DropoutRng rng = bert.rng();
+    Tensor pooled = bert.pooledOutput();
+    Tensor x = pooled;
+    if (dropP > 0f) {
+      dropOffset = rng.take((long) b * config.getHiddenSize());
+      be.dropoutForward(pooledDrop, pooled, dropP, rng.seed(), dropOffset);
+      x = pooledDrop;
+    }
+    classifier.forward(logits, x, b);
+    BertConfig.ProblemType pt = stagedProblem;
+    if (pt != null) {
+      int l = config.getNumLabels();
+      switch (pt) {
+        case SINGLE_LABEL_CLASSIFICATION -> be.crossEntropy(losses.view(0, b), dlogits, logits,
+            labels, b, l, lossCount == 0 ? 0f : 1f / lossCount);
+        case MULTI_LABEL_CLASSIFICATION -> be.bceWithLogits(losses, dlogits, logits, targets,
+            1f / lossCount);
+        default -> be.mse(losses, dlogits, logits, targets, 1f / lossCount);
+      }
+    }
+  }
+
+  /**
+   * What {@link #compute} and {@link #backward} of the staged batch depend on besides the data
+   * in the staged tensors (for graph caches): the encoder's key, the loss kind, and the single
+   * label loss's count of labels that count (its scale is an argument).
+   */
+  public Object stageKey() {
+    if (!staged) {
+      throw new IllegalStateException("no stage has run");
+    }
+    return java.util.List.of(bert.stageKey(), String.valueOf(stagedProblem),
+        stagedProblem == null ? 0 : lossCount, dropP);
+  }
+
+  /** Inference forward (no dropout, no loss; see {@link #useInferenceGraphs}). */
   public void forward(Batch batch) {
     forward(Batch.of(batch.inputIds(), batch.tokenTypeIds(), batch.attentionMask(),
         batch.batchSize(), batch.seqLen()), false, 0L);
+  }
+
+  /**
+   * Whether a forward that is not training captures its ops into a graph per batch shape and
+   * replays them
+   * ({@link org.bertj.backend.GraphCache}); default: the system property bertj.graphs (false).
+   * Returns the cache (its counts).
+   */
+  public org.bertj.backend.GraphCache useInferenceGraphs(boolean on) {
+    checkOpen();
+    inferGraphs.close();
+    inferGraphs = new org.bertj.backend.GraphCache(be, on);
+    return inferGraphs;
   }
 
   /** (B, num_labels) logits of the last forward (a workspace view). */
@@ -357,6 +426,7 @@ public final class BertForSequenceClassification implements AutoCloseable {
     }
     closed = true;
     try {
+      inferGraphs.close();
       head.close();
       headInts.close();
       bert.close();

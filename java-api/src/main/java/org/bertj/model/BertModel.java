@@ -42,6 +42,7 @@ public final class BertModel implements AutoCloseable {
   private final Arena ints;
   private final Arena grads;
   private final DropoutRng rng = new DropoutRng();
+  private org.bertj.backend.GraphCache inferGraphs;
   /** bertj.pack=false (read when the model is built): never remove padding. */
   private final boolean packEnabled = !"false".equalsIgnoreCase(System.getProperty("bertj.pack"));
   /** Padding removal needs pads >= this fraction of B*T (package-private: tests force it). */
@@ -73,6 +74,7 @@ public final class BertModel implements AutoCloseable {
   /** Padding removal of the last forward, or null (padded path). */
   private Packing packing;
   private Tensor lastHidden;
+  private boolean staged;
   private boolean forwardDone;
   private boolean closed;
 
@@ -98,6 +100,8 @@ public final class BertModel implements AutoCloseable {
     this.acts = new Arena(be, DType.F32);
     this.ints = new Arena(be, DType.I32);
     this.grads = new Arena(be, DType.F32);
+    this.inferGraphs = new org.bertj.backend.GraphCache(be,
+        org.bertj.backend.GraphCache.enabledByDefault());
   }
 
   static String dot(String prefix) {
@@ -306,14 +310,32 @@ public final class BertModel implements AutoCloseable {
 
   /**
    * Runs the model on a batch. Training switches dropout on, with the step's seed; the backward
-   * reproduces the same masks. Token ids are checked before any native code runs.
+   * reproduces the same masks. Token ids are checked before any native code runs. The same as
+   * {@link #stage} then {@link #compute}; not training, with inference graphs on ({@link
+   * #useInferenceGraphs}), the ops of a batch shape seen before are replayed from a graph.
    */
   public void forward(Batch batch, boolean training, long seed) {
+    stage(batch, training, seed);
+    if (training) {
+      compute();
+    } else {
+      inferGraphs.run(java.util.List.of(stageKey(), params.isLowFresh()), this::compute);
+    }
+  }
+
+  /**
+   * The host half of {@link #forward}: checks the batch, lays out the workspace for its shape and
+   * uploads its inputs (token ids, types, mask, the padding-removal index). {@link #compute} then
+   * only queues ops (it can be captured into a graph). Dropout's seed: this one, or the backend's
+   * step scalars when set.
+   */
+  public void stage(Batch batch, boolean training, long seed) {
     checkOpen();
     validate(batch);
     b = batch.batchSize();
     t = batch.seqLen();
     forwardDone = false;
+    staged = false;
     int[] inv = packInverse(batch.attentionMask(), b, t);
     int np = -1;
     if (inv != null) {
@@ -348,6 +370,22 @@ public final class BertModel implements AutoCloseable {
       be.upload(mask, batch.attentionMask());
     }
     rng.reset(training, seed);
+    staged = true;
+    // The outputs are workspace views: this batch's once compute's ops (or a replay) have run.
+    forwardDone = true;
+  }
+
+  /**
+   * The device half of {@link #forward}, after {@link #stage}: queues the model's ops on the staged
+   * inputs (no allocation, no host copy). Its only Java state is the dropout offsets, the same
+   * every time for the same stage, so it can be captured into a graph and replayed.
+   */
+  public void compute() {
+    checkOpen();
+    if (!staged) {
+      throw new IllegalStateException("compute needs a stage first");
+    }
+    rng.restart();
     Tensor tt = hasTokenTypes ? tokenTypes : null;
     Tensor m = hasMask ? mask : null;
     embeddings.forward(embActs, ids, tt, b, t, rng);
@@ -365,7 +403,18 @@ public final class BertModel implements AutoCloseable {
     if (pooler != null) {
       pooler.forward(poolerActs, last, b, t);
     }
-    forwardDone = true;
+  }
+
+  /**
+   * What {@link #compute} (and the backward) of the staged batch depend on besides the data in
+   * the staged tensors: shape, real-token count when packed (else -1), optional inputs, training.
+   * Equal keys queue the same ops with the same arguments (for graph caches).
+   */
+  public Object stageKey() {
+    // (workspace addresses are not in it: a workspace that moves frees its old memory, which
+    // invalidates every graph captured before)
+    return java.util.List.of(b, t, packing == null ? -1 : packing.n, hasMask, hasTokenTypes,
+        rng.training());
   }
 
   /** Whether the last forward removed the padding (for tests). */
@@ -373,9 +422,22 @@ public final class BertModel implements AutoCloseable {
     return packing != null;
   }
 
-  /** Inference forward (no dropout). */
+  /** Inference forward (no dropout; see {@link #useInferenceGraphs}). */
   public void forward(Batch batch) {
     forward(batch, false, 0L);
+  }
+
+  /**
+   * Whether a forward that is not training captures its ops into a graph per batch shape and
+   * replays them
+   * ({@link org.bertj.backend.GraphCache}); default: the system property bertj.graphs (false).
+   * Returns the cache (its counts).
+   */
+  public org.bertj.backend.GraphCache useInferenceGraphs(boolean on) {
+    checkOpen();
+    inferGraphs.close();
+    inferGraphs = new org.bertj.backend.GraphCache(be, on);
+    return inferGraphs;
   }
 
   /** Dropout state of the last forward (the head continues its offsets). */
@@ -473,6 +535,7 @@ public final class BertModel implements AutoCloseable {
     }
     closed = true;
     try {
+      inferGraphs.close();
       acts.close();
       grads.close();
       ints.close();

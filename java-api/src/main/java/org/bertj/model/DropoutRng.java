@@ -18,6 +18,11 @@ public final class DropoutRng {
     this.counter = 0;
   }
 
+  /** Restarts the element counter (a forward starts over with the same seed). */
+  public void restart() {
+    this.counter = 0;
+  }
+
   /** The probability a dropout layer uses now: prob when training, else 0. */
   public float p(double prob) {
     return training ? (float) prob : 0f;

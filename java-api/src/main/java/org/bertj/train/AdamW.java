@@ -93,7 +93,28 @@ public final class AdamW implements AutoCloseable {
 
   /** One step with lr and gradScale (one F32 element multiplying the gradients, may be null). */
   public void step(float lr, Tensor gradScale) {
-    step++;
+    beginStep();
+    queueStep(lr, gradScale);
+  }
+
+  /**
+   * Counts one more step and returns its number (from 1): the host half of {@link #step}, for a
+   * step whose {@link #queueStep} is captured into a graph (the replay then reads the step
+   * number and lr from the backend's step scalars).
+   */
+  public int beginStep() {
+    return ++step;
+  }
+
+  /**
+   * Queues the update of the step counted by {@link #beginStep}, with lr and gradScale (one F32
+   * element multiplying the gradients, may be null). Its Java effect (the bf16 copy's freshness)
+   * is the same however often it runs.
+   */
+  public void queueStep(float lr, Tensor gradScale) {
+    if (step < 1) {
+      throw new IllegalStateException("queueStep needs beginStep first");
+    }
     Tensor low = params.precision() == Precision.BF16 ? params.lowValues() : null;
     // A partial step leaves the frozen part of the bf16 copy as it was: fresh after the step
     // only if fresh before.
