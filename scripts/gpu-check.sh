@@ -75,7 +75,7 @@ fi
 if has junit; then
   stamp "Java GPU tests"
   timeout 180 "$JAVA" $JOPTS -jar "$B/lib/junit-console.jar" execute --disable-banner --details=tree \
-    -cp "$CP$B/lib/bertj-tests.jar" ${JUNIT_SELECT:---select-class org.bertj.backend.CudaVsCpuTest --select-class org.bertj.model.GoldenParityCudaTest --select-class org.bertj.model.GoldenBf16CudaTest --select-class org.bertj.model.AdamWBf16MirrorTest} \
+    -cp "$CP$B/lib/bertj-tests.jar" ${JUNIT_SELECT:---select-class org.bertj.backend.CudaVsCpuTest --select-class org.bertj.model.GoldenParityCudaTest --select-class org.bertj.model.GoldenBf16CudaTest --select-class org.bertj.model.AdamWBf16MirrorTest --select-class org.bertj.backend.GraphCudaTest --select-class org.bertj.train.GraphStepCudaTest} \
     --reports-dir "$OUT/junit" > "$OUT/junit.txt" 2>&1; echo "rc=$?" >> "$OUT/junit.txt"
   grep -E "tests (successful|failed|skipped|aborted)|rc=" "$OUT/junit.txt"
 fi

@@ -8,6 +8,7 @@ import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import org.bertj.backend.Backend;
 import org.bertj.backend.Device;
+import org.bertj.backend.GraphCache;
 import org.bertj.backend.Precision;
 import org.bertj.io.BertConfig;
 import org.bertj.model.Batch;
@@ -64,6 +65,12 @@ public final class BenchCommand implements Callable<Integer> {
       + "the previous op's end, so where the host falls behind, the wait is charged to the next op.")
   boolean profile;
 
+  @Option(names = "--graphs", arity = "0..1", fallbackValue = "true",
+      description = "Capture the step's device work into a graph (CUDA graphs; an emulation on "
+      + "the CPU) on its second run and replay it from then on: true or false. Default: the system "
+      + "property bertj.graphs, else false.")
+  Boolean graphs;
+
   @Override
   public Integer call() throws Exception {
     boolean train = switch (mode) {
@@ -109,13 +116,15 @@ public final class BenchCommand implements Callable<Integer> {
       }
     }
     Batch data = Batch.of(ids, new int[ids.length], mask, batch, seq).withLabels(labels);
+    boolean useGraphs = graphs != null ? graphs : GraphCache.enabledByDefault();
 
     try (Backend be = Backend.create(Device.parse(device));
         BertForSequenceClassification m = BertForSequenceClassification.create(be, cfg, seed);
         AdamW opt = new AdamW(m.parameters(), 0.9f, 0.999f, 1e-8f, 0.01f);
-        TrainStep trainStep = new TrainStep(m, opt, 1f)) {
+        TrainStep trainStep = new TrainStep(m, opt, 1f, useGraphs)) {
       Precision prec = Precision.parse(precision, be.device());
       m.parameters().setPrecision(prec);
+      GraphCache inferGraphs = m.useInferenceGraphs(useGraphs);
       Batch inputs = Batch.of(ids, null, mask, batch, seq);
       Runnable step = train ? () -> trainStep.run(data, 5e-5f, seed) : () -> m.forward(inputs);
       for (int i = 0; i < warmup; i++) {
@@ -145,6 +154,12 @@ public final class BenchCommand implements Callable<Integer> {
         o.put("real_tokens_per_s", Math.round(realTokens * 1000.0 / ms));
       }
       o.put("parameters", m.parameters().size());
+      o.put("graphs", useGraphs);
+      if (useGraphs) {
+        GraphCache gc = train ? trainStep.graphs() : inferGraphs;
+        o.put("graph_replays", gc.replays());
+        o.put("graph_failures", gc.failures());
+      }
       System.out.println(o);
       if (profile && be.startProfile()) {
         // one profiled step first (discarded): the host's profiling path gets compiled, so the

@@ -92,6 +92,12 @@ public final class FinetuneCommand implements Callable<Integer> {
           + "(default: ${DEFAULT-VALUE}).")
   long seed;
 
+  @Option(names = "--graphs", arity = "0..1", fallbackValue = "true",
+      description = "Capture each training step's device work into a graph per batch shape (CUDA "
+      + "graphs) and replay it (gradient accumulation 1 only): true or false. Default: the system "
+      + "property bertj.graphs, else false (not yet measured on a GPU).")
+  Boolean graphs;
+
   @Option(names = "--freeze-encoder",
       description = "Train only the pooler and the classifier.")
   boolean freezeEncoder;
@@ -149,6 +155,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         .optMaxLength(data.maxLen).optSeed(seed).optDevice(data.device())
         .optPrecision(data.precision)
         .optFreezeEncoder(freezeEncoder).optProblemType(parseProblemType(problemType))
+        .optGraphs(graphs != null ? graphs : org.bertj.backend.GraphCache.enabledByDefault())
         .optColumns(data.columns()).optLimit(limit).optEvalEvery(evalEvery)
         .optEarlyStoppingPatience(patience).optResume(resume)
         .optListener(TerminalProgress.forStderr());

@@ -16,7 +16,9 @@ import java.util.Objects;
 import org.bertj.backend.Backend;
 import org.bertj.backend.DType;
 import org.bertj.backend.Device;
+import org.bertj.backend.GraphCache;
 import org.bertj.backend.Precision;
+import org.bertj.backend.StepScalars;
 import org.bertj.backend.Tensor;
 import org.bertj.io.BertConfig;
 import org.bertj.io.BertConfig.ProblemType;
@@ -88,6 +90,8 @@ public final class Trainer implements AutoCloseable {
   private final TrainerState resumeState;
   private final Path output;
   private boolean fitted;
+  /** The last fit's graph counts: eager runs, captures, replays, failed captures. */
+  private long[] graphStats = new long[4];
   private boolean closed;
 
   private Trainer(Builder b) {
@@ -345,8 +349,11 @@ public final class Trainer implements AutoCloseable {
         Tensor normSq = be.alloc(DType.F32, 1);
         Tensor normPart = be.alloc(DType.F32, 1);
         Tensor clip = be.alloc(DType.F32, 1);
-        Tensor inv = be.alloc(DType.F32, 1)) {
+        Tensor inv = be.alloc(DType.F32, 1);
+        Tensor scalars = be.alloc(DType.I32, StepScalars.INTS);
+        GraphCache graphs = new GraphCache(be, args.graphs)) {
       long[][] ranges = optimizer.updateRanges();
+      GraphCache evalGraphs = model.useInferenceGraphs(args.graphs); // evaluation batches too
       outer:
       for (int epoch = st.epoch; epoch < numEpochs; epoch++) {
         int[][] plan = Batching.lengthGrouped(train.lengths(), args.batchSize, args.seed, epoch);
@@ -357,36 +364,67 @@ public final class Trainer implements AutoCloseable {
           }
           int from = u * args.gradAccum;
           int to = Math.min(plan.length, from + args.gradAccum);
-          ps.zeroGrad();
           if (!trace.fits(perStep)) {
             drainLosses(trace, st);
           }
-          for (int mb = from; mb < to; mb++) {
-            Batch batch = train.batch(plan[mb]);
-            model.forward(batch, true, Batching.Rng.mix(Batching.Rng.mix(args.seed, step), mb - from));
-            // the loss stays on the device until the next drain: no host round trip per step
-            trace.add(step + 1, epoch, mb, model.lossElements(), model.lossCount(), mb == to - 1);
-            model.backward();
-            samples += plan[mb].length;
-            st.samplesSeen += plan[mb].length;
-          }
-          int k = to - from;
-          if (k > 1) {
-            be.fill(inv, 1f / k);
-            be.scaleBy(ps.grads(), inv);
-          }
-          be.sumSquares(normSq, ps.grads().view(ranges[0][0], ranges[0][1] - ranges[0][0]));
-          for (int r = 1; r < ranges.length; r++) {
-            be.sumSquares(normPart, ps.grads().view(ranges[r][0], ranges[r][1] - ranges[r][0]));
-            be.axpy(normSq, normPart, 1f);
-          }
-          Tensor scale = null;
-          if (args.maxGradNorm > 0) {
-            be.clipScale(clip, normSq, (float) args.maxGradNorm);
-            scale = clip;
-          }
           double lr = schedule.lr(step);
-          optimizer.step((float) lr, scale);
+          // the update after the micro-batches' gradients (the step is counted before)
+          Runnable update = () -> {
+            int k = to - from;
+            if (k > 1) {
+              be.fill(inv, 1f / k);
+              be.scaleBy(ps.grads(), inv);
+            }
+            be.sumSquares(normSq, ps.grads().view(ranges[0][0], ranges[0][1] - ranges[0][0]));
+            for (int r = 1; r < ranges.length; r++) {
+              be.sumSquares(normPart, ps.grads().view(ranges[r][0], ranges[r][1] - ranges[r][0]));
+              be.axpy(normSq, normPart, 1f);
+            }
+            Tensor scale = null;
+            if (args.maxGradNorm > 0) {
+              be.clipScale(clip, normSq, (float) args.maxGradNorm);
+              scale = clip;
+            }
+            optimizer.queueStep((float) lr, scale);
+          };
+          if (graphs.enabled() && to - from == 1) {
+            // host half (batch checked and uploaded, step counted, scalars uploaded), then the
+            // device half replayed from a graph per batch shape (captured on its second use)
+            Batch batch = train.batch(plan[from]);
+            long seed = Batching.Rng.mix(Batching.Rng.mix(args.seed, step), 0);
+            model.stage(batch, true, seed);
+            int n = optimizer.beginStep();
+            be.upload(scalars, StepScalars.pack(seed, (float) lr, n));
+            be.useStepScalars(scalars);
+            try {
+              graphs.run(List.of(model.stageKey(), ps.isLowFresh()), () -> {
+                ps.zeroGrad();
+                model.compute();
+                model.backward();
+                update.run();
+              });
+            } finally {
+              be.useStepScalars(null);
+            }
+            trace.add(step + 1, epoch, from, model.lossElements(), model.lossCount(), true);
+            samples += plan[from].length;
+            st.samplesSeen += plan[from].length;
+          } else {
+            ps.zeroGrad();
+            for (int mb = from; mb < to; mb++) {
+              Batch batch = train.batch(plan[mb]);
+              model.forward(batch, true,
+                  Batching.Rng.mix(Batching.Rng.mix(args.seed, step), mb - from));
+              // the loss stays on the device until the next drain: no host round trip per step
+              trace.add(step + 1, epoch, mb, model.lossElements(), model.lossCount(),
+                  mb == to - 1);
+              model.backward();
+              samples += plan[mb].length;
+              st.samplesSeen += plan[mb].length;
+            }
+            optimizer.beginStep();
+            update.run();
+          }
           step++;
           boolean epochEnd = u + 1 == upe;
           st.globalStep = step;
@@ -464,6 +502,15 @@ public final class Trainer implements AutoCloseable {
             break outer;
           }
         }
+      }
+      graphStats = new long[] {graphs.eagerRuns(), graphs.captures(), graphs.replays(),
+          graphs.failures()};
+      if (graphs.enabled()) {
+        ls.onMessage(String.format(Locale.ROOT, "bertj: graphs: %d steps replayed from %d "
+            + "captured graphs, %d eager (first runs of a shape), %d failed captures; "
+            + "evaluation: %d batches replayed, %d eager",
+            graphs.replays(), graphs.captures(), graphs.eagerRuns(), graphs.failures(),
+            evalGraphs.replays(), evalGraphs.eagerRuns()));
       }
       if (bestValues != null && st.bestStep != step) {
         be.upload(ps.values(), bestValues); // the best model, as load_best_model_at_end
@@ -700,6 +747,11 @@ public final class Trainer implements AutoCloseable {
     }
   }
 
+  /** The last fit's graph counts: eager runs, captures, replays, failed captures (for tests). */
+  long[] graphStats() {
+    return graphStats.clone();
+  }
+
   @Override
   public void close() {
     if (closed) {
@@ -797,6 +849,7 @@ public final class Trainer implements AutoCloseable {
     private String precision = "auto";
     private Backend backend;
     private boolean freezeEncoder;
+    private boolean graphs = GraphCache.enabledByDefault();
     private ProblemType problemType;
     private TextColumns columns = TextColumns.DEFAULT;
     private int limit = -1;
@@ -958,6 +1011,16 @@ public final class Trainer implements AutoCloseable {
     }
 
     /** Train only the pooler and the classifier. */
+    /**
+     * Captures the device half of each training step into a graph per batch shape and replays it
+     * (with gradient accumulation 1; CUDA graphs on a GPU, an emulation on the CPU). Default:
+     * the system property bertj.graphs (false). See {@link GraphCache}.
+     */
+    public Builder optGraphs(boolean g) {
+      this.graphs = g;
+      return this;
+    }
+
     public Builder optFreezeEncoder(boolean f) {
       this.freezeEncoder = f;
       return this;

@@ -84,6 +84,32 @@ class TrainerTest {
   }
 
   @Test
+  void graphsTrainBitForBitLikeEagerSteps() {
+    // 30 steps with dropout, evaluation every 7 steps (its batches re-lay the workspace and
+    // invalidate the graphs) and length-grouped batches of several shapes: the steps replayed
+    // from graphs (the CPU's emulation) give the eager run's weights and losses exactly.
+    float[][] w = new float[2][];
+    Evaluation[] ev = new Evaluation[2];
+    long[] stats = null;
+    for (int i = 0; i < 2; i++) {
+      try (Trainer t = TinyTask.builder(model, train, be).optEvalData(dev).optMaxSteps(30)
+          .optEvalEvery(7).optGraphs(i == 1).build()) {
+        TrainResult r = t.fit();
+        w[i] = values(t);
+        ev[i] = r.lastEval();
+        if (i == 1) {
+          stats = t.graphStats();
+        }
+      }
+    }
+    assertArrayEquals(w[0], w[1], "graph replays changed the weights");
+    assertEquals(ev[0].get("loss"), ev[1].get("loss"), 0.0);
+    assertEquals(0, stats[3], "failed captures");
+    assertTrue(stats[2] >= 5, "replays " + Arrays.toString(stats));
+    assertEquals(30, stats[0] + stats[2], "every step either eager or replayed");
+  }
+
+  @Test
   void resumeContinuesTheSameTrajectory() throws IOException {
     // 30 steps cross the epoch boundary (20 updates per epoch), with dropout, evaluation every
     // 7 steps (best model kept) and a stop at step 13, between evaluations.
