@@ -236,13 +236,17 @@ public final class BertForSequenceClassification implements AutoCloseable {
    * captured into a graph and replayed for later batches of the same {@link #stageKey}.
    */
   public void stage(Batch batch, boolean training, long seed) {
+    stage(batch, training, seed, true);
+  }
+
+  private void stage(Batch batch, boolean training, long seed, boolean grad) {
     checkOpen();
     forwardDone = false;
     haveLoss = false;
     staged = false;
     BertConfig.ProblemType pt = batch.hasLabels() ? problemType(batch) : null;
     float[] floatTargets = pt == null ? null : checkLabels(batch, pt);
-    bert.stage(batch, training, seed);
+    bert.stage(batch, training, seed, grad);
     b = batch.batchSize();
     ensureHead(b);
     dropP = bert.rng().p(config.getEffectiveClassifierDropout());
@@ -322,10 +326,21 @@ public final class BertForSequenceClassification implements AutoCloseable {
         stagedProblem == null ? 0 : lossCount, dropP);
   }
 
-  /** Inference forward (no dropout, no loss; see {@link #useInferenceGraphs}). */
+  /** Inference forward: logits only (no loss; see {@link #forwardInference}). */
   public void forward(Batch batch) {
-    forward(Batch.of(batch.inputIds(), batch.tokenTypeIds(), batch.attentionMask(),
-        batch.batchSize(), batch.seqLen()), false, 0L);
+    forwardInference(Batch.of(batch.inputIds(), batch.tokenTypeIds(), batch.attentionMask(),
+        batch.batchSize(), batch.seqLen()));
+  }
+
+  /**
+   * Inference forward: no dropout, logits, and the loss when the batch has labels; nothing is kept
+   * for a backward (the ops skip the outputs only the backward reads; {@link #backward} throws).
+   * With inference graphs on ({@link #useInferenceGraphs}), the ops of a batch shape seen before
+   * are replayed from a graph.
+   */
+  public void forwardInference(Batch batch) {
+    stage(batch, false, 0L, false);
+    inferGraphs.run(java.util.List.of(stageKey(), params.isLowFresh()), this::compute);
   }
 
   /**
@@ -409,6 +424,10 @@ public final class BertForSequenceClassification implements AutoCloseable {
     checkOpen();
     if (!haveLoss) {
       throw new IllegalStateException("backward needs a forward with labels");
+    }
+    if (!bert.rng().savesForBackward()) {
+      throw new IllegalStateException("the last forward was an inference forward, which keeps "
+          + "nothing for a backward: use forward(batch, training, seed)");
     }
     Tensor x = dropP > 0f ? pooledDrop : bert.pooledOutput();
     classifier.backward(dpooled, dlogits, x, b, false);

@@ -330,6 +330,18 @@ public final class BertModel implements AutoCloseable {
    * step scalars when set.
    */
   public void stage(Batch batch, boolean training, long seed) {
+    stage(batch, training, seed, true);
+  }
+
+  /**
+   * {@link #stage} for inference: no dropout, and nothing is kept for a backward (the ops skip the
+   * outputs only the backward reads); {@link #backward} then throws.
+   */
+  public void stageInference(Batch batch) {
+    stage(batch, false, 0L, false);
+  }
+
+  void stage(Batch batch, boolean training, long seed, boolean grad) {
     checkOpen();
     validate(batch);
     b = batch.batchSize();
@@ -370,6 +382,7 @@ public final class BertModel implements AutoCloseable {
       be.upload(mask, batch.attentionMask());
     }
     rng.reset(training, seed);
+    rng.setSavesForBackward(grad);
     staged = true;
     // The outputs are workspace views: this batch's once compute's ops (or a replay) have run.
     forwardDone = true;
@@ -414,7 +427,7 @@ public final class BertModel implements AutoCloseable {
     // (workspace addresses are not in it: a workspace that moves frees its old memory, which
     // invalidates every graph captured before)
     return java.util.List.of(b, t, packing == null ? -1 : packing.n, hasMask, hasTokenTypes,
-        rng.training());
+        rng.training(), rng.savesForBackward());
   }
 
   /** Whether the last forward removed the padding (for tests). */
@@ -422,9 +435,14 @@ public final class BertModel implements AutoCloseable {
     return packing != null;
   }
 
-  /** Inference forward (no dropout; see {@link #useInferenceGraphs}). */
+  /**
+   * Inference forward: no dropout, and nothing kept for a backward ({@link #stageInference});
+   * with inference graphs on ({@link #useInferenceGraphs}), the ops of a batch shape seen before
+   * are replayed from a graph.
+   */
   public void forward(Batch batch) {
-    forward(batch, false, 0L);
+    stageInference(batch);
+    inferGraphs.run(java.util.List.of(stageKey(), params.isLowFresh()), this::compute);
   }
 
   /**
@@ -493,6 +511,10 @@ public final class BertModel implements AutoCloseable {
    */
   public void backward(Tensor dSequence, Tensor dPooled) {
     checkForward();
+    if (!rng.savesForBackward()) {
+      throw new IllegalStateException("the last forward was an inference forward, which keeps "
+          + "nothing for a backward: use forward(batch, training, seed)");
+    }
     ensureGradScratch();
     int c = config.getHiddenSize();
     Tensor g = scratch.gPad; // (B*T, C); the same tensor as scratch.g unless packed

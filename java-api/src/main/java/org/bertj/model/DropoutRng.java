@@ -10,12 +10,25 @@ public final class DropoutRng {
   private long seed;
   private boolean training;
   private long counter;
+  private boolean saves = true;
 
   /** Starts a step: dropout on when training, with this seed; the counter restarts at 0. */
   public void reset(boolean training, long seed) {
     this.training = training;
     this.seed = seed;
     this.counter = 0;
+  }
+
+  /**
+   * Whether this forward keeps what the backward needs (default); false for an inference forward,
+   * whose ops then skip the outputs only the backward reads.
+   */
+  public void setSavesForBackward(boolean s) {
+    this.saves = s;
+  }
+
+  public boolean savesForBackward() {
+    return saves;
   }
 
   /** Restarts the element counter (a forward starts over with the same seed). */

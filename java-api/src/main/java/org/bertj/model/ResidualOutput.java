@@ -68,8 +68,9 @@ abstract class ResidualOutput {
     a.p = rng.p(config.getHiddenDropoutProb());
     a.offset = a.p > 0f ? rng.take((long) n * config.getHiddenSize()) : 0L;
     // one pass: dropout (the mask a separate dropoutForward would draw), residual add, LayerNorm
-    layerNorm.forwardDropout(a.out, outLow, a.mean, a.rstd, a.h, a.out, residual, n, a.p,
-        rng.seed(), a.offset);
+    // h (the pre-norm sum) is kept for the backward only
+    layerNorm.forwardDropout(a.out, outLow, a.mean, a.rstd, rng.savesForBackward() ? a.h : null,
+        a.out, residual, n, a.p, rng.seed(), a.offset);
   }
 
   /** The dense layer's bf16 input buffer (bf16 precision; null in fp32). */

@@ -41,7 +41,7 @@ public final class Evaluation {
     double lossSum = 0;
     for (int[] rows : Batching.sortedByLength(ex.lengths(), batchSize)) {
       Batch b = ex.batch(rows);
-      model.forward(b, false, 0L);
+      model.forwardInference(b);
       float[] out = model.logitsArray();
       for (int i = 0; i < rows.length; i++) {
         System.arraycopy(out, i * l, logits, rows[i] * l, l);

@@ -204,6 +204,36 @@ class ModelBehaviourTest {
   }
 
   @Test
+  void inferenceForwardGivesTheSameOutputsAndKeepsNothingForBackward() {
+    // fp32 and bf16, padded path and padding removal (the golden batch has 1/3 pads)
+    Batch labelled = goldenBatch().withLabels(new int[] {0, 1, 2});
+    for (org.bertj.backend.Precision p : org.bertj.backend.Precision.values()) {
+      for (double minPads : new double[] {0.10, 2.0}) {
+        try (CpuBackend be = new CpuBackend();
+            BertForSequenceClassification m =
+                BertForSequenceClassification.fromPretrained(be, TestUtil.tinyBert(), 0L)) {
+          m.parameters().setPrecision(p);
+          m.bert().packMinPadFraction = minPads;
+          m.forward(labelled, false, 0L);
+          float[] logits = m.logitsArray();
+          double loss = m.loss();
+          float[] hidden = be.download(m.bert().lastHiddenState());
+          m.forwardInference(labelled);
+          String what = p + (minPads < 1 ? " packed" : " padded");
+          assertArrayEquals(logits, m.logitsArray(), what);
+          assertEquals(loss, m.loss(), 0.0, what);
+          assertArrayEquals(hidden, be.download(m.bert().lastHiddenState()), what);
+          assertThrows(IllegalStateException.class, m::backward);
+          m.forward(labelled); // without the labels
+          assertArrayEquals(logits, m.logitsArray(), what);
+          m.forward(labelled, true, 3L); // a training forward keeps what the backward needs again
+          m.backward();
+        }
+      }
+    }
+  }
+
+  @Test
   void workspaceIsReusedAcrossShapes() {
     Batch big = goldenBatch();
     int[] ids = Arrays.copyOf(big.inputIds(), 16); // row 0, 8 tokens x 2 rows
