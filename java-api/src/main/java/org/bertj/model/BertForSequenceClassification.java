@@ -339,7 +339,7 @@ public final class BertForSequenceClassification implements AutoCloseable {
    * are replayed from a graph.
    */
   public void forwardInference(Batch batch) {
-    stage(batch, false, 0L, false);
+    stage(batch, false, 0L, !BertModel.LEAN_INFERENCE);
     inferGraphs.run(java.util.List.of(stageKey(), params.isLowFresh()), this::compute);
   }
 

@@ -338,8 +338,15 @@ public final class BertModel implements AutoCloseable {
    * outputs only the backward reads); {@link #backward} then throws.
    */
   public void stageInference(Batch batch) {
-    stage(batch, false, 0L, false);
+    stage(batch, false, 0L, !LEAN_INFERENCE);
   }
+
+  /**
+   * bertj.lean.inference=false (read once): inference forwards keep what a backward needs, as
+   * before they skipped it (for side-by-side timing).
+   */
+  static final boolean LEAN_INFERENCE =
+      !"false".equalsIgnoreCase(System.getProperty("bertj.lean.inference"));
 
   void stage(Batch batch, boolean training, long seed, boolean grad) {
     checkOpen();
