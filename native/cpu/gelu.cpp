@@ -10,6 +10,9 @@
 // bf16 side outputs (mixed precision): bias_gelu_forward's out_low and bias_gelu_backward's
 // dpre_low, when not NULL, get the bf16 bits of each task's rows (elements) of out (dpre) right
 // after the task wrote them, with bj::to_bf16_span (the loop of to_bf16: the same bits).
+// Optional forward outputs (inference): pre may be NULL (x + bias is not stored), and out may be
+// NULL when out_low is not (gelu goes to a per-thread buffer of one task's rows and only its bf16
+// copy is stored: the same bits as out_low with out).
 //
 // Determinism: elementwise parts are row-parallel; column sums are reduced per column block of
 // kColBlock channels (one thread per block, rows in order, double partial sums).
@@ -21,6 +24,7 @@
 // accurate in the negative tail where it would cancel. Max error of gelu and gelu' against the
 // double formulas: a few 1e-7 relative (with an absolute floor of ~1e-7 around the zero of gelu').
 #include <cmath>
+#include <vector>
 
 #include "common.h"
 
@@ -61,19 +65,20 @@ template <int W> BJ_INLINE typename bj::Vec<W>::f gelu_grad_v(const typename bj:
          x * bj::vexp<W>(-0.5f * x * x) * kInvSqrt2Pi;
 }
 
-// Row n of the forward: pre = x + bias, out = gelu(pre). Element by element, pre is stored before
-// out, so any aliasing of out / pre / x gives what the scalar loop gives.
+// Rows [0, rows) of the forward: pre = x + bias, out = gelu(pre), row r of each at r * C (the
+// caller passes the task's first row). pre may be NULL (not stored). Element by element, pre is
+// stored before out, so any aliasing of out / pre / x gives what the scalar loop gives.
 template <int W>
-BJ_INLINE void gelu_fwd_rows(float* out, float* pre, const float* x, const float* bias, int n0,
-                             int n1, int C) {
+BJ_INLINE void gelu_fwd_rows(float* out, float* pre, const float* x, const float* bias, int rows,
+                             int C) {
   typedef typename bj::Vec<W>::f F;
-  for (int n = n0; n < n1; ++n) {
+  for (int n = 0; n < rows; ++n) {
     const int64_t base = (int64_t)n * C;
     int c = 0;
     for (; c + W <= C; c += W) {
       F v = bj::vload<W>(x + base + c);
       if (bias) v += bj::vload<W>(bias + c);
-      bj::vstore<W>(pre + base + c, v);
+      if (pre) bj::vstore<W>(pre + base + c, v);
       bj::vstore<W>(out + base + c, gelu_v<W>(v));
     }
     if (c < C) {  // tail through a lane buffer
@@ -81,7 +86,7 @@ BJ_INLINE void gelu_fwd_rows(float* out, float* pre, const float* x, const float
       for (int k = c; k < C; ++k) t[k - c] = bias ? x[base + k] + bias[k] : x[base + k];
       const F g = gelu_v<W>(bj::vload<W>(t));
       for (int k = c; k < C; ++k) {
-        pre[base + k] = t[k - c];
+        if (pre) pre[base + k] = t[k - c];
         out[base + k] = g[k - c];
       }
     }
@@ -104,13 +109,12 @@ BJ_INLINE void gelu_bwd_range(float* dpre, const float* dout, const float* pre, 
   }
 }
 
-void gelu_fwd_sse(float* out, float* pre, const float* x, const float* bias, int n0, int n1,
-                  int C) {
-  gelu_fwd_rows<4>(out, pre, x, bias, n0, n1, C);
+void gelu_fwd_sse(float* out, float* pre, const float* x, const float* bias, int rows, int C) {
+  gelu_fwd_rows<4>(out, pre, x, bias, rows, C);
 }
 BJ_TARGET_AVX2 void gelu_fwd_avx2(float* out, float* pre, const float* x, const float* bias,
-                                  int n0, int n1, int C) {
-  gelu_fwd_rows<8>(out, pre, x, bias, n0, n1, C);
+                                  int rows, int C) {
+  gelu_fwd_rows<8>(out, pre, x, bias, rows, C);
 }
 void gelu_bwd_sse(float* dpre, const float* dout, const float* pre, int64_t i0, int64_t i1) {
   gelu_bwd_range<4>(dpre, dout, pre, i0, i1);
@@ -161,26 +165,35 @@ extern "C" int bj_cpu_bias_backward(float* dbias,       // (C), +=
   return BJ_OK;
 }
 
-extern "C" int bj_cpu_bias_gelu_forward(float* out,         // (N, C), may alias x
+extern "C" int bj_cpu_bias_gelu_forward(float* out,         // (N, C), may alias x, or NULL
                                         uint16_t* out_low,  // (N, C) bf16 or NULL
-                                        float* pre,         // (N, C), may alias x
+                                        float* pre,         // (N, C), may alias x, or NULL
                                         const float* x,     // (N, C)
                                         const float* bias,  // (C) or NULL
                                         int N, int C, void* stream) {
-  BJ_CHECK(out != nullptr && pre != nullptr && x != nullptr, "bj_cpu_bias_gelu_forward",
-           "out, pre or x is NULL");
+  BJ_CHECK(x != nullptr, "bj_cpu_bias_gelu_forward", "x is NULL");
+  BJ_CHECK(out != nullptr || out_low != nullptr, "bj_cpu_bias_gelu_forward",
+           "out and out_low are both NULL (at least one output is needed)");
   BJ_CHECK(N > 0, "bj_cpu_bias_gelu_forward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cpu_bias_gelu_forward", "C must be > 0 (got %d)", C);
   const bool avx2 = bj::use_avx2();
   constexpr int kRowsPerTask = 8;
   const int tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
-#pragma omp parallel for if ((int64_t)N * C >= bj::kParallelMin)
-  for (int t = 0; t < tasks; ++t) {
-    const int n0 = t * kRowsPerTask, n1 = n0 + kRowsPerTask < N ? n0 + kRowsPerTask : N;
-    if (avx2) gelu_fwd_avx2(out, pre, x, bias, n0, n1, C);
-    else gelu_fwd_sse(out, pre, x, bias, n0, n1, C);
-    if (out_low != nullptr)
-      bj::to_bf16_span(out_low + (int64_t)n0 * C, out + (int64_t)n0 * C, (int64_t)(n1 - n0) * C);
+#pragma omp parallel if ((int64_t)N * C >= bj::kParallelMin)
+  {
+    // out == NULL: each thread's tasks compute gelu into this buffer, then only its bf16 copy
+    // is stored (the same values, so the same bits as out_low with out)
+    std::vector<float> buf(out == nullptr ? (size_t)kRowsPerTask * C : 0);
+#pragma omp for
+    for (int t = 0; t < tasks; ++t) {
+      const int n0 = t * kRowsPerTask, n1 = n0 + kRowsPerTask < N ? n0 + kRowsPerTask : N;
+      const int64_t i0 = (int64_t)n0 * C;
+      float* o = out != nullptr ? out + i0 : buf.data();
+      float* p = pre != nullptr ? pre + i0 : nullptr;
+      if (avx2) gelu_fwd_avx2(o, p, x + i0, bias, n1 - n0, C);
+      else gelu_fwd_sse(o, p, x + i0, bias, n1 - n0, C);
+      if (out_low != nullptr) bj::to_bf16_span(out_low + i0, o, (int64_t)(n1 - n0) * C);
+    }
   }
   return BJ_OK;
 }

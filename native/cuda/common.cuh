@@ -171,7 +171,7 @@ __device__ __forceinline__ void prepare_op(Op&, long) {}
 // [4*i4, 4*i4 + 4) (float4 access, used only when every pointer is 16-byte aligned), and
 // optionally prepare() (see prepare_op). ----
 template <class Op>
-__global__ void __launch_bounds__(256) k_elementwise(Op op, int64_t n, int vec) {
+__device__ __forceinline__ void elementwise_loop(Op& op, int64_t n, int vec) {
   prepare_op(op, 0);
   const int64_t stride = (int64_t)gridDim.x * blockDim.x;
   const int64_t t0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -183,11 +183,25 @@ __global__ void __launch_bounds__(256) k_elementwise(Op op, int64_t n, int vec) 
   }
   for (int64_t i = done + t0; i < n; i += stride) op.one(i);
 }
-
 template <class Op>
+__global__ void __launch_bounds__(256) k_elementwise(Op op, int64_t n, int vec) {
+  elementwise_loop(op, n, vec);
+}
+// The same with at most 32 registers (8 blocks of 256 threads per SM: full occupancy), for ops
+// whose register count would otherwise rise past 32 (bias_gelu_forward's variants without the
+// fp32 outputs: 37 to 39 registers, so 6 blocks per SM; none spills at 32).
+template <class Op>
+__global__ void __launch_bounds__(256, 8) k_elementwise_occ(Op op, int64_t n, int vec) {
+  elementwise_loop(op, n, vec);
+}
+
+// kFullOccupancy: k_elementwise_occ instead of k_elementwise.
+template <bool kFullOccupancy = false, class Op>
 int launch_elementwise(const char* name, const Op& op, int64_t n, bool vec, void* stream) {
   const int64_t work = vec ? (n + 3) / 4 : n;
-  auto kern = &k_elementwise<Op>;
+  void (*kern)(Op, int64_t, int);
+  if constexpr (kFullOccupancy) kern = &k_elementwise_occ<Op>;  // (only the one used is built)
+  else kern = &k_elementwise<Op>;
   BJ_LAUNCH(kern, blocks_for(work, 256), 256, 0, as_stream(stream), op, n, vec ? 1 : 0);
   return check_launch(name);
 }

@@ -29,6 +29,13 @@
 // GeluBwdOp (no dbias), k_bias_grad_part2 (v2, the default) and the scratch-free k_colreduce
 // fallback (GeluBwdColOp). The v1 column partials (BJ_KERNEL_V1=bias_gelu_backward) do not: there
 // the entry point launches to_bf16's kernel on dpre after them.
+//
+// Optional forward outputs (inference): bias_gelu_forward's pre may be NULL (x + bias not stored)
+// and out may be NULL when out_low is not (only the bf16 copy stored, the same bits). The forward
+// is one elementwise kernel (float4 units, then a scalar tail); BiasGeluFwdOp<kOut, kPre> drops
+// the NULL outputs' stores at compile time, one instantiation per combination, so the training
+// path <true, true> compiles to the code it had before (k_elementwise); the others run in
+// k_elementwise_occ (32 registers, common.cuh).
 #include "common.cuh"
 #include "kernel_select.cuh"
 #include "rowsum.cuh"
@@ -76,10 +83,14 @@ struct ColSumOp {
   __device__ void finish(int c, const double (&s)[1]) const { dbias[c] += (float)s[0]; }
 };
 
+// kOut: out is stored (else only out_low, which is then not NULL); kPre: pre is stored. The
+// default <true, true> is the training path; the others skip the fp32 stores that inference does
+// not read (a template parameter, not a runtime branch, so <true, true> keeps its code).
+template <bool kOut, bool kPre>
 struct BiasGeluFwdOp {
-  float* out;
-  uint16_t* out_low;  // or NULL
-  float* pre;
+  float* out;         // or NULL when !kOut
+  uint16_t* out_low;  // or NULL (not NULL when !kOut)
+  float* pre;         // or NULL when !kPre
   const float* x;
   const float* bias;  // or NULL
   int C;
@@ -91,10 +102,10 @@ struct BiasGeluFwdOp {
       bjc::row_col(i, C, r, c);
       p += bias[c];
     }
-    pre[i] = p;
+    if constexpr (kPre) pre[i] = p;
     const float g = gelu(p);
-    out[i] = g;
-    if (out_low) bjc::store_bf16(out_low + i, g);
+    if constexpr (kOut) out[i] = g;
+    if (!kOut || out_low) bjc::store_bf16(out_low + i, g);
   }
   __device__ void vec4(int64_t i4) const {
     float4 p = reinterpret_cast<const float4*>(x)[i4];
@@ -108,10 +119,10 @@ struct BiasGeluFwdOp {
       p.z += b.z;
       p.w += b.w;
     }
-    reinterpret_cast<float4*>(pre)[i4] = p;
+    if constexpr (kPre) reinterpret_cast<float4*>(pre)[i4] = p;
     const float4 g = make_float4(gelu(p.x), gelu(p.y), gelu(p.z), gelu(p.w));
-    reinterpret_cast<float4*>(out)[i4] = g;
-    if (out_low) bjc::store_bf16(out_low + 4 * i4, g);
+    if constexpr (kOut) reinterpret_cast<float4*>(out)[i4] = g;
+    if (!kOut || out_low) bjc::store_bf16(out_low + 4 * i4, g);
   }
 };
 
@@ -345,21 +356,34 @@ extern "C" int bj_cuda_bias_backward(float* dbias,       // (C), +=
                                   stream);
 }
 
-extern "C" int bj_cuda_bias_gelu_forward(float* out,         // (N, C), may alias x
+extern "C" int bj_cuda_bias_gelu_forward(float* out,         // (N, C), may alias x, or NULL
                                          uint16_t* out_low,  // (N, C) bf16 or NULL
-                                         float* pre,         // (N, C), may alias x
+                                         float* pre,         // (N, C), may alias x, or NULL
                                          const float* x,     // (N, C)
                                          const float* bias,  // (C) or NULL
                                          int N, int C, void* stream) {
-  BJ_CHECK(out != nullptr && pre != nullptr && x != nullptr, "bj_cuda_bias_gelu_forward",
-           "out, pre or x is NULL");
+  const char* op = "bj_cuda_bias_gelu_forward";  // (BJ_CHECK takes the literal)
+  BJ_CHECK(x != nullptr, "bj_cuda_bias_gelu_forward", "x is NULL");
+  BJ_CHECK(out != nullptr || out_low != nullptr, "bj_cuda_bias_gelu_forward",
+           "out and out_low are both NULL (at least one output is needed)");
   BJ_CHECK(N > 0, "bj_cuda_bias_gelu_forward", "N must be > 0 (got %d)", N);
   BJ_CHECK(C > 0, "bj_cuda_bias_gelu_forward", "C must be > 0 (got %d)", C);
   const bool vec = C % 4 == 0 && bjc::aligned16(out) && bjc::aligned16(pre) &&
-                   bjc::aligned16(x) && bjc::aligned16(bias);
-  return bjc::launch_elementwise("bj_cuda_bias_gelu_forward",
-                                 BiasGeluFwdOp{out, out_low, pre, x, bias, C}, (int64_t)N * C, vec,
-                                 stream);
+                   bjc::aligned16(x) && bjc::aligned16(bias);  // (NULL counts as aligned)
+  const int64_t n = (int64_t)N * C;
+  // training: every output (k_elementwise, 32 registers); the variants without fp32 outputs
+  // take k_elementwise_occ (else 37 to 39 registers, 6 blocks of 256 threads per SM)
+  if (out != nullptr && pre != nullptr)
+    return bjc::launch_elementwise(op, BiasGeluFwdOp<true, true>{out, out_low, pre, x, bias, C}, n,
+                                   vec, stream);
+  if (out != nullptr)
+    return bjc::launch_elementwise<true>(
+        op, BiasGeluFwdOp<true, false>{out, out_low, pre, x, bias, C}, n, vec, stream);
+  if (pre != nullptr)
+    return bjc::launch_elementwise<true>(
+        op, BiasGeluFwdOp<false, true>{out, out_low, pre, x, bias, C}, n, vec, stream);
+  return bjc::launch_elementwise<true>(
+      op, BiasGeluFwdOp<false, false>{out, out_low, pre, x, bias, C}, n, vec, stream);
 }
 
 extern "C" int bj_cuda_bias_gelu_backward(float* dpre,        // (N, C), "=", may alias dout

@@ -137,9 +137,13 @@ typedef struct bj_step_scalars {
   int P##bias_add(float* x, const float* bias, int N, int C, void* stream);                     \
   /* dbias (C) += sum over rows of dout (N, C). */                                               \
   int P##bias_backward(float* dbias, const float* dout, int N, int C, void* stream);            \
-  /* pre = x + bias (bias may be NULL; pre may alias x); out = gelu(pre) with exact erf GELU    \
-     0.5 * pre * (1 + erf(pre / sqrt(2))). out_low (N, C), when not NULL, gets bf16 bits of out, \
-     the same bits as to_bf16(out) (the next Linear's bf16 input, written in the same pass). */ \
+  /* pre = x + bias (bias may be NULL); out = gelu(pre) with exact erf GELU                     \
+     0.5 * pre * (1 + erf(pre / sqrt(2))). out_low (N, C), when not NULL, gets bf16 bits of     \
+     out, the same bits as to_bf16(out) (the next Linear's bf16 input, written in the same      \
+     pass). out and pre may alias x. Optional outputs (inference, where only the backward reads \
+     them): pre may be NULL (x + bias is not stored; x is not written unless out aliases it);   \
+     out may be NULL when out_low is not (only out_low is written, the same bits as with out).  \
+     out and out_low both NULL: BJ_ERR_INVALID. */                                              \
   int P##bias_gelu_forward(float* out, uint16_t* out_low, float* pre, const float* x,          \
                            const float* bias, int N, int C, void* stream);                      \
   /* dpre = dout * gelu'(pre) ("=", may alias dout); dbias += column sums of dpre (dbias may     \
