@@ -20,7 +20,9 @@
 // anything else returns BJ_ERR_UNSUPPORTED.
 //
 // out_low / dqkv_low (optional): each output row's bf16 copy (bj_f32_to_bf16_bits, the bits of
-// to_bf16) is written by the thread that wrote the fp32 row, right after it.
+// to_bf16) is written by the thread that wrote the fp32 row, right after it. The forward's out
+// may be NULL when out_low is not: each row is then summed in a buffer and only its bf16 copy
+// stored (the same bits as out_low with out); lse is written either way.
 //
 // Every accumulation runs in fp32 in index order (d = 0, 1, ... or j = 0, 1, ...), so results
 // are deterministic and independent of the thread count (OpenMP over (b, h) pairs, each pair
@@ -107,6 +109,7 @@ void forward_pair(const TcArgs& a, int64_t bh, float* out, uint16_t* out_low, fl
   const int b = (int)(bh / a.NH), h = (int)(bh % a.NH), T = a.T, D = a.D;
   const float* base = qkv + (int64_t)b * T * a.C3 + (int64_t)h * D;
   std::vector<float> Q((size_t)T * D), K((size_t)T * D), V((size_t)T * D), s(T), pd(T);
+  std::vector<float> row(out == nullptr ? D : 0);  // out == NULL: each output row, for out_low
   std::vector<char> real(T);
   load_bf16(Q, base, a.C3, T, D);
   load_bf16(K, base + a.C, a.C3, T, D);
@@ -126,7 +129,7 @@ void forward_pair(const TcArgs& a, int64_t bh, float* out, uint16_t* out_low, fl
     }
     lse[bh * T + i] = l;
     const int64_t o0 = ((int64_t)b * T + i) * a.C + (int64_t)h * D;
-    float* o = out + o0;  // sum over j in order
+    float* o = out != nullptr ? out + o0 : row.data();  // sum over j in order
     for (int d = 0; d < D; ++d) o[d] = 0.0f;
     for (int j = 0; j < T; ++j)
       for (int d = 0; d < D; ++d) o[d] += pd[j] * V[(size_t)j * D + d];
@@ -209,7 +212,7 @@ int supported(const char* op, int T, int D) {
 }
 }  // namespace
 
-extern "C" int bj_cpu_attention_tc_forward(float* out,            // (B, T, C)
+extern "C" int bj_cpu_attention_tc_forward(float* out,            // (B, T, C) or NULL
                                            uint16_t* out_low,     // (B, T, C) bf16 or NULL
                                            float* lse,            // (B, NH, T)
                                            const float* qkv,      // (B, T, 3C)
@@ -219,8 +222,9 @@ extern "C" int bj_cpu_attention_tc_forward(float* out,            // (B, T, C)
                                            void* stream) {
   (void)stream;
   if (sc != nullptr) seed = sc->seed;  // per-step scalars (bertj.h)
-  BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cpu_attention_tc_forward",
-           "out, lse or qkv is NULL");
+  BJ_CHECK(lse != nullptr && qkv != nullptr, "bj_cpu_attention_tc_forward", "lse or qkv is NULL");
+  BJ_CHECK(out != nullptr || out_low != nullptr, "bj_cpu_attention_tc_forward",
+           "out and out_low are both NULL (at least one output is needed)");
   {
     const int rc_ = bj::check_attention_args("bj_cpu_attention_tc_forward", B, T, NH, D, p);
     if (rc_ != BJ_OK) return rc_;

@@ -34,7 +34,10 @@
 // their padded zeros) also stores their bf16 bits (bj_f32_to_bf16_bits of the stored values, so
 // to_bf16's bits), as one uint2 when the bf16 pointer is 8-byte aligned. Each block owns its
 // (b, h) slice of out / dqkv and writes every element of it exactly once, at its final value
-// (dK, dV are complete after the last query chunk), so no second pass is needed.
+// (dK, dV are complete after the last query chunk), so no second pass is needed. The forward's
+// out may be NULL when out_low is not (inference): k_attn_tc_fwd<D, QC, kOut = false> then stores
+// only the bf16 bits of the same values (a template parameter: the default kOut = true kernel is
+// the code it was).
 // Deterministic: fixed tile order, no atomics. Keys after the last real key are neither loaded
 // nor computed (16-key granularity); a batch without a real key attends uniformly to its T keys
 // (P = 1/T, lse = log T, dS = 0).
@@ -214,24 +217,29 @@ __device__ __forceinline__ void store_low4(uint16_t* low, float4 v, int vec_low)
 }
 
 // 4 floats of a row: dst (global) = src (shared, fp32) * mul, float4 when vec; and when low is
-// not NULL, low (global, 4 bf16) = the bits of the stored values.
+// not NULL, low (global, 4 bf16) = the bits of the stored values. kF32 = false: dst is not
+// stored (nor used) and low must not be NULL; only the bf16 bits of the same values are stored.
+template <bool kF32 = true>
 __device__ __forceinline__ void store_row4(float* dst, uint16_t* low, const float* src, float mul,
                                            int vec, int vec_low) {
   const float4 s = *reinterpret_cast<const float4*>(src);
   const float4 v = make_float4(s.x * mul, s.y * mul, s.z * mul, s.w * mul);
-  if (vec) {
-    *reinterpret_cast<float4*>(dst) = v;
-  } else {
-    dst[0] = v.x;
-    dst[1] = v.y;
-    dst[2] = v.z;
-    dst[3] = v.w;
+  if constexpr (kF32) {
+    if (vec) {
+      *reinterpret_cast<float4*>(dst) = v;
+    } else {
+      dst[0] = v.x;
+      dst[1] = v.y;
+      dst[2] = v.z;
+      dst[3] = v.w;
+    }
   }
-  if (low != nullptr) store_low4(low, v, vec_low);
+  if (!kF32 || low != nullptr) store_low4(low, v, vec_low);
 }
 
 // ---------------------------------------------------------------------------------------------
-template <int D, int QC>
+// kOut: out is stored (the default); false: out is NULL and only out_low (not NULL) is stored.
+template <int D, int QC, bool kOut>
 __global__ void __launch_bounds__(kThreads, QC == 64 ? 2 : 3)
     k_attn_tc_fwd(float* out, uint16_t* out_low, float* lse, const float* qkv, const int32_t* mask,
                   int T, int NH, float scale, float p, float dscale, uint64_t seed, uint64_t offset,
@@ -371,8 +379,11 @@ __global__ void __launch_bounds__(kThreads, QC == 64 ? 2 : 3)
     for (int e = tid; e < nq * C4; e += kThreads) {
       const int r = e / C4, c = (e % C4) * 4;
       const int64_t o = ((int64_t)b * T + q0 + r) * C + (int64_t)h * D + c;
-      store_row4(out + o, out_low != nullptr ? out_low + o : nullptr, Of + r * LDO + c, 1.0f,
-                 vec_out, vec_low);
+      if constexpr (kOut)
+        store_row4(out + o, out_low != nullptr ? out_low + o : nullptr, Of + r * LDO + c, 1.0f,
+                   vec_out, vec_low);
+      else
+        store_row4<false>(nullptr, out_low + o, Of + r * LDO + c, 1.0f, vec_out, vec_low);
     }
     __syncthreads();  // Qs, Sf/Of, Pb are rewritten by the next chunk
   }
@@ -637,12 +648,13 @@ int prepare(const void* kernel, int bytes, unsigned* done_smem, unsigned* done_c
   return BJ_OK;
 }
 
-template <int D, int QC>
-int forward_impl(const char* op, float* out, uint16_t* out_low, float* lse, const float* qkv,
-                 const int32_t* mask, int B, int T, int NH, float scale, float p, float dscale,
-                 uint64_t seed, uint64_t offset, const bj_step_scalars* sc, void* stream) {
+// (One instantiation per kernel: its statics remember that kernel's shared-memory opt-in.)
+template <int D, int QC, bool kOut>
+int forward_kernel(const char* op, float* out, uint16_t* out_low, float* lse, const float* qkv,
+                   const int32_t* mask, int B, int T, int NH, float scale, float p, float dscale,
+                   uint64_t seed, uint64_t offset, const bj_step_scalars* sc, void* stream) {
   constexpr int smem = FwdLayout<D, QC>::kBytes;
-  auto kern = &k_attn_tc_fwd<D, QC>;
+  auto kern = &k_attn_tc_fwd<D, QC, kOut>;
   static unsigned done = 0, done_carveout = 0;
   BJ_TRY(prepare((const void*)kern, smem, &done, &done_carveout, op));
   const dim3 grid((unsigned)NH, (unsigned)B);
@@ -650,6 +662,18 @@ int forward_impl(const char* op, float* out, uint16_t* out_low, float* lse, cons
             NH, scale, p, dscale, seed, offset, sc, bjc::aligned16(qkv) ? 1 : 0,
             bjc::aligned16(out) ? 1 : 0, bjc::aligned8(out_low) ? 1 : 0);
   return bjc::check_launch(op);
+}
+
+// out == NULL (inference: only out_low, not NULL) takes the kernel without the fp32 stores.
+template <int D, int QC>
+int forward_impl(const char* op, float* out, uint16_t* out_low, float* lse, const float* qkv,
+                 const int32_t* mask, int B, int T, int NH, float scale, float p, float dscale,
+                 uint64_t seed, uint64_t offset, const bj_step_scalars* sc, void* stream) {
+  if (out != nullptr)
+    return forward_kernel<D, QC, true>(op, out, out_low, lse, qkv, mask, B, T, NH, scale, p,
+                                       dscale, seed, offset, sc, stream);
+  return forward_kernel<D, QC, false>(op, out, out_low, lse, qkv, mask, B, T, NH, scale, p, dscale,
+                                      seed, offset, sc, stream);
 }
 
 template <int D>
@@ -670,7 +694,7 @@ int backward_impl(const char* op, float* dqkv, uint16_t* dqkv_low, const float* 
 }
 }  // namespace
 
-extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C)
+extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C) or NULL
                                             uint16_t* out_low,     // (B, T, C) bf16 or NULL
                                             float* lse,            // (B, NH, T)
                                             const float* qkv,      // (B, T, 3C)
@@ -679,8 +703,10 @@ extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C)
                                             uint64_t offset, const bj_step_scalars* sc,
                                             void* stream) {
   const char* op = "bj_cuda_attention_tc_forward";
-  BJ_CHECK(out != nullptr && lse != nullptr && qkv != nullptr, "bj_cuda_attention_tc_forward",
-           "out, lse or qkv is NULL");
+  BJ_CHECK(lse != nullptr && qkv != nullptr, "bj_cuda_attention_tc_forward",
+           "lse or qkv is NULL");
+  BJ_CHECK(out != nullptr || out_low != nullptr, "bj_cuda_attention_tc_forward",
+           "out and out_low are both NULL (at least one output is needed)");
   {
     const int rc_ = bjc::check_attention_args("bj_cuda_attention_tc_forward", B, T, NH, D, p);
     if (rc_ != BJ_OK) return rc_;

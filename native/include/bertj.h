@@ -198,9 +198,12 @@ typedef struct bj_step_scalars {
      accumulates in fp32 and the 1/sqrt(D) of dq, dk is applied in fp32 after. Outputs fp32.    \
      Supported: T <= 128 and D in {32, 64}; otherwise BJ_ERR_UNSUPPORTED (callers fall back to    \
      the fp32 ops). The CPU version is the reference of the CUDA one (same rounding points).    \
-     Optional bf16 side outputs (NULL = none), for the bf16 GEMM that consumes the result:       \
-     out_low (B, T, C) = to_bf16(out) and dqkv_low (B, T, 3C) = to_bf16(dqkv), the same bits as   \
-     to_bf16 of the fp32 output, written in the same pass (the fp32 outputs are unchanged). */  \
+     Optional bf16 side outputs (NULL = none), for the bf16 GEMM that consumes the result:      \
+     out_low (B, T, C) = to_bf16(out) and dqkv_low (B, T, 3C) = to_bf16(dqkv), the same bits as \
+     to_bf16 of the fp32 output, written in the same pass (the fp32 outputs are unchanged).     \
+     The forward's out may be NULL when out_low is not (inference: only the bf16 copy is        \
+     written, the same bits; lse is still written); out and out_low both NULL: BJ_ERR_INVALID.  \
+     The backward needs the fp32 out. */                                                        \
   int P##attention_tc_forward(float* out, uint16_t* out_low, float* lse, const float* qkv,     \
                               const int32_t* mask, int B, int T, int NH, int D, float p,        \
                               uint64_t seed, uint64_t offset, const bj_step_scalars* sc,        \
