@@ -237,13 +237,19 @@ public interface Backend extends AutoCloseable {
   void biasBackward(Tensor dbias, Tensor dout, int n, int c);
 
   /**
-   * pre = x + bias (bias may be null; pre may be x); out = gelu(pre) (exact erf). outLow (BF16,
-   * n * c elements, or null) also gets out rounded to bf16, the same bits as {@link #toBf16} of
-   * out (the next Linear's bf16 input, written in the same pass).
+   * pre = x + bias (bias may be null; pre may be x); out = gelu(pre) (exact erf); out may be x.
+   * outLow (BF16, n * c elements, or null) also gets out rounded to bf16, the same bits as
+   * {@link #toBf16} of out (the next Linear's bf16 input, written in the same pass).
+   *
+   * <p>For inference, the outputs only the backward (or nobody) reads may be skipped: pre may be
+   * null (x + bias is not stored, and x is not written unless out is x), and out may be null when
+   * outLow is not (only outLow is written, with the same bits as when out is given). out and
+   * outLow both null is an {@link IllegalArgumentException}. {@link #biasGeluBackward} needs the
+   * pre of a call that stored it.
    */
   void biasGeluForward(Tensor out, Tensor outLow, Tensor pre, Tensor x, Tensor bias, int n, int c);
 
-  /** {@link #biasGeluForward} without the bf16 copy (outLow null). */
+  /** {@link #biasGeluForward} without the bf16 copy (outLow null; so out must not be null). */
   default void biasGeluForward(Tensor out, Tensor pre, Tensor x, Tensor bias, int n, int c) {
     biasGeluForward(out, null, pre, x, bias, n, c);
   }
@@ -305,14 +311,20 @@ public interface Backend extends AutoCloseable {
    * q, k, v rounded to bf16, fp32 accumulation and softmax, P rounded to bf16 before P v
    * ({@code attention_tc} in bertj.h). Same arguments and outputs, plus outLow: null, or a BF16
    * tensor of out's element count (B*T*C) that receives {@link #toBf16} of out in the same pass
-   * (for a bf16 GEMM that reads the context; out itself is unchanged by passing it). Returns
-   * false, computing nothing, when the shape is not supported (t > 128 or d not in {32, 64});
-   * the caller then uses {@link #attentionForward}.
+   * (for a bf16 GEMM that reads the context; out itself is unchanged by passing it). For
+   * inference out may be null when outLow is not: only outLow (the same bits as when out is
+   * given) and lse are written; out and outLow both null is an {@link IllegalArgumentException}.
+   * {@link #attentionBackwardLowp} needs the out of a call that stored it. Returns false,
+   * computing nothing, when the shape is not supported (t > 128 or d not in {32, 64}); the caller
+   * then uses {@link #attentionForward} (which needs an fp32 out).
    */
   boolean attentionForwardLowp(Tensor out, Tensor outLow, Tensor lse, Tensor qkv, Tensor mask,
       int b, int t, int nh, int d, float p, long seed, long offset);
 
-  /** {@link #attentionForwardLowp} without the bf16 copy of out (outLow = null). */
+  /**
+   * {@link #attentionForwardLowp} without the bf16 copy of out (outLow = null; so out must not be
+   * null).
+   */
   default boolean attentionForwardLowp(Tensor out, Tensor lse, Tensor qkv, Tensor mask, int b,
       int t, int nh, int d, float p, long seed, long offset) {
     return attentionForwardLowp(out, null, lse, qkv, mask, b, t, nh, d, p, seed, offset);

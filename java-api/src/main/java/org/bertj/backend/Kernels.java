@@ -46,6 +46,7 @@ interface Kernels {
 
   int biasBackward(long dbias, long dout, int n, int c, long stream);
 
+  /** outLow: the BF16 copy of out, or 0; out (when outLow is not 0) and pre may be 0. */
   int biasGeluForward(long out, long outLow, long pre, long x, long bias, int n, int c,
       long stream);
 
@@ -70,7 +71,7 @@ interface Kernels {
   int attentionBackward(long dqkv, long dout, long qkv, long out, long lse, long mask, int b,
       int t, int nh, int d, float p, long seed, long offset, long sc, long stream);
 
-  /** outLow: the BF16 copy of out, or 0. */
+  /** outLow: the BF16 copy of out, or 0; out may be 0 when outLow is not. */
   int attentionTcForward(long out, long outLow, long lse, long qkv, long mask, int b, int t,
       int nh, int d, float p, long seed, long offset, long sc, long stream);
 

@@ -64,6 +64,14 @@ abstract class NativeBackend implements Backend {
     }
   }
 
+  /** The ops whose fp32 out is optional need it or its bf16 copy. */
+  static void needOutOrLow(Tensor out, Tensor outLow) {
+    if (out == null && outLow == null) {
+      throw new IllegalArgumentException(
+          "out and outLow are both null: at least one output is needed");
+    }
+  }
+
   static void probability(float p) {
     if (!(p >= 0f && p < 1f)) {
       throw new IllegalArgumentException("dropout probability must be in [0, 1), got " + p);
@@ -273,8 +281,9 @@ abstract class NativeBackend implements Backend {
     positive("n", n);
     positive("c", c);
     long nc = (long) n * c;
-    ok(k.biasGeluForward(f32(out, "out", nc), bf16OrNull(outLow, "outLow", nc),
-        f32(pre, "pre", nc), f32(x, "x", nc), f32OrNull(bias, "bias", c), n, c, stream()),
+    needOutOrLow(out, outLow);
+    ok(k.biasGeluForward(f32OrNull(out, "out", nc), bf16OrNull(outLow, "outLow", nc),
+        f32OrNull(pre, "pre", nc), f32(x, "x", nc), f32OrNull(bias, "bias", c), n, c, stream()),
         "biasGeluForward");
   }
 
@@ -410,14 +419,16 @@ abstract class NativeBackend implements Backend {
       Tensor mask, int b, int t, int nh, int d, float p, long seed, long offset) {
     attentionDims(b, t, nh, d);
     probability(p);
+    needOutOrLow(out, outLow);
     long bt = (long) b * t;
     long c = (long) nh * d;
     if (!tcSupports(b, t, nh, d)) {
       return false;
     }
-    int status = k.attentionTcForward(f32(out, "out", bt * c), bf16OrNull(outLow, "outLow", bt * c),
-        f32(lse, "lse", bt * nh), f32(qkv, "qkv", bt * 3 * c), i32OrNull(mask, "mask", bt), b, t,
-        nh, d, p, seed, offset, sc(), stream());
+    int status = k.attentionTcForward(f32OrNull(out, "out", bt * c),
+        bf16OrNull(outLow, "outLow", bt * c), f32(lse, "lse", bt * nh),
+        f32(qkv, "qkv", bt * 3 * c), i32OrNull(mask, "mask", bt), b, t, nh, d, p, seed, offset,
+        sc(), stream());
     if (status == ERR_UNSUPPORTED) {
       return false;
     }
