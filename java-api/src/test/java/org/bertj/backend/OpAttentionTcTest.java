@@ -21,7 +21,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * fully padded batches attending uniformly), the same Philox dropout mask, deterministic, and
  * false (no computation) for the shapes it does not support. The optional bf16 side outputs (out
  * and dqkv rounded in the same pass) hold exactly {@link Backend#toBf16} of the fp32 outputs and
- * change nothing else; wrong ones are rejected before native code runs.
+ * change nothing else; wrong ones are rejected before native code runs. For inference out may be
+ * null when outLow is not (the same outLow and lse).
  */
 class OpAttentionTcTest extends OpTestBase {
   private static final long SEED = 0x7CL, OFFSET = 4_321L;
@@ -129,6 +130,34 @@ class OpAttentionTcTest extends OpTestBase {
     }
   }
 
+  /**
+   * Inference: out may be null when outLow is not; outLow and lse then have the bits of the call
+   * with out, and qkv is unchanged.
+   */
+  @ParameterizedTest(name = "B={0} T={1} NH={2} D={3} mask={4} p={5}")
+  @MethodSource("shapes")
+  void outMayBeNullWithOutLow(int b, int t, int nh, int d, Mask kind, float p) {
+    Random r = new Random(11L * b + 3L * t + nh + d);
+    int c = nh * d;
+    float[] qkv = randn(r, b * t * 3 * c);
+    int[] mask = OpAttentionTest.mask(kind, b, t, r);
+    String tag = "B" + b + " T" + t + " NH" + nh + " D" + d + " " + kind + " p" + p;
+    try (Arena a = new Arena(be)) {
+      Tensor tq = a.of(qkv), tm = mask == null ? null : a.of(mask);
+      Tensor out = a.f32(b, t, c), lse = a.f32(b, nh, t), outLow = a.bf16(b, t, c);
+      assertTrue(be.attentionForwardLowp(out, outLow, lse, tq, tm, b, t, nh, d, p, SEED, OFFSET));
+      Tensor lse2 = a.f32(b, nh, t), outLow2 = a.bf16(b, t, c);
+      be.fill(lse2, Float.NaN);
+      fillBf16(outLow2, Float.NaN);
+      assertTrue(be.attentionForwardLowp(null, outLow2, lse2, tq, tm, b, t, nh, d, p, SEED,
+          OFFSET));
+      assertArrayEquals(bf16Bits(outLow), bf16Bits(outLow2), tag + ": outLow without out");
+      assertArrayEquals(rawBits(lse.toFloatArray()), rawBits(lse2.toFloatArray()),
+          tag + ": lse without out");
+      assertArrayEquals(rawBits(qkv), rawBits(tq.toFloatArray()), tag + ": qkv unchanged");
+    }
+  }
+
   @Test
   void wrongSideOutputsAreRejected() {
     int b = 2, t = 8, nh = 2, d = 32, c = nh * d;
@@ -142,6 +171,10 @@ class OpAttentionTcTest extends OpTestBase {
           assertThrows(IllegalArgumentException.class, () -> be.attentionForwardLowp(out, bad,
               lse, qkv, null, b, t, nh, d, 0f, SEED, OFFSET), "outLow " + bad);
         }
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+            () -> be.attentionForwardLowp(null, null, lse, qkv, null, b, t, nh, d, 0f, SEED,
+                OFFSET));
+        assertTrue(e.getMessage().contains("out and outLow are both null"), e.getMessage());
         for (Tensor bad : new Tensor[] {a.f32(b, t, 3 * c), a.bf16(b, t, c), big, foreign3}) {
           assertThrows(IllegalArgumentException.class, () -> be.attentionBackwardLowp(dqkv, bad,
               dout, qkv, out, lse, null, b, t, nh, d, 0f, SEED, OFFSET), "dqkvLow " + bad);
@@ -159,6 +192,9 @@ class OpAttentionTcTest extends OpTestBase {
         Tensor qkv = a.f32(t, 3L * d), out = a.f32(t, d), lse = a.f32(t), dqkv = a.f32(t, 3L * d);
         assertFalse(be.attentionForwardLowp(out, lse, qkv, null, 1, t, 1, d, 0f, SEED, OFFSET),
             "T=" + t + " D=" + d);
+        Tensor outLow = a.bf16(t, d);
+        assertFalse(be.attentionForwardLowp(null, outLow, lse, qkv, null, 1, t, 1, d, 0f, SEED,
+            OFFSET), "T=" + t + " D=" + d + " out=null");
         assertFalse(be.attentionBackwardLowp(dqkv, out, qkv, out, lse, null, 1, t, 1, d, 0f,
             SEED, OFFSET), "T=" + t + " D=" + d);
       }

@@ -13,8 +13,8 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * bias_add, bias_backward, bias_gelu_forward / bias_gelu_backward (exact erf GELU), and the bf16
- * side outputs of the GELU ops.
+ * bias_add, bias_backward, bias_gelu_forward / bias_gelu_backward (exact erf GELU), the bf16
+ * side outputs of the GELU ops, and the forward's optional outputs (out with outLow, pre).
  */
 class OpGeluTest extends OpTestBase {
 
@@ -144,6 +144,59 @@ class OpGeluTest extends OpTestBase {
     }
   }
 
+  /**
+   * Inference: pre may be null, and out when outLow is not. outLow then has the bits of the call
+   * with every output, the outputs still given have theirs, and nothing else is written: x stays
+   * as it was (also where pre would have been x), and out = x without pre gives x the same out.
+   */
+  @ParameterizedTest(name = "N={0} C={1}")
+  @MethodSource("shapes")
+  void optionalOutputsLeaveOutLowTheSame(int n, int c) {
+    Random r = new Random(37L * n + c);
+    float[] x = randn(r, n * c, 2.0), bias = randn(r, c);
+    int[] xBits = rawBits(x);
+    try (Arena a = new Arena(be)) {
+      for (Tensor tb : new Tensor[] {a.of(bias), null}) {
+        String tag = "gelu N" + n + " C" + c + (tb == null ? " no bias" : "");
+        Tensor out = a.f32(n * c), pre = a.f32(n * c), low = a.bf16((long) n * c);
+        be.biasGeluForward(out, low, pre, a.of(x), tb, n, c);
+        int[] outBits = rawBits(out.toFloatArray()), preBits = rawBits(pre.toFloatArray());
+        int[] lowBits = bf16Bits(low);
+        for (boolean withOut : new boolean[] {true, false}) {
+          for (boolean withPre : new boolean[] {true, false}) {
+            if (withOut && withPre) {
+              continue;
+            }
+            String what = tag + (withOut ? " out" : " out=null") + (withPre ? " pre" : " pre=null");
+            Tensor tx = a.of(x), low2 = a.bf16((long) n * c);
+            Tensor out2 = withOut ? a.f32(n * c) : null, pre2 = withPre ? a.f32(n * c) : null;
+            fillBf16(low2, Float.NaN);
+            be.biasGeluForward(out2, low2, pre2, tx, tb, n, c);
+            assertArrayEquals(lowBits, bf16Bits(low2), what + ": outLow");
+            assertArrayEquals(xBits, rawBits(tx.toFloatArray()), what + ": x unchanged");
+            if (withOut) {
+              assertArrayEquals(outBits, rawBits(out2.toFloatArray()), what + ": out");
+            }
+            if (withPre) {
+              assertArrayEquals(preBits, rawBits(pre2.toFloatArray()), what + ": pre");
+            }
+          }
+        }
+        // in place: out = x without pre; pre = x without out
+        Tensor tx = a.of(x), low3 = a.bf16((long) n * c);
+        fillBf16(low3, Float.NaN);
+        be.biasGeluForward(tx, low3, null, tx, tb, n, c);
+        assertArrayEquals(outBits, rawBits(tx.toFloatArray()), tag + " out = x, pre=null: out");
+        assertArrayEquals(lowBits, bf16Bits(low3), tag + " out = x, pre=null: outLow");
+        Tensor tx4 = a.of(x), low4 = a.bf16((long) n * c);
+        fillBf16(low4, Float.NaN);
+        be.biasGeluForward(null, low4, tx4, tx4, tb, n, c);
+        assertArrayEquals(preBits, rawBits(tx4.toFloatArray()), tag + " pre = x, out=null: pre");
+        assertArrayEquals(lowBits, bf16Bits(low4), tag + " pre = x, out=null: outLow");
+      }
+    }
+  }
+
   @Test
   void badSideOutputsAreRejectedInJava() {
     int n = 2, c = 4;
@@ -155,6 +208,12 @@ class OpGeluTest extends OpTestBase {
       e = assertThrows(IllegalArgumentException.class,
           () -> be.biasGeluForward(x, small, x, x, b, n, c));
       assertTrue(e.getMessage().startsWith("outLow must have 8 elements"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class,
+          () -> be.biasGeluForward(null, null, x, x, b, n, c));
+      assertTrue(e.getMessage().contains("out and outLow are both null"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class,
+          () -> be.biasGeluForward(null, null, null, x, b, n, c));
+      assertTrue(e.getMessage().contains("out and outLow are both null"), e.getMessage());
       e = assertThrows(IllegalArgumentException.class,
           () -> be.biasGeluBackward(x, wrongType, b, x, x, n, c));
       assertTrue(e.getMessage().contains("dpreLow must be BF16"), e.getMessage());

@@ -156,6 +156,18 @@ abstract class OpTestBase {
     }
   }
 
+  /**
+   * Fills a BF16 tensor with bf16(v) (through an F32 copy and toBf16); with NaN a sentinel that
+   * shows which elements an op left unwritten.
+   */
+  static void fillBf16(Tensor low, float v) {
+    Backend b = low.backend();
+    try (Tensor wide = b.alloc(DType.F32, low.numel())) {
+      b.fill(wide, v);
+      b.toBf16(low, wide);
+    }
+  }
+
   /** Asserts that low (a bf16 side output) holds the bits of toBf16 of f32 (the output it copies). */
   static void assertIsToBf16Of(String label, Tensor low, Tensor f32) {
     assertArrayEquals(toBf16Bits(f32), bf16Bits(low), label + ": side output = toBf16(fp32 output)");
