@@ -1,6 +1,7 @@
 package org.bertj.backend;
 
 import static org.bertj.backend.OpTestBase.bf16Bits;
+import static org.bertj.backend.OpTestBase.fillBf16;
 import static org.bertj.backend.OpTestBase.rawBits;
 import static org.bertj.backend.OpTestBase.toBf16Bits;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -486,6 +487,52 @@ class CudaVsCpuTest {
     close("tanh backward", dpre, 1e-5);
   }
 
+  /**
+   * bias_gelu_forward's optional outputs (inference): without out and/or pre, outLow has on each
+   * backend the bits of the call with every output (so toBf16 of its out, and CUDA's within the
+   * fp32 tolerance of the CPU's), the given outputs theirs, and x is unchanged.
+   */
+  @ParameterizedTest
+  @CsvSource({"1,7", "37,768", "300,1021", "4096,384", "64,3072"})
+  void biasGeluOptionalOutputs(int n, int c) {
+    P x = rand(n, c);
+    P bias = rand(c);
+    int[] xc = rawBits(x.c.toFloatArray()), xg = rawBits(x.g.toFloatArray());
+    P out = zeros(n, c);
+    P pre = zeros(n, c);
+    P low = new P(DType.BF16, (long) n * c);
+    cpu.biasGeluForward(out.c, low.c, pre.c, x.c, bias.c, n, c);
+    gpu.biasGeluForward(out.g, low.g, pre.g, x.g, bias.g, n, c);
+    lowMatches("bias+gelu outLow", low, out);
+    for (boolean withOut : new boolean[] {true, false}) {
+      for (boolean withPre : new boolean[] {true, false}) {
+        if (withOut && withPre) {
+          continue;
+        }
+        String what = "bias+gelu" + (withOut ? " out" : " out=null")
+            + (withPre ? " pre" : " pre=null");
+        P out2 = withOut ? zeros(n, c) : null;
+        P pre2 = withPre ? zeros(n, c) : null;
+        P low2 = new P(DType.BF16, (long) n * c);
+        fillBf16(low2.c, Float.NaN);
+        fillBf16(low2.g, Float.NaN);
+        cpu.biasGeluForward(withOut ? out2.c : null, low2.c, withPre ? pre2.c : null, x.c, bias.c,
+            n, c);
+        gpu.biasGeluForward(withOut ? out2.g : null, low2.g, withPre ? pre2.g : null, x.g, bias.g,
+            n, c);
+        assertArrayEquals(bf16Bits(low.c), bf16Bits(low2.c), what + ": outLow (cpu)");
+        assertArrayEquals(bf16Bits(low.g), bf16Bits(low2.g), what + ": outLow (cuda)");
+        unchanged(what + ": x", x, xc, xg);
+        if (withOut) {
+          sameBits(what + ": out", out2, out);
+        }
+        if (withPre) {
+          sameBits(what + ": pre", pre2, pre);
+        }
+      }
+    }
+  }
+
   @ParameterizedTest
   @CsvSource({"1,7,0.1", "37,768,0.1", "300,1021,0.5", "4096,384,0.1", "64,3072,0.1",
       "16,768,0.0"})
@@ -703,6 +750,20 @@ class CudaVsCpuTest {
     unchanged("attention_tc out", out, oc, og);
     unchanged("attention_tc lse", lse, lc, lg);
     lowMatches("attention_tc outLow", outLow, out);
+    // without out (inference): the same outLow and lse on each backend
+    P outLow2 = new P(DType.BF16, b * t, c);
+    P lse2 = zeros(b * nh * t);
+    fillBf16(outLow2.c, Float.NaN);
+    fillBf16(outLow2.g, Float.NaN);
+    cpu.fill(lse2.c, Float.NaN);
+    gpu.fill(lse2.g, Float.NaN);
+    assertTrue(cpu.attentionForwardLowp(null, outLow2.c, lse2.c, qkv.c, m.c, b, t, nh, d, p, 5,
+        77));
+    assertTrue(gpu.attentionForwardLowp(null, outLow2.g, lse2.g, qkv.g, m.g, b, t, nh, d, p, 5,
+        77));
+    assertArrayEquals(bf16Bits(outLow.c), bf16Bits(outLow2.c), "attention_tc out=null (cpu)");
+    assertArrayEquals(bf16Bits(outLow.g), bf16Bits(outLow2.g), "attention_tc out=null (cuda)");
+    unchanged("attention_tc lse (out=null)", lse2, lc, lg);
     int[] dc = rawBits(dqkv.c.toFloatArray()), dg = rawBits(dqkv.g.toFloatArray());
     P dqkvLow = new P(DType.BF16, b * t, 3 * c);
     assertTrue(cpu.attentionBackwardLowp(dqkv.c, dqkvLow.c, dout.c, qkv.c, out.c, lse.c, m.c, b,
