@@ -863,8 +863,9 @@ void test_dropout_layernorm() {
 
 // bias_add, bias_backward, bias_gelu_forward/backward: CUDA vs CPU; also the bf16 side outputs
 // out_low / dpre_low (to_bf16 of out / dpre; the fp32 outputs unchanged by asking for them; every
-// other shape with a low pointer off 8-byte alignment), and the v1 column partials
-// (BJ_KERNEL_V1=bias_gelu_backward, which convert dpre after) against the default.
+// other shape with a low pointer off 8-byte alignment), the forward's optional outputs (out and/or
+// pre NULL: the same out_low bits), and the v1 column partials (BJ_KERNEL_V1=bias_gelu_backward,
+// which convert dpre after) against the default.
 void test_gelu() {
   struct S {
     int N, C;
@@ -933,6 +934,54 @@ void test_gelu() {
           report_low("bias_gelu_forward out_low", shl, glow.get(), gout2.get(), clow, out);
         }
       }
+      // the optional outputs (inference): out (with out_low) and/or pre NULL. out_low has the
+      // bits of the call with every output (CPU: clow; CUDA: gfull, and near the CPU's as above),
+      // the given outputs theirs, and x is unchanged unless pre aliases it.
+      {
+        const std::vector<float> cprev(cpre, cpre + n);  // pre of the first call (x if aliased)
+        Dev<float> gx3(x0), gout3(n), gpre3(n);
+        Dev<uint16_t> gfull(n, lowpad);
+        const bool gfull_ok =
+            GPU_OK("bias_gelu_forward (out_low)", shl,
+                   bj_cuda_bias_gelu_forward(gout3.p, gfull.p, s.alias ? gx3.p : gpre3.p, gx3.p,
+                                             s.bias ? gb.p : nullptr, s.N, s.C, nullptr));
+        const auto gfull_h = gfull.get();
+        const auto gout_h = gout3.get();
+        const auto gpre_h = s.alias ? gx3.get() : gpre3.get();
+        for (int mode = 0; mode < 3; ++mode) {  // bit 0: out given, bit 1: pre given
+          const bool with_out = mode & 1, with_pre = mode & 2;
+          const std::string what = std::string("bias_gelu_forward") +
+                                   (with_out ? " out" : " out=NULL") +
+                                   (with_pre ? " pre" : " pre=NULL");
+          std::vector<float> x3 = x0, o3(n), p3(n);
+          std::vector<uint16_t> l3(n, 0xffff);
+          float* cp = with_pre ? (s.alias ? x3.data() : p3.data()) : nullptr;
+          if (CPU_OK(what, sh,
+                     bj_cpu_bias_gelu_forward(with_out ? o3.data() : nullptr, l3.data(), cp,
+                                              x3.data(), s.bias ? b.data() : nullptr, s.N, s.C,
+                                              nullptr)))
+            report_bits(what + " cpu", sh,
+                        same_bits(l3, clow) && same_bits(x3, with_pre && s.alias ? cprev : x0) &&
+                            (!with_out || same_bits(o3, out)) &&
+                            (!with_pre || s.alias || same_bits(p3, cprev)));
+          if (!gfull_ok) continue;
+          Dev<float> gx4(x0), gout4(n), gpre4(n);
+          Dev<uint16_t> glow4(n, lowpad);
+          cudaMemset(glow4.p, 0xff, n * sizeof(uint16_t));
+          float* gp4 = with_pre ? (s.alias ? gx4.p : gpre4.p) : nullptr;
+          if (GPU_OK(what, shl,
+                     bj_cuda_bias_gelu_forward(with_out ? gout4.p : nullptr, glow4.p, gp4, gx4.p,
+                                               s.bias ? gb.p : nullptr, s.N, s.C, nullptr))) {
+            const auto gl = glow4.get();
+            report_bits(what + " cuda", shl,
+                        same_bits(gl, gfull_h) &&
+                            same_bits(gx4.get(), with_pre && s.alias ? gpre_h : x0) &&
+                            (!with_out || same_bits(gout4.get(), gout_h)) &&
+                            (!with_pre || s.alias || same_bits(gpre4.get(), gpre_h)));
+            report_low(what, shl, gl, gout_h, clow, out);
+          }
+        }
+      }
       auto dout = randv(n), db = randv(s.C);
       const std::vector<float> dout0 = dout;
       const std::vector<float> gdb0 = db;
@@ -995,6 +1044,17 @@ void test_gelu() {
           report_bits("bias_gelu_backward (rerun)", sh, same_bits(gdb2.get(), gdb.get()));
       }
     }
+  }
+  {  // out and out_low both NULL: an argument error on both backends
+    std::vector<float> h(8);
+    Dev<float> g(8);
+    expect_invalid("bias_gelu_forward no output",
+                   bj_cpu_bias_gelu_forward(nullptr, nullptr, h.data(), h.data(), nullptr, 2, 4,
+                                            nullptr),
+                   false, "bj_cpu_bias_gelu_forward");
+    expect_invalid("bias_gelu_forward no output",
+                   bj_cuda_bias_gelu_forward(nullptr, nullptr, g.p, g.p, nullptr, 2, 4, nullptr),
+                   true, "bj_cuda_bias_gelu_forward");
   }
 }
 
@@ -1178,7 +1238,8 @@ void test_attention(const char* impl) {
 // the ~4e-3 that a systematic error of one bf16 ulp would give. tc vs the fp32 op is checked
 // loosely (2e-2): that is the bf16 rounding itself.
 // The bf16 side outputs (out_low, dqkv_low) must hold exactly to_bf16 of the fp32 output of the
-// same call, on each backend, and leave the fp32 outputs bit-identical to a call without them.
+// same call, on each backend, and leave the fp32 outputs bit-identical to a call without them;
+// the forward without out (inference) the same out_low and lse bits as with it.
 // CUDA and CPU fp32 outputs differ in the last bits, so their bf16 copies are compared with the
 // fp32 tolerances (a last-bit difference flips a bf16 rounding now and then).
 void test_attention_tc() {
@@ -1250,6 +1311,14 @@ void test_attention_tc() {
                     same_bits(o2, out) && same_bits(l2, lse));
         report_bits("attention_tc cpu out_low=bf16(out)", sh, out_low == bf16_of(out));
       }
+      // out NULL (inference): the same out_low and lse bits
+      std::vector<uint16_t> low3(nout, 0xffff);
+      std::vector<float> l3(nlse, NAN);
+      if (CPU_OK("attention_tc_forward (out=NULL)", sh,
+                 bj_cpu_attention_tc_forward(nullptr, low3.data(), l3.data(), qkv.data(), cm, s.B,
+                                             s.T, s.NH, s.D, s.p, seed, offset, nullptr, nullptr)))
+        report_bits("attention_tc cpu out=NULL: same low", sh,
+                    low3 == out_low && same_bits(l3, lse));
     }
     CPU_OK("attention_forward (fp32)", sh,
            bj_cpu_attention_forward(out32.data(), lse32.data(), qkv.data(), cm, s.B, s.T, s.NH,
@@ -1288,6 +1357,19 @@ void test_attention_tc() {
                       same_bits(gout.get(), o) && same_bits(glse.get(), l));
           report_bits("attention_tc out_low=bf16(out)", shl, gl == bf16_of(o));
           report("attention_tc out_low cuda vs cpu", shl, rel(widen(gl), widen(out_low)), kTcFwd);
+          // out NULL (inference): the same out_low and lse bits
+          cudaMemset(glse.p, 0xff, nlse * sizeof(float));
+          cudaMemset(gout_low.p, 0xff, nout * sizeof(uint16_t));
+          if (GPU_OK("attention_tc_forward (out=NULL)", shl,
+                     bj_cuda_attention_tc_forward(nullptr, gout_low.p, glse.p, gqkv.p, gm, s.B,
+                                                  s.T, s.NH, s.D, s.p, seed, offset, nullptr,
+                                                  nullptr))) {
+            const auto gl3 = gout_low.get();
+            report_bits("attention_tc out=NULL: same low", shl,
+                        gl3 == gl && same_bits(glse.get(), l));
+            report("attention_tc out=NULL cuda vs cpu", shl, rel(widen(gl3), widen(out_low)),
+                   kTcFwd);
+          }
         }
       }
     }
@@ -1361,6 +1443,15 @@ void test_attention_tc() {
                                      nullptr) == BJ_ERR_UNSUPPORTED;
     report_bits("attention_tc unsupported", sh, ok);
   }
+  // out and out_low both NULL: an argument error on both backends
+  expect_invalid("attention_tc_forward no output",
+                 bj_cpu_attention_tc_forward(nullptr, nullptr, h.data(), h.data(), nullptr, 1, 4,
+                                             1, 32, 0.0f, 0, 0, nullptr, nullptr),
+                 false, "bj_cpu_attention_tc_forward");
+  expect_invalid("attention_tc_forward no output",
+                 bj_cuda_attention_tc_forward(nullptr, nullptr, dummy, dummy, nullptr, 1, 4, 1, 32,
+                                              0.0f, 0, 0, nullptr, nullptr),
+                 true, "bj_cuda_attention_tc_forward");
   cudaFree(dummy);
 }
 
