@@ -159,6 +159,8 @@ int main() {
     const int B = 32, T = 128, NH = 12, D = 64, C = NH * D;
     const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
     Buf qkv(nqkv, -2.0f, 2.0f, 2), out(nout), lse(nlse), dout(nout, -1.0f, 1.0f, 3), dqkv(nqkv);
+    Buf lowbuf((nout + 1) / 2);
+    uint16_t* low = reinterpret_cast<uint16_t*>(lowbuf.p);  // (nout) bf16 copy of out
     std::vector<int32_t> hmask((size_t)B * T, 1);
     std::mt19937 g(7);
     std::uniform_int_distribution<int> len(T / 2, T);
@@ -247,6 +249,8 @@ int main() {
     const int B = 32, T = 128, NH = 12, D = 64, C = NH * D;
     const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
     Buf qkv(nqkv, -2.0f, 2.0f, 2), out(nout), lse(nlse), dout(nout, -1.0f, 1.0f, 3), dqkv(nqkv);
+    Buf lowbuf((nout + 1) / 2);
+    uint16_t* low = reinterpret_cast<uint16_t*>(lowbuf.p);  // (nout) bf16 copy of out
     std::vector<int32_t> hmask((size_t)B * T, 1);
     std::mt19937 g(7);
     std::uniform_int_distribution<int> len(T / 2, T);
@@ -278,6 +282,12 @@ int main() {
       row("attention_tc bwd", sh, tb, bwd_bytes, 2.5 * fl);
       row("attention_tc fwd+bwd", sh, tf < 0 || tb < 0 ? -1 : tf + tb, fwd_bytes + bwd_bytes,
           3.5 * fl);
+      // inference: only the bf16 copy of out (out NULL)
+      row("attention_tc fwd bf16 only", sh, time_us([&] {
+            return bj_cuda_attention_tc_forward(nullptr, low, lse.p, qkv.p, mask, B, T, NH, D, p,
+                                                42, 0, nullptr, nullptr);
+          }, 20),
+          F * (nqkv + nlse) + 2.0 * nout + 4.0 * B * T, fl);
     }
     cudaFree(mask);
   }
@@ -398,6 +408,10 @@ int main() {
             return bj_cuda_bias_gelu_forward(out.p, low, pre.p, x.p, bias.p, N, C, nullptr);
           }, 50),
           F * (3.0 * n + C) + lb);
+      row("bias+gelu fwd bf16 only", sh, time_us([&] {  // inference: out, pre NULL
+            return bj_cuda_bias_gelu_forward(nullptr, low, nullptr, x.p, bias.p, N, C, nullptr);
+          }, 50),
+          F * (n + C) + lb);
       row("bias+gelu fwd +to_bf16", sh, time_us([&] {
             const int rc =
                 bj_cuda_bias_gelu_forward(out.p, nullptr, pre.p, x.p, bias.p, N, C, nullptr);
