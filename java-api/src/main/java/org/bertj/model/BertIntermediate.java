@@ -43,17 +43,19 @@ public final class BertIntermediate {
 
   /** act = gelu(x W^T + b); x (N, C). */
   public void forward(Activations a, Tensor x, int n) {
-    forward(a, x, null, n, null);
+    forward(a, x, null, n, null, true);
   }
 
   /**
    * As {@link #forward(Activations, Tensor, int)}; bf16 precision: xLow, when not null, is
-   * {@link #inputLow} holding bf16(x); actLow, when not null, receives bf16(a.act).
+   * {@link #inputLow} holding bf16(x); actLow, when not null, receives bf16(a.act). Not keep
+   * (an inference forward): a.pre keeps the dense output without the bias (the backward's GELU
+   * input is not stored), and a.act is not written when actLow is (the next Linear reads that).
    */
-  void forward(Activations a, Tensor x, Tensor xLow, int n, Tensor actLow) {
+  void forward(Activations a, Tensor x, Tensor xLow, int n, Tensor actLow, boolean keep) {
     dense.forwardNoBias(a.pre, x, xLow, n);
-    be.biasGeluForward(a.act, actLow, a.pre, a.pre, dense.bias.value(), n,
-        config.getIntermediateSize());
+    be.biasGeluForward(keep || actLow == null ? a.act : null, actLow, keep ? a.pre : null, a.pre,
+        dense.bias.value(), n, config.getIntermediateSize());
   }
 
   /** The dense layer's bf16 input buffer (bf16 precision; null in fp32). */

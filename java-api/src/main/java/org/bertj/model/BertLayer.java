@@ -125,7 +125,7 @@ public final class BertLayer {
     attention.forward(a.attention, x, xLow, mask, b, t, rng, attLow, pk);
     Tensor att = a.attention.out();
     Tensor actLow = output.inputLow(n);
-    intermediate.forward(a.intermediate, att, attLow, n, actLow);
+    intermediate.forward(a.intermediate, att, attLow, n, actLow, rng.savesForBackward());
     output.forward(a.output, a.intermediate.act, actLow, att, n, rng, outLow);
   }
 

@@ -130,8 +130,10 @@ public final class BertSelfAttention {
     a.p = rng.p(config.getAttentionProbsDropoutProb());
     a.offset = a.p > 0f ? rng.take((long) b * nh * t * t) : 0L;
     int d = config.getHeadSize();
+    // an inference forward whose consumer reads the bf16 copy skips the fp32 context
+    Tensor out = ctxLow != null && !rng.savesForBackward() ? null : a.ctxPad;
     a.lowp = ps.precision() == Precision.BF16 && !tcOff
-        && be.attentionForwardLowp(a.ctxPad, ctxLow, a.lse, a.qkvPad, mask, b, t, nh, d, a.p,
+        && be.attentionForwardLowp(out, ctxLow, a.lse, a.qkvPad, mask, b, t, nh, d, a.p,
             rng.seed(), a.offset);
     if (!a.lowp) {
       be.attentionForward(a.ctxPad, a.lse, a.qkvPad, mask, b, t, nh, d, a.p, rng.seed(),
