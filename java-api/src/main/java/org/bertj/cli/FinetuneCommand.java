@@ -6,6 +6,7 @@ import java.time.format.DateTimeFormatter;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import org.bertj.backend.GraphCache;
 import org.bertj.io.BertConfig.ProblemType;
 import org.bertj.io.MiniLmConverter;
 import org.bertj.train.Evaluation;
@@ -155,7 +156,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         .optMaxLength(data.maxLen).optSeed(seed).optDevice(data.device())
         .optPrecision(data.precision)
         .optFreezeEncoder(freezeEncoder).optProblemType(parseProblemType(problemType))
-        .optGraphs(graphs != null ? graphs : org.bertj.backend.GraphCache.enabledByDefault())
+        .optGraphs(graphs != null ? graphs : GraphCache.enabledByDefault())
         .optColumns(data.columns()).optLimit(limit).optEvalEvery(evalEvery)
         .optEarlyStoppingPatience(patience).optResume(resume)
         .optListener(TerminalProgress.forStderr());

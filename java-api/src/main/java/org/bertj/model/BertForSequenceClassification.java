@@ -2,8 +2,10 @@ package org.bertj.model;
 
 import org.bertj.io.BertConfig;
 import java.nio.file.Path;
+import java.util.List;
 import org.bertj.backend.Backend;
 import org.bertj.backend.DType;
+import org.bertj.backend.GraphCache;
 import org.bertj.backend.Tensor;
 
 /**
@@ -24,7 +26,6 @@ public final class BertForSequenceClassification implements AutoCloseable {
   private final BertModel bert;
   private final Linear classifier;
 
-  private org.bertj.backend.GraphCache inferGraphs;
   private final Arena head;
   private final Arena headInts;
   private int headB = -1;
@@ -55,8 +56,6 @@ public final class BertForSequenceClassification implements AutoCloseable {
     this.classifier = new Linear(ps, "classifier", c.getHiddenSize(), c.getNumLabels());
     this.head = new Arena(be, DType.F32);
     this.headInts = new Arena(be, DType.I32);
-    this.inferGraphs = new org.bertj.backend.GraphCache(be,
-        org.bertj.backend.GraphCache.enabledByDefault());
   }
 
   /** The parameter layout: {@code bert.*} then {@code classifier.*}, decayed tensors first. */
@@ -226,7 +225,7 @@ public final class BertForSequenceClassification implements AutoCloseable {
     if (training) {
       compute();
     } else {
-      inferGraphs.run(java.util.List.of(stageKey(), params.isLowFresh()), this::compute);
+      bert.inferenceGraphs().run(List.of(stageKey(), params.isLowFresh()), this::compute);
     }
   }
 
@@ -322,7 +321,7 @@ public final class BertForSequenceClassification implements AutoCloseable {
     if (!staged) {
       throw new IllegalStateException("no stage has run");
     }
-    return java.util.List.of(bert.stageKey(), String.valueOf(stagedProblem),
+    return List.of(bert.stageKey(), String.valueOf(stagedProblem),
         stagedProblem == null ? 0 : lossCount, dropP);
   }
 
@@ -340,20 +339,17 @@ public final class BertForSequenceClassification implements AutoCloseable {
    */
   public void forwardInference(Batch batch) {
     stage(batch, false, 0L, !BertModel.LEAN_INFERENCE);
-    inferGraphs.run(java.util.List.of(stageKey(), params.isLowFresh()), this::compute);
+    bert.inferenceGraphs().run(List.of(stageKey(), params.isLowFresh()), this::compute);
   }
 
   /**
    * Whether a forward that is not training captures its ops into a graph per batch shape and
-   * replays them
-   * ({@link org.bertj.backend.GraphCache}); default: the system property bertj.graphs (false).
-   * Returns the cache (its counts).
+   * replays them ({@link GraphCache}; the encoder's cache, shared with its own inference
+   * forwards); default: the system property bertj.graphs (false). Returns the cache.
    */
-  public org.bertj.backend.GraphCache useInferenceGraphs(boolean on) {
+  public GraphCache useInferenceGraphs(boolean on) {
     checkOpen();
-    inferGraphs.close();
-    inferGraphs = new org.bertj.backend.GraphCache(be, on);
-    return inferGraphs;
+    return bert.useInferenceGraphs(on);
   }
 
   /** (B, num_labels) logits of the last forward (a workspace view). */
@@ -445,7 +441,6 @@ public final class BertForSequenceClassification implements AutoCloseable {
     }
     closed = true;
     try {
-      inferGraphs.close();
       head.close();
       headInts.close();
       bert.close();

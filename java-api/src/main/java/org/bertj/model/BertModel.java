@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.util.List;
 import org.bertj.backend.Backend;
 import org.bertj.backend.DType;
+import org.bertj.backend.GraphCache;
 import org.bertj.backend.Tensor;
 
 /**
@@ -42,7 +43,7 @@ public final class BertModel implements AutoCloseable {
   private final Arena ints;
   private final Arena grads;
   private final DropoutRng rng = new DropoutRng();
-  private org.bertj.backend.GraphCache inferGraphs;
+  private GraphCache inferGraphs;
   /** bertj.pack=false (read when the model is built): never remove padding. */
   private final boolean packEnabled = !"false".equalsIgnoreCase(System.getProperty("bertj.pack"));
   /** Padding removal needs pads >= this fraction of B*T (package-private: tests force it). */
@@ -100,8 +101,7 @@ public final class BertModel implements AutoCloseable {
     this.acts = new Arena(be, DType.F32);
     this.ints = new Arena(be, DType.I32);
     this.grads = new Arena(be, DType.F32);
-    this.inferGraphs = new org.bertj.backend.GraphCache(be,
-        org.bertj.backend.GraphCache.enabledByDefault());
+    this.inferGraphs = new GraphCache(be, GraphCache.enabledByDefault());
   }
 
   static String dot(String prefix) {
@@ -319,7 +319,7 @@ public final class BertModel implements AutoCloseable {
     if (training) {
       compute();
     } else {
-      inferGraphs.run(java.util.List.of(stageKey(), params.isLowFresh()), this::compute);
+      inferGraphs.run(List.of(stageKey(), params.isLowFresh()), this::compute);
     }
   }
 
@@ -433,7 +433,7 @@ public final class BertModel implements AutoCloseable {
   public Object stageKey() {
     // (workspace addresses are not in it: a workspace that moves frees its old memory, which
     // invalidates every graph captured before)
-    return java.util.List.of(b, t, packing == null ? -1 : packing.n, hasMask, hasTokenTypes,
+    return List.of(b, t, packing == null ? -1 : packing.n, hasMask, hasTokenTypes,
         rng.training(), rng.savesForBackward());
   }
 
@@ -449,19 +449,23 @@ public final class BertModel implements AutoCloseable {
    */
   public void forward(Batch batch) {
     stageInference(batch);
-    inferGraphs.run(java.util.List.of(stageKey(), params.isLowFresh()), this::compute);
+    inferGraphs.run(List.of(stageKey(), params.isLowFresh()), this::compute);
   }
 
   /**
    * Whether a forward that is not training captures its ops into a graph per batch shape and
-   * replays them
-   * ({@link org.bertj.backend.GraphCache}); default: the system property bertj.graphs (false).
+   * replays them ({@link GraphCache}); default: the system property bertj.graphs (false).
    * Returns the cache (its counts).
    */
-  public org.bertj.backend.GraphCache useInferenceGraphs(boolean on) {
+  public GraphCache useInferenceGraphs(boolean on) {
     checkOpen();
     inferGraphs.close();
-    inferGraphs = new org.bertj.backend.GraphCache(be, on);
+    inferGraphs = new GraphCache(be, on);
+    return inferGraphs;
+  }
+
+  /** The inference graph cache (also used by a classification head's inference forwards). */
+  GraphCache inferenceGraphs() {
     return inferGraphs;
   }
 

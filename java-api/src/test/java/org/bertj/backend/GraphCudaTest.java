@@ -1,7 +1,5 @@
 package org.bertj.backend;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
-
 import org.junit.jupiter.api.Test;
 
 /**
@@ -9,39 +7,30 @@ import org.junit.jupiter.api.Test;
  * visibly, where no CUDA device answers.
  */
 class GraphCudaTest {
-  static Backend cuda() {
-    try {
-      return Backend.create(Device.CUDA);
-    } catch (IllegalStateException e) {
-      assumeTrue(false, "skipped: " + e.getMessage());
-      return null;
-    }
-  }
-
   @Test
   void capturedOpsRunOnlyOnReplayOnCuda() {
-    try (Backend be = cuda()) {
+    try (Backend be = CudaTests.backendOrSkip()) {
       GraphCaptureTest.capturedOpsRunOnReplay(be);
     }
   }
 
   @Test
   void hostWorkInsideACaptureIsRefusedOnCuda() {
-    try (Backend be = cuda()) {
+    try (Backend be = CudaTests.backendOrSkip()) {
       GraphCaptureTest.hostWorkIsRefused(be);
     }
   }
 
   @Test
   void aFreeInvalidatesGraphsOnCuda() {
-    try (Backend be = cuda()) {
+    try (Backend be = CudaTests.backendOrSkip()) {
       GraphCaptureTest.aFreeInvalidates(be);
     }
   }
 
   @Test
   void replaysReadTheStepScalarsOnCuda() {
-    try (Backend be = cuda()) {
+    try (Backend be = CudaTests.backendOrSkip()) {
       GraphCaptureTest.replaysReadTheStepScalars(be);
     }
   }

@@ -4,14 +4,13 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.nio.file.Path;
 import java.util.Random;
 import org.bertj.backend.Backend;
+import org.bertj.backend.CudaTests;
 import org.bertj.backend.CpuBackend;
 import org.bertj.backend.DType;
-import org.bertj.backend.Device;
 import org.bertj.backend.Precision;
 import org.bertj.backend.Tensor;
 import org.bertj.io.SafetensorsReader;
@@ -37,14 +36,7 @@ class AdamWBf16MirrorTest {
 
   @Test
   void fusedCopyEqualsStaleAndRefreshOnCuda() {
-    Backend be;
-    try {
-      be = Backend.create(Device.CUDA);
-    } catch (IllegalStateException e) {
-      assumeTrue(false, "skipped: " + e.getMessage());
-      return;
-    }
-    try (Backend b = be) {
+    try (Backend b = CudaTests.backendOrSkip()) {
       run(b);
     }
   }

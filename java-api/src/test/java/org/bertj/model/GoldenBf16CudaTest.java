@@ -1,23 +1,15 @@
 package org.bertj.model;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import org.bertj.backend.Backend;
-import org.bertj.backend.Device;
+import org.bertj.backend.CudaTests;
 import org.junit.jupiter.api.Test;
 
 /** {@link GoldenBf16Test} on the CUDA backend (bf16 tensor-core GEMMs); skipped without a GPU. */
 class GoldenBf16CudaTest {
   @Test
   void bf16AgreesWithTransformersOnCuda() {
-    Backend be;
-    try {
-      be = Backend.create(Device.CUDA);
-    } catch (IllegalStateException e) {
-      assumeTrue(false, "skipped: " + e.getMessage());
-      return;
-    }
-    try (Backend b = be) {
+    try (Backend b = CudaTests.backendOrSkip()) {
       GoldenBf16Test.run(b);
     }
   }

@@ -1,9 +1,8 @@
 package org.bertj.model;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import org.bertj.backend.Backend;
-import org.bertj.backend.Device;
+import org.bertj.backend.CudaTests;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -13,14 +12,7 @@ import org.junit.jupiter.api.Test;
 class GoldenParityCudaTest {
   @Test
   void forwardBackwardAndAdamWMatchTransformersOnCuda() {
-    Backend be;
-    try {
-      be = Backend.create(Device.CUDA);
-    } catch (IllegalStateException e) {
-      assumeTrue(false, "skipped: " + e.getMessage());
-      return;
-    }
-    try (Backend b = be) {
+    try (Backend b = CudaTests.backendOrSkip()) {
       GoldenParityTest.run(b); // the packed path (padding removal)
       GoldenParityTest.run(b, false); // the padded path
     }

@@ -1,10 +1,9 @@
 package org.bertj.train;
 
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.nio.file.Path;
 import org.bertj.backend.Backend;
-import org.bertj.backend.Device;
+import org.bertj.backend.CudaTests;
 import org.bertj.backend.Precision;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -21,14 +20,7 @@ class GraphStepCudaTest {
   @ParameterizedTest
   @EnumSource(value = Precision.class, names = {"FP32", "BF16"})
   void replayedStepsEqualEagerStepsOnCuda(Precision p) {
-    Backend be;
-    try {
-      be = Backend.create(Device.CUDA);
-    } catch (IllegalStateException e) {
-      assumeTrue(false, "skipped: " + e.getMessage());
-      return;
-    }
-    try (Backend b = be) {
+    try (Backend b = CudaTests.backendOrSkip()) {
       GraphStepTest.compare(b, TinyTask.modelDir(tmp.resolve("tiny"), 0.1), p, false, 1e-4);
     }
   }
