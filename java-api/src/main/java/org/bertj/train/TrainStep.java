@@ -57,6 +57,18 @@ public final class TrainStep implements AutoCloseable {
       queueUpdate(lr);
       return;
     }
+    graphed(model, optimizer, scalars, graphs, batch, lr, seed, () -> queueUpdate(lr));
+  }
+
+  /**
+   * One step through a graph cache: the host half (stage the batch, count the step, upload seed,
+   * lr and step number into scalars), then the device half (zero the gradients, forward,
+   * backward, update: queued eagerly, or replayed from the graph of the batch's shape) with the
+   * backend reading the step scalars. update queues the clip and {@link AdamW#queueStep}.
+   */
+  static void graphed(BertForSequenceClassification model, AdamW optimizer, Tensor scalars,
+      GraphCache graphs, Batch batch, float lr, long seed, Runnable update) {
+    Backend be = model.backend();
     model.stage(batch, true, seed);
     int n = optimizer.beginStep();
     be.upload(scalars, StepScalars.pack(seed, lr, n));
@@ -67,7 +79,7 @@ public final class TrainStep implements AutoCloseable {
         model.parameters().zeroGrad();
         model.compute();
         model.backward();
-        queueUpdate(lr);
+        update.run();
       });
     } finally {
       be.useStepScalars(before);

@@ -391,21 +391,8 @@ public final class Trainer implements AutoCloseable {
             // host half (batch checked and uploaded, step counted, scalars uploaded), then the
             // device half replayed from a graph per batch shape (captured on its second use)
             Batch batch = train.batch(plan[from]);
-            long seed = Batching.Rng.mix(Batching.Rng.mix(args.seed, step), 0);
-            model.stage(batch, true, seed);
-            int n = optimizer.beginStep();
-            be.upload(scalars, StepScalars.pack(seed, (float) lr, n));
-            be.useStepScalars(scalars);
-            try {
-              graphs.run(List.of(model.stageKey(), ps.isLowFresh()), () -> {
-                ps.zeroGrad();
-                model.compute();
-                model.backward();
-                update.run();
-              });
-            } finally {
-              be.useStepScalars(null);
-            }
+            TrainStep.graphed(model, optimizer, scalars, graphs, batch, (float) lr,
+                Batching.Rng.mix(Batching.Rng.mix(args.seed, step), 0), update);
             trace.add(step + 1, epoch, from, model.lossElements(), model.lossCount(), true);
             samples += plan[from].length;
             st.samplesSeen += plan[from].length;
@@ -1010,7 +997,6 @@ public final class Trainer implements AutoCloseable {
       return this;
     }
 
-    /** Train only the pooler and the classifier. */
     /**
      * Captures the device half of each training step into a graph per batch shape and replays it
      * (with gradient accumulation 1; CUDA graphs on a GPU, an emulation on the CPU). Default:
@@ -1021,6 +1007,7 @@ public final class Trainer implements AutoCloseable {
       return this;
     }
 
+    /** Train only the pooler and the classifier. */
     public Builder optFreezeEncoder(boolean f) {
       this.freezeEncoder = f;
       return this;
