@@ -46,6 +46,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "bertj_bf16.h"
 #include "common.cuh"
@@ -390,6 +391,214 @@ __global__ void __launch_bounds__(kThreads, QC == 64 ? 2 : 3)
 }
 
 // ---------------------------------------------------------------------------------------------
+// The warp-private forward (BJ_ATTN_TC_FWD=warp): all of the slice's queries are loaded with K
+// and V; after that one block barrier each warp runs its 16 query rows alone.
+template <int D>
+struct FwdWarpLayout {
+  static constexpr int LDH = D + 8;        // bf16 rows of Q, K, V
+  static constexpr int TPR = 8;            // threads per score row (4 rows of a warp at a time)
+  static constexpr int LDS = kMaxT + TPR;  // fp32 scores
+  static constexpr int LDP = kMaxT + 8;    // bf16 probabilities (over the scores)
+  static constexpr int LDO = D + 4;        // fp32 output staging (over the probabilities)
+  // one warp's region: its 16 query rows (bf16), then its scores, then P, then the output
+  static constexpr int kRegion = align128(16 * LDS * 4);
+  static constexpr int oK = 0;
+  static constexpr int oV = align128(oK + kMaxT * LDH * 2);
+  static constexpr int oW = align128(oV + kMaxT * LDH * 2);
+  static constexpr int oValid = align128(oW + kWarps * kRegion);
+  static constexpr int oRed = align128(oValid + kMaxT * 4);
+  static constexpr int kBytes = align128(oRed + kWarps * 4);
+  static_assert(16 * LDH * 2 <= kRegion && 16 * LDP * 2 <= kRegion && 16 * LDO * 4 <= kRegion,
+                "Q, P and the output staging fit in a warp's score region");
+  static_assert(kMaxT == 16 * kWarps, "one 16-row query tile per warp");
+  static_assert(LDP * 2 <= LDS * 4, "a bf16 P row is no longer than an fp32 score row");
+};
+
+// All queries of the slice (rows r < nvalid of src, row stride gstride) as bf16 into the warps'
+// regions: row r at dst + (r / 16) * RS + (r % 16) * LDH (RS, LDH in bf16); rows [nvalid, nrows)
+// zero. Every load is issued before the first conversion (as load_bf16_rows).
+template <int D, int LDH, int RS>
+__device__ __forceinline__ void load_q_tiles(bf16* dst, const float* src, int64_t gstride,
+                                             int nvalid, int nrows, int vec) {
+  constexpr int C4 = D / 4, IT = kMaxT * C4 / kThreads;
+  static_assert(kMaxT * C4 % kThreads == 0, "whole iterations");
+  float4 v[IT];
+#pragma unroll
+  for (int i = 0; i < IT; ++i) {
+    const int e = threadIdx.x + i * kThreads, r = e / C4, c = (e % C4) * 4;
+    v[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r < nvalid) {
+      const float* p = src + r * gstride + c;
+      v[i] = vec ? *reinterpret_cast<const float4*>(p) : make_float4(p[0], p[1], p[2], p[3]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < IT; ++i) {
+    const int e = threadIdx.x + i * kThreads, r = e / C4, c = (e % C4) * 4;
+    if (r < nrows) {
+      __nv_bfloat162* o =
+          reinterpret_cast<__nv_bfloat162*>(dst + (r >> 4) * RS + (r & 15) * LDH + c);
+      o[0] = __floats2bfloat162_rn(v[i].x, v[i].y);
+      o[1] = __floats2bfloat162_rn(v[i].z, v[i].w);
+    }
+  }
+}
+
+// kOut as k_attn_tc_fwd. The same values as k_attn_tc_fwd<D, 32, kOut> (the same products in
+// the same order, the same 8 threads per softmax row with the same per-thread key order and
+// shuffle tree, the same expressions).
+template <int D, bool kOut>
+__global__ void __launch_bounds__(kThreads, 2)
+    k_attn_tc_fwd_warp(float* out, uint16_t* out_low, float* lse, const float* qkv,
+                       const int32_t* mask, int T, int NH, float scale, float p, float dscale,
+                       uint64_t seed, uint64_t offset, const bj_step_scalars* sc, int vec_in,
+                       int vec_out, int vec_low) {
+  seed = bjc::step_seed(sc, seed);  // per-step seed (bertj.h), before any draw
+  typedef FwdWarpLayout<D> L;
+  constexpr int LDH = L::LDH, LDS = L::LDS, LDP = L::LDP, LDO = L::LDO, TPR = L::TPR;
+  constexpr int NCT = D / 16, C4 = D / 4, NKT = kMaxT / 16;
+  constexpr int RPI = 32 / TPR;     // rows of the warp per softmax iteration (4)
+  constexpr int KPL = kMaxT / TPR;  // keys per lane and row (16)
+  BJ_TC_SMEM(smem);
+  bf16* Ks = reinterpret_cast<bf16*>(smem + L::oK);  // (kMaxT, LDH)
+  bf16* Vs = reinterpret_cast<bf16*>(smem + L::oV);  // (kMaxT, LDH)
+  int* s_valid = reinterpret_cast<int*>(smem + L::oValid);
+  int* s_red = reinterpret_cast<int*>(smem + L::oRed);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  unsigned char* region = smem + L::oW + warp * L::kRegion;
+  bf16* Qw = reinterpret_cast<bf16*>(region);   // (16, LDH) the warp's query rows
+  float* Sw = reinterpret_cast<float*>(region);  // (16, LDS) unscaled scores, over Qw
+  bf16* Pw = reinterpret_cast<bf16*>(region);    // (16, LDP) bf16(Pdrop), over Sw
+  float* Ow = reinterpret_cast<float*>(region);  // (16, LDO) output staging, over Pw
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int C = NH * D;
+  const int64_t C3 = 3LL * C;
+  const float* qkv_b = qkv + (int64_t)b * T * C3 + (int64_t)h * D;
+  const uint64_t bh = (uint64_t)b * NH + h;
+  const float inv_t = 1.0f / (float)T;
+
+  int kend = key_setup(mask, b, T, s_valid, s_red);
+  const bool uniform = kend == 0;
+  if (uniform) kend = T;  // no real key: every key attends uniformly
+  const int nkt = (kend + 15) / 16, KP = 16 * nkt;
+  {
+    bf16* const dst[2] = {Ks, Vs};
+    const float* const src[2] = {qkv_b + C, qkv_b + 2 * C};
+    load_bf16_rows<D, LDH, kMaxT, 2>(dst, src, C3, kend, KP, vec_in);
+  }
+  if (!uniform)  // (the uniform case needs no scores)
+    load_q_tiles<D, LDH, L::kRegion / 2>(reinterpret_cast<bf16*>(smem + L::oW), qkv_b, C3, T,
+                                         16 * ((T + 15) / 16), vec_in);
+  __syncthreads();  // the only block barrier after key_setup's
+
+  const int r0 = 16 * warp;  // the warp's query rows r0 .. r0 + 15
+  if (r0 >= T) return;
+
+  // S = Q K^T for the warp's rows, all key tiles in registers (Q's region is overwritten)
+  if (!uniform) {
+    FragC acc[NKT];
+#pragma unroll
+    for (int n = 0; n < NKT; ++n) wmma::fill_fragment(acc[n], 0.0f);
+#pragma unroll
+    for (int d = 0; d < D; d += 16) {
+      FragA a;
+      wmma::load_matrix_sync(a, Qw + d, LDH);
+#pragma unroll
+      for (int n = 0; n < NKT; ++n) {
+        if (n < nkt) {
+          FragBt bk;
+          wmma::load_matrix_sync(bk, Ks + n * 16 * LDH + d, LDH);
+          wmma::mma_sync(acc[n], a, bk, acc[n]);
+        }
+      }
+    }
+    __syncwarp();  // every lane has read Qw before the scores overwrite it
+#pragma unroll
+    for (int n = 0; n < NKT; ++n)
+      if (n < nkt) wmma::store_matrix_sync(Sw + n * 16, acc[n], LDS, wmma::mem_row_major);
+    __syncwarp();
+  }
+
+  // softmax statistics, dropout, bf16(Pdrop): TPR lanes per row, RPI rows at a time, keys
+  // lane + TPR k. P row r (LDP bf16) lies over score rows <= r / 2, read in this or an earlier
+  // iteration: the P values wait in registers until every lane has read its scores.
+  {
+    const int sub = lane / TPR, tl = lane % TPR;
+#pragma unroll 1
+    for (int it = 0; it < 16 / RPI; ++it) {
+      const int r = RPI * it + sub, qi = r0 + r;
+      const bool row_ok = qi < T, live = row_ok && !uniform;
+      const float* srow = Sw + r * LDS;
+      float mx = -INFINITY;
+      if (live)
+        for (int j = tl; j < KP; j += TPR)
+          if (s_valid[j]) mx = fmaxf(mx, scale * srow[j]);
+      mx = group_max<TPR>(mx);
+      float sum = 0.0f;
+      if (live)
+        for (int j = tl; j < KP; j += TPR)
+          if (s_valid[j]) sum += expf(scale * srow[j] - mx);
+      sum = group_sum<TPR>(sum);
+      const float l = uniform ? logf((float)T) : mx + logf(sum);
+      const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T;
+      bf16 pb[KPL];
+#pragma unroll
+      for (int k = 0; k < KPL; ++k) {
+        const int j = tl + TPR * k;
+        float pv = 0.0f;
+        if (row_ok && j < KP) {
+          if (uniform) pv = j < T ? inv_t : 0.0f;
+          else if (s_valid[j]) pv = expf(scale * srow[j] - l);
+          if (p > 0.0f && pv != 0.0f) pv *= drop_factor(p, dscale, seed, idx0 + j);
+        }
+        pb[k] = __float2bfloat16_rn(pv);
+      }
+      if (row_ok && tl == 0) lse[bh * (uint64_t)T + qi] = l;
+      __syncwarp();  // this iteration's score rows are read before P overwrites them
+      bf16* prow = Pw + r * LDP;
+#pragma unroll
+      for (int k = 0; k < KPL; ++k) {
+        const int j = tl + TPR * k;
+        if (j < KP) prow[j] = pb[k];
+      }
+    }
+    __syncwarp();
+  }
+
+  // O = Pdrop V for the warp's rows, all channel tiles in registers, staged over P
+  {
+    FragC acc[NCT];
+#pragma unroll
+    for (int c = 0; c < NCT; ++c) wmma::fill_fragment(acc[c], 0.0f);
+    for (int kt = 0; kt < nkt; ++kt) {
+      FragA a;
+      wmma::load_matrix_sync(a, Pw + kt * 16, LDP);
+#pragma unroll
+      for (int c = 0; c < NCT; ++c) {
+        FragB bv;
+        wmma::load_matrix_sync(bv, Vs + kt * 16 * LDH + c * 16, LDH);
+        wmma::mma_sync(acc[c], a, bv, acc[c]);
+      }
+    }
+    __syncwarp();  // every lane has read Pw before the output overwrites it
+#pragma unroll
+    for (int c = 0; c < NCT; ++c)
+      wmma::store_matrix_sync(Ow + c * 16, acc[c], LDO, wmma::mem_row_major);
+    __syncwarp();
+  }
+  const int nq = min(16, T - r0);
+  for (int e = lane; e < nq * C4; e += 32) {
+    const int r = e / C4, c = (e % C4) * 4;
+    const int64_t o = ((int64_t)b * T + r0 + r) * C + (int64_t)h * D + c;
+    if constexpr (kOut)
+      store_row4(out + o, out_low != nullptr ? out_low + o : nullptr, Ow + r * LDO + c, 1.0f,
+                 vec_out, vec_low);
+    else
+      store_row4<false>(nullptr, out_low + o, Ow + r * LDO + c, 1.0f, vec_out, vec_low);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2)
     k_attn_tc_bwd(float* dqkv, uint16_t* dqkv_low, const float* dout, const float* qkv,
@@ -648,13 +857,26 @@ int prepare(const void* kernel, int bytes, unsigned* done_smem, unsigned* done_c
   return BJ_OK;
 }
 
+// QC = kFwdWarp selects k_attn_tc_fwd_warp (BJ_ATTN_TC_FWD=warp), else k_attn_tc_fwd<D, QC>.
+constexpr int kFwdWarp = 0;
+template <int D, int QC>
+constexpr int forward_smem() {
+  if constexpr (QC == kFwdWarp) return FwdWarpLayout<D>::kBytes;
+  else return FwdLayout<D, QC>::kBytes;
+}
+template <int D, int QC, bool kOut>
+constexpr auto forward_fn() {
+  if constexpr (QC == kFwdWarp) return &k_attn_tc_fwd_warp<D, kOut>;
+  else return &k_attn_tc_fwd<D, QC, kOut>;
+}
+
 // (One instantiation per kernel: its statics remember that kernel's shared-memory opt-in.)
 template <int D, int QC, bool kOut>
 int forward_kernel(const char* op, float* out, uint16_t* out_low, float* lse, const float* qkv,
                    const int32_t* mask, int B, int T, int NH, float scale, float p, float dscale,
                    uint64_t seed, uint64_t offset, const bj_step_scalars* sc, void* stream) {
-  constexpr int smem = FwdLayout<D, QC>::kBytes;
-  auto kern = &k_attn_tc_fwd<D, QC, kOut>;
+  constexpr int smem = forward_smem<D, QC>();
+  auto kern = forward_fn<D, QC, kOut>();
   static unsigned done = 0, done_carveout = 0;
   BJ_TRY(prepare((const void*)kern, smem, &done, &done_carveout, op));
   const dim3 grid((unsigned)NH, (unsigned)B);
@@ -716,6 +938,12 @@ extern "C" int bj_cuda_attention_tc_forward(float* out,            // (B, T, C) 
     return bjc::fail(BJ_ERR_UNSUPPORTED, "%s: B = %d or NH = %d exceeds 65535", op, B, NH);
   const float scale = 1.0f / std::sqrt((float)D);
   const float dscale = 1.0f / (1.0f - p);
+  const char* impl = std::getenv("BJ_ATTN_TC_FWD");
+  if (impl != nullptr && std::strcmp(impl, "warp") == 0)
+    return D == 32 ? forward_impl<32, kFwdWarp>(op, out, out_low, lse, qkv, mask, B, T, NH, scale,
+                                                p, dscale, seed, offset, sc, stream)
+                   : forward_impl<64, kFwdWarp>(op, out, out_low, lse, qkv, mask, B, T, NH, scale,
+                                                p, dscale, seed, offset, sc, stream);
   const char* rows = std::getenv("BJ_ATTN_TC_FWD_ROWS");
   const bool r32 = rows != nullptr ? std::atoi(rows) == 32 : kFwdQDefault == 32;
   if (D == 32)

@@ -1332,19 +1332,32 @@ void test_attention_tc() {
       report("attention_tc_forward out", sh, rel(gout.get(), out), kTcFwd);
       report("attention_tc_forward lse", sh, rel(glse.get(), lse), kTcFwd);
     }
-    // the forward's other query-chunk size (BJ_ATTN_TC_FWD_ROWS: 32 by default, 64), each also
-    // with out_low
-    for (const char* rows : {"64", "32"}) {
-      setenv("BJ_ATTN_TC_FWD_ROWS", rows, 1);
+    // the forward's other query-chunk size (BJ_ATTN_TC_FWD_ROWS: 32 by default, 64) and the
+    // warp-private kernel (BJ_ATTN_TC_FWD=warp), each also with out_low. The warp kernel computes
+    // the same products in the same order as the 32-row one (the same 8 lanes per softmax row,
+    // key order and shuffle tree): its out, lse and out_low bits must equal the rows=32 ones.
+    std::vector<float> o32, l32;
+    std::vector<uint16_t> gl32;
+    for (const char* rows : {"64", "32", "warp"}) {
+      const bool warp = rows[0] == 'w';
+      if (warp) setenv("BJ_ATTN_TC_FWD", "warp", 1);
+      else setenv("BJ_ATTN_TC_FWD_ROWS", rows, 1);
       cudaMemset(gout.p, 0xff, nout * sizeof(float));
       cudaMemset(glse.p, 0xff, nlse * sizeof(float));
-      const std::string shr = sh + " rows=" + rows;
+      const std::string shr = sh + (warp ? " fwd=warp" : " rows=") + (warp ? "" : rows);
       if (GPU_OK("attention_tc_forward", shr,
                  bj_cuda_attention_tc_forward(gout.p, nullptr, glse.p, gqkv.p, gm, s.B, s.T, s.NH,
                                               s.D, s.p, seed, offset, nullptr, nullptr))) {
         const auto o = gout.get(), l = glse.get();
         report("attention_tc_forward out", shr, rel(o, out), kTcFwd);
         report("attention_tc_forward lse", shr, rel(l, lse), kTcFwd);
+        if (rows[0] == '3') {
+          o32 = o;
+          l32 = l;
+        }
+        if (warp && !o32.empty())
+          report_bits("attention_tc fwd=warp = rows=32", shr,
+                      same_bits(o, o32) && same_bits(l, l32));
         cudaMemset(gout.p, 0xff, nout * sizeof(float));
         cudaMemset(glse.p, 0xff, nlse * sizeof(float));
         cudaMemset(gout_low.p, 0xff, nout * sizeof(uint16_t));
@@ -1357,6 +1370,9 @@ void test_attention_tc() {
                       same_bits(gout.get(), o) && same_bits(glse.get(), l));
           report_bits("attention_tc out_low=bf16(out)", shl, gl == bf16_of(o));
           report("attention_tc out_low cuda vs cpu", shl, rel(widen(gl), widen(out_low)), kTcFwd);
+          if (rows[0] == '3') gl32 = gl;
+          if (warp && !gl32.empty())
+            report_bits("attention_tc fwd=warp out_low = rows=32", shl, gl == gl32);
           // out NULL (inference): the same out_low and lse bits
           cudaMemset(glse.p, 0xff, nlse * sizeof(float));
           cudaMemset(gout_low.p, 0xff, nout * sizeof(uint16_t));
@@ -1374,6 +1390,7 @@ void test_attention_tc() {
       }
     }
     unsetenv("BJ_ATTN_TC_FWD_ROWS");
+    unsetenv("BJ_ATTN_TC_FWD");
     auto dout = randv(nout);
     std::vector<float> dqkv(nqkv), dqkv32(nqkv);
     Dev<float> gdout(dout, s.pad), gout2(out, s.pad), glse2(lse), gdqkv(nqkv, s.pad);
@@ -1586,7 +1603,7 @@ void test_optimizer() {
 // value arguments (another seed; adamw: lr = -1 and step = 0, invalid as arguments) gives the same
 // bits as with sc = NULL and S (lr, step) as the arguments, on each backend and on every kernel
 // variant (float4 and scalar paths, the layer norm's BJ_LN_IMPL and attention's BJ_ATTN_IMPL
-// kernels, attention_tc's row chunks).
+// kernels, attention_tc's row chunks and its warp-private forward).
 constexpr uint64_t kScSeed = 0x243F6A8885A308D3ULL, kBadSeed = 77;
 constexpr float kScLr = 2e-3f, kBadLr = -1.0f;
 constexpr int kScStep = 37, kBadStep = 0;
@@ -1814,7 +1831,7 @@ void test_step_scalars() {
   unsetenv("BJ_ATTN_IMPL");
 
   // attention_tc_forward + attention_tc_backward (bf16 side outputs too), D = 64 with the
-  // forward's 32- and 64-row query chunks, D = 32
+  // forward's 32- and 64-row query chunks, D = 32; both with the warp-private forward
   for (A a : {A{2, 40, 2, 64, 0}, A{1, 19, 2, 32, 2}}) {
     const int C = a.NH * a.D;
     const size_t nqkv = (size_t)a.B * a.T * 3 * C, nout = (size_t)a.B * a.T * C;
@@ -1823,9 +1840,10 @@ void test_step_scalars() {
     const auto qkv = randn(nqkv), dout = randn(nout);
     std::vector<int32_t> mask((size_t)a.B * a.T, 1);
     for (int t = a.T - 3; t < a.T; ++t) mask[t] = 0;
-    for (const char* rows : {"32", "64"}) {
+    for (const char* rows : {"32", "64", "warp"}) {
       if (a.D != 64 && rows[0] == '6') continue;
-      setenv("BJ_ATTN_TC_FWD_ROWS", rows, 1);
+      if (rows[0] == 'w') setenv("BJ_ATTN_TC_FWD", "warp", 1);
+      else setenv("BJ_ATTN_TC_FWD_ROWS", rows, 1);
       const std::string sh = fmt("B=%d T=%d NH=%d D=%d offset=%llu rows=%s", a.B, a.T, a.NH, a.D,
                                  (unsigned long long)a.offset, rows);
       if (rows[0] == '3')
@@ -1868,6 +1886,7 @@ void test_step_scalars() {
       });
     }
     unsetenv("BJ_ATTN_TC_FWD_ROWS");
+    unsetenv("BJ_ATTN_TC_FWD");
   }
 
   // adamw (lr and step): the float4 path and the scalar one, with and without grad_scale
