@@ -21,6 +21,18 @@
 //   warps) staged in fp32 shared memory (over the S tile) and written out. Dynamic shared memory
 //   at D = 64: 66.6 KB with QC = 32 (80 registers: three blocks per SM), 97.9 KB with QC = 64
 //   (two blocks per SM).
+// - k_attn_tc_fwd_warp<D> ("warp-private rows", BJ_ATTN_TC_FWD=warp): the block loads K, V and
+//   all of the slice's queries (bf16) and passes its one block barrier after key_setup's; then
+//   warp w owns query rows 16w .. 16w + 15 (a warp whose rows start at or after T returns) and
+//   runs them alone, with __syncwarp only: S = Q K^T (all key tiles in accumulator fragments, the
+//   same k-order as k_attn_tc_fwd), the softmax with 8 lanes per row, four rows at a time (the
+//   same lanes, key order and shuffle tree as k_attn_tc_fwd<D, 32>: the same bits), O = Pd V, and
+//   the stores. Each warp has one region of 16 x 136 fp32 (8.5 KB) that holds in turn its bf16
+//   queries, its scores (written once all lanes have read Q), bf16 P (row r over score rows <=
+//   r / 2, written once the iteration's lanes have read their scores) and the fp32 output
+//   staging (written once all lanes have read P). Dynamic shared memory: 104.6 KB at D = 64,
+//   88.6 KB at D = 32; 128 registers (no spills): two blocks (16 warps) per SM at either D.
+//   BJ_ATTN_TC_FWD_ROWS does not apply to it.
 // - k_attn_tc_bwd<D>: warp w owns key tile w (keys 16w .. 16w + 15) and keeps dK, dV of it in
 //   fp32 accumulator fragments across the query chunks (32 rows). Per chunk: Q, bf16(dO) and
 //   D_i = bf16(dO_i) . out_i; S = Q K^T and dP = dO V^T for the warp's key tile; 8 threads per
@@ -68,6 +80,9 @@ constexpr int kMaxT = 128;  // longest sequence (keys and queries)
 // wave) or 64 (97.9 KB, 128 registers, two blocks per SM, half the chunks and barriers). The
 // environment variable BJ_ATTN_TC_FWD_ROWS=64 or 32 overrides the default (read per call: a
 // benchmarking knob; bench_cuda_ops times both).
+// The environment variable BJ_ATTN_TC_FWD=warp (read per call, also a benchmarking knob) selects
+// the warp-private forward k_attn_tc_fwd_warp instead (BJ_ATTN_TC_FWD_ROWS is then ignored);
+// unset or any other value: k_attn_tc_fwd as above.
 constexpr int kFwdQDefault = 32;
 constexpr int kBwdQ = 32;   // query rows per backward chunk
 static_assert(kMaxT / 16 == kWarps, "the backward gives each warp one key tile");
@@ -499,7 +514,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     FragC acc[NKT];
 #pragma unroll
     for (int n = 0; n < NKT; ++n) wmma::fill_fragment(acc[n], 0.0f);
-#pragma unroll
+#pragma unroll 1  // (unrolled, the hoisted fragment loads spill at D = 64 and 128 registers)
     for (int d = 0; d < D; d += 16) {
       FragA a;
       wmma::load_matrix_sync(a, Qw + d, LDH);
