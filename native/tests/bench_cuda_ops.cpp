@@ -277,6 +277,10 @@ int main() {
       setenv("BJ_ATTN_TC_FWD_ROWS", "64", 1);
       row("attention_tc fwd rows=64", sh, time_us(fwd, 20), fwd_bytes, fl);
       unsetenv("BJ_ATTN_TC_FWD_ROWS");
+      // and the warp-private forward (BJ_ATTN_TC_FWD=warp)
+      setenv("BJ_ATTN_TC_FWD", "warp", 1);
+      row("attention_tc fwd [warp]", sh, time_us(fwd, 20), fwd_bytes, fl);
+      unsetenv("BJ_ATTN_TC_FWD");
       const double tf = time_us(fwd, 20), tb = time_us(bwd, 20);
       row("attention_tc fwd", sh, tf, fwd_bytes, fl);
       row("attention_tc bwd", sh, tb, bwd_bytes, 2.5 * fl);
@@ -288,7 +292,42 @@ int main() {
                                                 42, 0, nullptr, nullptr);
           }, 20),
           F * (nqkv + nlse) + 2.0 * nout + 4.0 * B * T, fl);
+      setenv("BJ_ATTN_TC_FWD", "warp", 1);
+      row("attention_tc fwd bf16 [warp]", sh, time_us([&] {
+            return bj_cuda_attention_tc_forward(nullptr, low, lse.p, qkv.p, mask, B, T, NH, D, p,
+                                                42, 0, nullptr, nullptr);
+          }, 20),
+          F * (nqkv + nlse) + 2.0 * nout + 4.0 * B * T, fl);
+      unsetenv("BJ_ATTN_TC_FWD");
     }
+    cudaFree(mask);
+  }
+  // inference batch 128 (the same mask rule, generator seed 7): the bf16-only forward (out NULL,
+  // p = 0), the default kernel and the warp-private one (BJ_ATTN_TC_FWD=warp)
+  if (want("attention_tc")) {
+    const int B = 128, T = 128, NH = 12, D = 64, C = NH * D;
+    const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
+    Buf qkv(nqkv, -2.0f, 2.0f, 2), lse(nlse), lowbuf((nout + 1) / 2);
+    uint16_t* low = reinterpret_cast<uint16_t*>(lowbuf.p);
+    std::vector<int32_t> hmask((size_t)B * T, 1);
+    std::mt19937 g(7);
+    std::uniform_int_distribution<int> len(T / 2, T);
+    for (int b = 0; b < B; ++b)
+      for (int t = b == 0 ? T : len(g); t < T; ++t) hmask[(size_t)b * T + t] = 0;
+    int32_t* mask = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&mask), hmask.size() * sizeof(int32_t));
+    cudaMemcpy(mask, hmask.data(), hmask.size() * sizeof(int32_t), cudaMemcpyHostToDevice);
+    const double fl = 4.0 * B * NH * (double)T * T * D;
+    const double bytes = F * (nqkv + nlse) + 2.0 * nout + 4.0 * B * T;
+    const char* sh = "B128 T128 NH12 D64 mask p=0.0";
+    auto fwd = [&] {
+      return bj_cuda_attention_tc_forward(nullptr, low, lse.p, qkv.p, mask, B, T, NH, D, 0.0f, 42,
+                                          0, nullptr, nullptr);
+    };
+    row("attention_tc fwd bf16 only", sh, time_us(fwd, 20), bytes, fl);
+    setenv("BJ_ATTN_TC_FWD", "warp", 1);
+    row("attention_tc fwd bf16 [warp]", sh, time_us(fwd, 20), bytes, fl);
+    unsetenv("BJ_ATTN_TC_FWD");
     cudaFree(mask);
   }
 
