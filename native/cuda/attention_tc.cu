@@ -210,9 +210,40 @@ __device__ __forceinline__ float group_sum(float v) {
   return v;
 }
 
+// The log-sum-exp of one score row (unscaled scores srow, keys j < KP with s_valid[j]): the max
+// and the sum of exp over the TPR lanes of the row's group (this lane: tl), then m + log(sum);
+// log T for a batch without a real key (uniform). live: the row exists and is not uniform.
+template <int TPR>
+__device__ __forceinline__ float row_lse(const float* srow, const int* s_valid, int KP, int T,
+                                         float scale, bool live, bool uniform, int tl) {
+  float mx = -INFINITY;
+  if (live)
+    for (int j = tl; j < KP; j += TPR)
+      if (s_valid[j]) mx = fmaxf(mx, scale * srow[j]);
+  mx = group_max<TPR>(mx);
+  float sum = 0.0f;
+  if (live)
+    for (int j = tl; j < KP; j += TPR)
+      if (s_valid[j]) sum += expf(scale * srow[j] - mx);
+  sum = group_sum<TPR>(sum);
+  return uniform ? logf((float)T) : mx + logf(sum);
+}
+
 // keep / (1 - p) of dropout element idx (p > 0).
 __device__ __forceinline__ float drop_factor(float p, float dscale, uint64_t seed, uint64_t idx) {
   return bj_dropout_uniform(seed, idx) >= p ? dscale : 0.0f;
+}
+
+// P of key j in a row of lse l (uniform: 1/T over the T keys), times its dropout factor (p > 0;
+// element idx0 + j).
+__device__ __forceinline__ float row_prob(const float* srow, const int* s_valid, int j, int T,
+                                          float scale, float l, bool uniform, float inv_t, float p,
+                                          float dscale, uint64_t seed, uint64_t idx0) {
+  float pv = 0.0f;
+  if (uniform) pv = j < T ? inv_t : 0.0f;
+  else if (s_valid[j]) pv = expf(scale * srow[j] - l);
+  if (p > 0.0f && pv != 0.0f) pv *= drop_factor(p, dscale, seed, idx0 + j);
+  return pv;
 }
 
 // The bf16 bits of 4 floats at low (4 uint16_t): one uint2 when vec_low (8-byte aligned).
@@ -348,25 +379,12 @@ __global__ void __launch_bounds__(kThreads, QC == 64 ? 2 : 3)
       const bool row_ok = qi < T, live = row_ok && !uniform;
       const float* srow = Sf + r * LDS;
       bf16* prow = Pb + r * LDP;
-      float mx = -INFINITY;
-      if (live)
-        for (int j = lane; j < KP; j += TPR)
-          if (s_valid[j]) mx = fmaxf(mx, scale * srow[j]);
-      mx = group_max<TPR>(mx);
-      float sum = 0.0f;
-      if (live)
-        for (int j = lane; j < KP; j += TPR)
-          if (s_valid[j]) sum += expf(scale * srow[j] - mx);
-      sum = group_sum<TPR>(sum);
-      const float l = uniform ? logf((float)T) : mx + logf(sum);
+      const float l = row_lse<TPR>(srow, s_valid, KP, T, scale, live, uniform, lane);
       const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T;
       for (int j = lane; j < KP; j += TPR) {
-        float pv = 0.0f;
-        if (row_ok) {
-          if (uniform) pv = j < T ? inv_t : 0.0f;
-          else if (s_valid[j]) pv = expf(scale * srow[j] - l);
-          if (p > 0.0f && pv != 0.0f) pv *= drop_factor(p, dscale, seed, idx0 + j);
-        }
+        const float pv =
+            row_ok ? row_prob(srow, s_valid, j, T, scale, l, uniform, inv_t, p, dscale, seed, idx0)
+                   : 0.0f;
         prow[j] = __float2bfloat16_rn(pv);
       }
       if (row_ok && lane == 0) lse[bh * (uint64_t)T + qi] = l;
@@ -544,28 +562,15 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int r = RPI * it + sub, qi = r0 + r;
       const bool row_ok = qi < T, live = row_ok && !uniform;
       const float* srow = Sw + r * LDS;
-      float mx = -INFINITY;
-      if (live)
-        for (int j = tl; j < KP; j += TPR)
-          if (s_valid[j]) mx = fmaxf(mx, scale * srow[j]);
-      mx = group_max<TPR>(mx);
-      float sum = 0.0f;
-      if (live)
-        for (int j = tl; j < KP; j += TPR)
-          if (s_valid[j]) sum += expf(scale * srow[j] - mx);
-      sum = group_sum<TPR>(sum);
-      const float l = uniform ? logf((float)T) : mx + logf(sum);
+      const float l = row_lse<TPR>(srow, s_valid, KP, T, scale, live, uniform, tl);
       const uint64_t idx0 = offset + (bh * (uint64_t)T + (uint64_t)qi) * (uint64_t)T;
       bf16 pb[KPL];
 #pragma unroll
       for (int k = 0; k < KPL; ++k) {
         const int j = tl + TPR * k;
-        float pv = 0.0f;
-        if (row_ok && j < KP) {
-          if (uniform) pv = j < T ? inv_t : 0.0f;
-          else if (s_valid[j]) pv = expf(scale * srow[j] - l);
-          if (p > 0.0f && pv != 0.0f) pv *= drop_factor(p, dscale, seed, idx0 + j);
-        }
+        const float pv = row_ok && j < KP ? row_prob(srow, s_valid, j, T, scale, l, uniform,
+                                                     inv_t, p, dscale, seed, idx0)
+                                          : 0.0f;
         pb[k] = __float2bfloat16_rn(pv);
       }
       if (row_ok && tl == 0) lse[bh * (uint64_t)T + qi] = l;
